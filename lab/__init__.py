@@ -1,0 +1,3 @@
+"""lab: a test-lab pipeline for staged software rollout."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,108 @@
+"""Builds: pack a build's source into a reproducible artifact, and register it by digest.
+
+The digest is the build's identity from the lab to production: what was tested is what is
+deployed, byte for byte. Packing is deterministic (sorted entries, fixed times and owners), so
+the same source always gives the same digest.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+from pathlib import Path
+
+from lab.atomic import write_bytes
+from lab.errors import ConfigError
+from lab.model import Build, BuildSpec
+from lab.store import Store
+
+FIXED_MTIME = 1_767_225_600  # 2026-01-01T00:00:00Z: packing must not depend on file times
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 digest of the file at ``path``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pack(sources: list[Path]) -> bytes:
+    """A gzipped tar of the source trees, layered in order (a later tree's file wins)."""
+    files: dict[str, Path] = {}
+    for source in sources:
+        for path in sorted(source.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                files[path.relative_to(source).as_posix()] = path
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs: set[str] = set()
+        for name in sorted(files):
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                directory = "/".join(parts[:depth])
+                if directory not in dirs:
+                    dirs.add(directory)
+                    tar.addfile(entry(directory, tarfile.DIRTYPE, 0o755, 0))
+            data = files[name].read_bytes()
+            mode = 0o755 if os.access(files[name], os.X_OK) else 0o644
+            tar.addfile(entry(name, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def entry(name: str, kind: bytes, mode: int, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size, info.mtime = kind, mode, size, FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def build_and_register(spec: BuildSpec, store: Store) -> tuple[Build, bool]:
+    """Pack the build's sources (if any), check the digest, register it. Returns (build, newly registered).
+
+    Nothing is written when the result would contradict what is registered or pinned.
+    """
+    data: bytes | None = None
+    if spec.sources:
+        data = pack(list(spec.sources))
+        digest = hashlib.sha256(data).hexdigest()
+    elif spec.artifact.is_file():
+        digest = sha256_file(spec.artifact)
+    else:
+        raise ConfigError(f"build {spec.ref}: artifact {spec.artifact} not found and no source to build it from; "
+                          "add the artifact or a 'source' in lab.yml")
+    if spec.sha256 and digest != spec.sha256:
+        raise ConfigError(f"build {spec.ref}: the artifact's sha256 is {digest}, but lab.yml pins {spec.sha256}; "
+                          "fix the pin if the new artifact is intended, or restore the artifact",
+                          source="lab.yml", line=spec.line)
+    known = store.build(spec.product, spec.version)
+    if known is not None and known.digest != digest:
+        raise ConfigError(f"build {spec.ref} is registered with sha256 {known.digest}, but its artifact now has "
+                          f"{digest}; a build's identity is its digest: give the changed artifact a new version")
+    if data is not None and (not spec.artifact.exists() or sha256_file(spec.artifact) != digest):
+        write_bytes(spec.artifact, data)
+    return store.register_build(spec.product, spec.version, digest, spec.artifact), known is None
+
+
+def verified_build(spec: BuildSpec, store: Store) -> Build:
+    """The registered build for ``spec`` whose artifact still has the registered digest."""
+    build = store.build(spec.product, spec.version)
+    if build is None:
+        raise ConfigError(f"build {spec.ref} is not registered; run `lab build {spec.ref}` first")
+    if not build.artifact.is_file():
+        raise ConfigError(f"build {spec.ref}: artifact {build.artifact} is missing; restore it or rebuild with "
+                          f"`lab build {spec.ref}`")
+    found = sha256_file(build.artifact)
+    if found != build.digest:
+        raise ConfigError(f"build {spec.ref}: artifact {build.artifact} has sha256 {found}, but the build was "
+                          f"registered as {build.digest}; the artifact changed since registration. Restore it, "
+                          "or register the new artifact under a new version")
+    return build

@@ -1,0 +1,96 @@
+"""Compile a suite into a manifest (data for the runner) and read the runner's answer back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lab.config import VARIABLE
+from lab.model import Result, Status, Suite
+from lab.transports.base import CommandResult
+
+FORMAT = 1
+
+
+def substitute(value: Any, variables: dict[str, Any]) -> Any:
+    """Replace ``${name}`` in strings with the sandbox's variables; the result stays data."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: str(variables[m.group(1)]), value)
+    if isinstance(value, list):
+        return [substitute(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, variables) for k, v in value.items()}
+    return value
+
+
+def compile_suite(suite: Suite, root: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of ``suite`` for one sandbox: check ids, types and parameters, as JSON data."""
+    checks = []
+    for check in suite.checks:
+        entry: dict[str, Any] = {
+            "id": check.id,
+            "type": check.type,
+            "timeout": check.timeout,
+            "retries": check.retries,
+        }
+        if check.skip:
+            entry["skip"] = check.skip
+        try:
+            entry["params"] = substitute(check.params, variables)
+        except KeyError as exc:
+            entry["params"] = {}
+            entry["broken"] = f"variable {exc} is not set for this sandbox"
+        checks.append(entry)
+    return {"format": FORMAT, "suite": suite.name, "root": root, "checks": checks}
+
+
+def suite_budget(suite: Suite, cap: float) -> float:
+    """How long the whole suite may take on the sandbox: every check and its retries, within ``cap``."""
+    total = sum(c.timeout * (1 + c.retries) for c in suite.checks) + 10.0
+    return min(total, cap)
+
+
+def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
+    """Results for every check of ``suite`` from the runner's JSON lines.
+
+    A check the runner did not report (it crashed, timed out or the line was garbled) is an
+    ``error`` result: missing evidence is never a pass.
+    """
+    reported: dict[str, Result] = {}
+    ended = False
+    for raw in output.stdout.splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(line, dict):
+            continue
+        if line.get("end") is True:
+            ended = True
+            continue
+        check_id = line.get("id")
+        status = line.get("status")
+        if not isinstance(check_id, str) or status not in {s.value for s in Status}:
+            continue
+        evidence = line.get("evidence")
+        reported[check_id] = Result(
+            check_id=check_id,
+            status=Status(status),
+            message=str(line.get("message", "")),
+            evidence=evidence if isinstance(evidence, dict) else {},
+            duration_ms=int(line.get("duration_ms", 0) or 0),
+            attempts=int(line.get("attempts", 1) or 0),
+        )
+    if output.timed_out:
+        why = f"the suite timed out after {output.duration_s:.0f}s before this check reported"
+    elif not ended:
+        stderr = output.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = f"the runner stopped (exit code {output.exit_code}) before this check reported"
+        if stderr:
+            why += f": {stderr[-1][:500]}"
+    else:
+        why = "the runner did not report this check"
+    results = []
+    for check in suite.checks:
+        results.append(reported.get(check.id) or Result(check.id, Status.ERROR, why, {}, 0, 0))
+    return results

@@ -1,0 +1,35 @@
+"""The ``lab`` command group; each command lives in a module of its own."""
+
+from __future__ import annotations
+
+import click
+
+from lab import __version__
+from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
+from lab.cli.cmd_lab import build, validate
+from lab.cli.cmd_promote import promote
+from lab.cli.context import LabContext
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--lab", "lab_path", metavar="PATH", envvar="LAB_CONFIG",
+              help="The lab file (or its directory). Default: ./lab.yml, or $LAB_CONFIG.")
+@click.version_option(__version__, prog_name="lab")
+@click.pass_context
+def cli(ctx: click.Context, lab_path: str | None) -> None:
+    """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
+
+    \b
+    Typical flow:
+      lab validate                        check lab.yml, inventory, suites and agreement
+      lab build care-planner@2.0.0        pack the build and register its sha256 digest
+      lab run care-planner@2.0.0          deploy to every sandbox, verify, report
+      lab promote care-planner@2.0.0 --to pilot
+    """
+    context = LabContext(lab_path)
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+for command in (validate, build, run, resume, list_campaigns, show, report, promote):
+    cli.add_command(command)

@@ -1,0 +1,49 @@
+"""``lab validate`` and ``lab build``: check the lab, register builds."""
+
+from __future__ import annotations
+
+import click
+
+from lab.builds import build_and_register
+from lab.cli.context import LabContext, pass_lab
+
+
+@click.command()
+@pass_lab
+def validate(lab: LabContext) -> None:
+    """Check lab.yml, the inventory, every suite and the agreement; print what the lab holds.
+
+    Exits 0 when everything is valid, 2 with one message naming file:line otherwise.
+    """
+    config = lab.config
+    click.echo(f"lab {config.name}: {config.path}")
+    click.echo(f"  sandboxes ({len(config.sandboxes)}):")
+    for spec in config.sandboxes:
+        click.echo(f"    {spec.name:<16} platform {spec.platform:<14} provider {spec.provider}")
+    click.echo(f"  suites ({len(config.suites)}):")
+    for suite in config.suites.values():
+        kind = "mandatory" if suite.mandatory else "advisory"
+        click.echo(f"    {suite.name:<24} {len(suite.checks):>3} checks  {kind:<9} platforms {', '.join(suite.platforms)}")
+    click.echo(f"  products ({len(config.products)}):")
+    for product in config.products.values():
+        click.echo(f"    {product.name}: builds {', '.join(product.builds)}; suites {', '.join(product.suites)}")
+    stages = " -> ".join(s.name for s in config.agreement.stages)
+    click.echo(f"  agreement {config.agreement.name}: {stages}")
+    click.echo("valid")
+
+
+@click.command()
+@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@pass_lab
+def build(lab: LabContext, build_ref: str) -> None:
+    """Pack a build from its source (if lab.yml gives one) and register its sha256 digest.
+
+    The digest is the build's identity: the same version can never be registered with another
+    digest, so what the lab tested is what gets deployed.
+    """
+    spec = lab.config.build_spec(build_ref)
+    registered, new = build_and_register(spec, lab.store)
+    state = "registered" if new else "already registered, unchanged"
+    click.echo(f"{registered.ref}: {state}")
+    click.echo(f"  artifact {registered.artifact}")
+    click.echo(f"  sha256   {registered.digest}")

@@ -1,0 +1,36 @@
+"""Plain-text rendering shared by the commands: verdicts and campaign matrices."""
+
+from __future__ import annotations
+
+import click
+
+from lab.model import CellState, ClauseOutcome, Status, Verdict
+from lab.reports.data import ReportData, printable
+
+MARK = {ClauseOutcome.MET: "ok ", ClauseOutcome.NOT_MET: "NO ", ClauseOutcome.NOT_APPLICABLE: " - "}
+
+
+def print_verdict(verdict: Verdict) -> None:
+    word = "PROMOTABLE to" if verdict.allowed else "BLOCKED from"
+    click.echo(f"{verdict.build_ref} (sha256 {verdict.digest[:12]}…): {word} {verdict.stage}")
+    for clause in verdict.clauses:
+        click.echo(f"  [{MARK[clause.outcome]}] {clause.name}: {printable(clause.detail)}")
+
+
+def print_campaign(data: ReportData, *, details: bool) -> None:
+    c = data.campaign
+    click.echo(f"campaign {c.id}: {c.build_ref} sha256 {c.digest[:12]}…, {c.state.value}, started {c.created_at}")
+    for cell in data.cells:
+        counts = {s: sum(1 for r in cell.results if r.status is s) for s in Status}
+        if cell.state is not CellState.DONE:
+            summary = f"{cell.state.value} (no evidence yet)"
+        else:
+            summary = ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+        kind = "" if data.mandatory.get(cell.suite, True) else " (advisory)"
+        click.echo(f"  {cell.sandbox:<14} {cell.suite + kind:<34} {summary}")
+        if details:
+            for result in cell.results:
+                if result.status in (Status.FAIL, Status.ERROR, Status.FLAKY):
+                    click.echo(f"      {result.status.value.upper():<5} {printable(result.check_id)}: "
+                               f"{printable(result.message)[:300]}")
+    print_verdict(data.verdict)

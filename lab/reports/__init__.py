@@ -1,0 +1,37 @@
+"""Reports: JUnit XML for CI, HTML for the change board, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lab.atomic import write_text
+from lab.reports.data import ReportData
+
+FORMATS = ("html", "junit", "json")
+SUFFIX = {"html": ".html", "junit": ".junit.xml", "json": ".json"}
+
+
+def render(data: ReportData, fmt: str) -> str:
+    """The report of ``data`` in format ``fmt`` (html, junit or json)."""
+    if fmt == "html":
+        from lab.reports.html import html_report
+
+        return html_report(data)
+    if fmt == "junit":
+        from lab.reports.junit import junit_xml
+
+        return junit_xml(data)
+    if fmt == "json":
+        return json.dumps(data.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    raise ValueError(f"unknown report format {fmt!r}")
+
+
+def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write each report atomically to ``directory/<campaign><suffix>``; return the paths."""
+    written = []
+    for fmt in formats:
+        path = directory / f"{data.campaign.id}{SUFFIX[fmt]}"
+        write_text(path, render(data, fmt))
+        written.append(path)
+    return written

@@ -1,0 +1,102 @@
+"""What every report shows, gathered once from the store: campaign, verdict, cells, steps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from lab.config import LabConfig
+from lab.model import Build, Campaign, CellRecord, Status, StepRecord, Verdict
+from lab.store import Store, now
+from lab.verdict import first_gate_stage, verdict_for
+
+# Control characters other than tab and newline; shown as visible escapes, never passed through.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control bytes (NUL, ANSI escapes, ...) made visible as ``\\xNN``."""
+    return CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """A campaign with everything needed to report on it."""
+
+    lab_name: str
+    generated_at: str
+    campaign: Campaign
+    build: Build
+    verdict: Verdict
+    platforms: dict[str, str]
+    mandatory: dict[str, bool]
+    cells: tuple[CellRecord, ...]
+    steps: tuple[StepRecord, ...]
+    notes: tuple[str, ...]
+
+    def counts(self) -> dict[str, int]:
+        totals = {s.value: 0 for s in Status}
+        for cell in self.cells:
+            for result in cell.results:
+                totals[result.status.value] += 1
+        return totals
+
+    def duration_s(self) -> float | None:
+        return seconds_between(self.campaign.created_at, self.campaign.finished_at)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain-data form for the JSON export (stable keys, ISO timestamps)."""
+        return {
+            "format": 1,
+            "lab": self.lab_name,
+            "generated_at": self.generated_at,
+            "campaign": asdict(self.campaign),
+            "build": {"product": self.build.product, "version": self.build.version, "digest": self.build.digest,
+                      "artifact": self.build.artifact.name},
+            "verdict": {"stage": self.verdict.stage, "allowed": self.verdict.allowed,
+                        "clauses": [asdict(c) for c in self.verdict.clauses]},
+            "counts": self.counts(),
+            "cells": [
+                {"sandbox": c.sandbox, "platform": self.platforms.get(c.sandbox), "suite": c.suite,
+                 "mandatory": self.mandatory.get(c.suite, True), "state": c.state.value,
+                 "started_at": c.started_at, "finished_at": c.finished_at,
+                 "results": [asdict(r) for r in c.results]}
+                for c in self.cells
+            ],
+            "steps": [asdict(s) for s in self.steps],
+            "notes": list(self.notes),
+        }
+
+
+def gather(config: LabConfig, store: Store, campaign: Campaign) -> ReportData:
+    """Everything the reports of ``campaign`` need, read from the store in one go."""
+    build = store.build(campaign.product, campaign.version)
+    if build is None or build.digest != campaign.digest:
+        build = Build(campaign.product, campaign.version, config.build_spec(campaign.build_ref).artifact,
+                      campaign.digest, campaign.created_at)
+    verdict = verdict_for(config, store, build, first_gate_stage(config), campaign)
+    platforms = {s.name: s.platform for s in config.sandboxes}
+    mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
+    notes = tuple(tls_notes(config, campaign))
+    return ReportData(config.name, now(), campaign, build, verdict, platforms, mandatory,
+                      tuple(store.cells(campaign.id)), tuple(store.steps(campaign.id)), notes)
+
+
+def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:
+    """Say so in the report whenever a sandbox's TLS certificate validation was turned off."""
+    notes = []
+    for spec in config.sandboxes:
+        if spec.name not in campaign.sandboxes:
+            continue
+        if str(spec.host_vars.get("ansible_winrm_server_cert_validation", "validate")).lower() == "ignore":
+            notes.append(f"TLS certificate validation was turned OFF for {spec.name} "
+                         "(ansible_winrm_server_cert_validation: ignore)")
+    return notes

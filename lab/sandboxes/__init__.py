@@ -1,0 +1,1 @@
+"""Sandbox providers: they create, reset and destroy lab servers."""

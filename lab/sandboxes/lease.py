@@ -1,0 +1,65 @@
+"""Leases: one campaign at a time holds a sandbox.
+
+A lease is an advisory ``flock`` on a file per sandbox. The kernel drops it when the holder
+dies, however it dies, so a crashed campaign never blocks a sandbox forever.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lab.errors import InfrastructureError
+
+
+@contextmanager
+def lease(state_dir: Path, sandbox: str, holder: str, timeout: float) -> Iterator[None]:
+    """Hold ``sandbox`` for ``holder``; wait up to ``timeout`` seconds for another holder to let go."""
+    lock_dir = state_dir / "leases"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    path = lock_dir / f"{sandbox}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise InfrastructureError(
+                        f"sandbox {sandbox} is held by {current_holder(path) or 'another campaign'}; "
+                        f"waited {timeout:.0f}s. Wait for it to finish or raise --lease-timeout."
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def current_holder(path: Path) -> str | None:
+    """Who holds the lease at ``path`` as its holder wrote it, or None if it is free."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None  # nobody holds it
+        except BlockingIOError:
+            pass
+        raw = os.read(fd, 4096)
+        try:
+            return str(json.loads(raw)["holder"])
+        except (ValueError, KeyError):
+            return "another campaign"
+    finally:
+        os.close(fd)

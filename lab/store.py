@@ -1,0 +1,268 @@
+"""The evidence store: SQLite in WAL mode, versioned migrations, one transaction per state change.
+
+Every state change is committed before the campaign takes its next step, so a crash at any
+point (kill -9 included) leaves a state that ``resume`` completes: finished cells keep their
+results exactly once, and an unfinished cell has no results at all.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab.model import (
+    Build,
+    Campaign,
+    CampaignState,
+    CellRecord,
+    CellState,
+    Result,
+    Status,
+    StepRecord,
+)
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE builds (
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        artifact TEXT NOT NULL, registered_at TEXT NOT NULL,
+        PRIMARY KEY (product, version));
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        state TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT,
+        sandboxes TEXT NOT NULL, suites TEXT NOT NULL, lab_path TEXT NOT NULL);
+    CREATE TABLE cells (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), sandbox TEXT NOT NULL, suite TEXT NOT NULL,
+        state TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+        PRIMARY KEY (campaign_id, sandbox, suite));
+    CREATE TABLE results (
+        campaign_id TEXT NOT NULL, sandbox TEXT NOT NULL, suite TEXT NOT NULL, check_id TEXT NOT NULL,
+        status TEXT NOT NULL, message TEXT NOT NULL, evidence TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, sandbox, suite, check_id),
+        FOREIGN KEY (campaign_id, sandbox, suite) REFERENCES cells(campaign_id, sandbox, suite));
+    CREATE TABLE steps (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), sandbox TEXT NOT NULL, step TEXT NOT NULL,
+        ok INTEGER NOT NULL, infrastructure_error INTEGER NOT NULL, detail TEXT NOT NULL,
+        deployed_digest TEXT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, sandbox, step));
+    CREATE TABLE promotions (
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
+        campaign_id TEXT NOT NULL, verdict TEXT NOT NULL, promoted_at TEXT NOT NULL,
+        PRIMARY KEY (product, version, stage));
+    """,
+)
+
+
+def now() -> str:
+    """The current time as an ISO 8601 UTC timestamp."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_campaign_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class Store:
+    """The lab's SQLite store. Safe to share between the campaign's worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, committed unit of work (BEGIN IMMEDIATE ... COMMIT)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (0)")
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # --- builds -------------------------------------------------------------------------------
+
+    def register_build(self, product: str, version: str, digest: str, artifact: Path) -> Build:
+        """Record a build; its identity is the digest, so the same version with another digest is refused."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM builds WHERE product=? AND version=?", (product, version)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO builds VALUES (?,?,?,?,?)", (product, version, digest, str(artifact), now()))
+        found = self.build(product, version)
+        assert found is not None
+        return found
+
+    def build(self, product: str, version: str) -> Build | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM builds WHERE product=? AND version=?", (product, version)).fetchone()
+        if row is None:
+            return None
+        return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
+
+    # --- campaigns ----------------------------------------------------------------------------
+
+    def create_campaign(self, build: Build, cells: list[tuple[str, str]], lab_path: Path) -> Campaign:
+        """Record a new campaign and all its cells as pending, in one transaction."""
+        campaign_id = new_campaign_id()
+        sandboxes = sorted({s for s, _ in cells})
+        suites = sorted({s for _, s in cells})
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO campaigns VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (campaign_id, build.product, build.version, build.digest, CampaignState.RUNNING, now(), None,
+                 json.dumps(sandboxes), json.dumps(suites), str(lab_path)),
+            )
+            db.executemany(
+                "INSERT INTO cells VALUES (?,?,?,?,NULL,NULL)",
+                [(campaign_id, sandbox, suite, CellState.PENDING) for sandbox, suite in cells],
+            )
+        return self.campaign(campaign_id)
+
+    def campaign(self, campaign_id: str) -> Campaign:
+        from lab.errors import NotFoundError
+
+        with self._lock:
+            if campaign_id in ("latest", "last"):
+                row = self._db.execute("SELECT * FROM campaigns ORDER BY created_at DESC, id DESC LIMIT 1").fetchone()
+            else:
+                row = self._db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown campaign {campaign_id!r}; `lab list` shows the campaigns")
+        return campaign_from_row(row)
+
+    def campaigns(self) -> list[Campaign]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaigns ORDER BY created_at, id").fetchall()
+        return [campaign_from_row(r) for r in rows]
+
+    def finish_campaign(self, campaign_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE campaigns SET state=?, finished_at=? WHERE id=?",
+                       (CampaignState.FINISHED, now(), campaign_id))
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def cells(self, campaign_id: str) -> list[CellRecord]:
+        """Every cell of the campaign with its results (done cells only have results)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
+                                    (campaign_id,)).fetchall()
+            result_rows = self._db.execute(
+                "SELECT * FROM results WHERE campaign_id=? ORDER BY sandbox, suite, rowid", (campaign_id,)
+            ).fetchall()
+        by_cell: dict[tuple[str, str], list[Result]] = {}
+        for r in result_rows:
+            by_cell.setdefault((r["sandbox"], r["suite"]), []).append(Result(
+                r["check_id"], Status(r["status"]), r["message"], json.loads(r["evidence"]),
+                r["duration_ms"], r["attempts"]))
+        return [
+            CellRecord(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
+                       r["finished_at"], tuple(by_cell.get((r["sandbox"], r["suite"]), ())))
+            for r in rows
+        ]
+
+    def start_cell(self, campaign_id: str, sandbox: str, suite: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE cells SET state=?, started_at=? WHERE campaign_id=? AND sandbox=? AND suite=? "
+                       "AND state!=?", (CellState.RUNNING, now(), campaign_id, sandbox, suite, CellState.DONE))
+
+    def finish_cell(self, campaign_id: str, sandbox: str, suite: str, results: list[Result]) -> bool:
+        """Store the cell's results and mark it done, atomically. False if it was already done."""
+        with self.transaction() as db:
+            state = db.execute("SELECT state FROM cells WHERE campaign_id=? AND sandbox=? AND suite=?",
+                               (campaign_id, sandbox, suite)).fetchone()
+            if state is None or state[0] == CellState.DONE:
+                return False
+            db.executemany(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
+                [(campaign_id, sandbox, suite, r.check_id, r.status.value, r.message,
+                  json.dumps(r.evidence, sort_keys=True), r.duration_ms, r.attempts) for r in results],
+            )
+            db.execute("UPDATE cells SET state=?, finished_at=? WHERE campaign_id=? AND sandbox=? AND suite=?",
+                       (CellState.DONE, now(), campaign_id, sandbox, suite))
+        return True
+
+    def reopen_unfinished(self, campaign_id: str) -> int:
+        """Put cells that were running when the lab stopped back to pending. Returns how many."""
+        with self.transaction() as db:
+            cursor = db.execute("UPDATE cells SET state=?, started_at=NULL WHERE campaign_id=? AND state=?",
+                                (CellState.PENDING, campaign_id, CellState.RUNNING))
+            db.execute("UPDATE campaigns SET state=?, finished_at=NULL WHERE id=?", (CampaignState.RUNNING, campaign_id))
+            return cursor.rowcount
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def record_step(self, step: StepRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?)",
+                (step.campaign_id, step.sandbox, step.step, int(step.ok), int(step.infrastructure_error),
+                 step.detail, step.deployed_digest, step.started_at, step.finished_at),
+            )
+
+    def steps(self, campaign_id: str) -> list[StepRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM steps WHERE campaign_id=? ORDER BY sandbox, started_at",
+                                    (campaign_id,)).fetchall()
+        return [StepRecord(r["campaign_id"], r["sandbox"], r["step"], bool(r["ok"]), bool(r["infrastructure_error"]),
+                           r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
+
+    # --- promotions ---------------------------------------------------------------------------
+
+    def record_promotion(self, campaign: Campaign, stage: str, verdict: dict[str, Any]) -> bool:
+        """Record that the campaign's build entered ``stage``. False if it already had (nothing changes)."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO promotions VALUES (?,?,?,?,?,?,?)",
+                (campaign.product, campaign.version, campaign.digest, stage, campaign.id,
+                 json.dumps(verdict, sort_keys=True), now()),
+            )
+            return cursor.rowcount == 1
+
+    def promotions(self, product: str, version: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM promotions WHERE product=? AND version=? ORDER BY promoted_at",
+                                    (product, version)).fetchall()
+        return [dict(r) for r in rows]
+
+
+def campaign_from_row(row: sqlite3.Row) -> Campaign:
+    return Campaign(row["id"], row["product"], row["version"], row["digest"], CampaignState(row["state"]),
+                    row["created_at"], row["finished_at"], tuple(json.loads(row["sandboxes"])),
+                    tuple(json.loads(row["suites"])), row["lab_path"])

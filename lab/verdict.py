@@ -1,0 +1,60 @@
+"""Gather a build's stored evidence and hand it to the policy: the I/O half of the verdict."""
+
+from __future__ import annotations
+
+from lab.config import LabConfig
+from lab.errors import ConfigError
+from lab.model import Build, Campaign, CampaignState, Verdict
+from lab.policy import CellFacts, Evidence, SuiteFacts, evaluate
+from lab.store import Store
+
+
+def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None) -> Evidence:
+    """The evidence a gate may use: ``campaign``'s cells, steps and digests, or none at all."""
+    suites = {
+        name: SuiteFacts(name, config.suites[name].mandatory, config.suites[name].platforms)
+        for name in config.products[build.product].suites
+    }
+    if campaign is None:
+        return Evidence(build.ref, build.digest, None, False, {}, {}, suites, ())
+    platforms = {name: spec.platform for name in campaign.sandboxes
+                 for spec in config.sandboxes if spec.name == name}
+    digests: dict[str, str | None] = {name: None for name in campaign.sandboxes}
+    for step in store.steps(campaign.id):
+        if step.step == "deploy" and step.ok:
+            digests[step.sandbox] = step.deployed_digest
+    cells = tuple(
+        CellFacts(c.sandbox, c.suite, c.state, tuple(r.status for r in c.results)) for c in store.cells(campaign.id)
+    )
+    return Evidence(build.ref, build.digest, campaign.id, campaign.state is CampaignState.FINISHED,
+                    platforms, digests, suites, cells)
+
+
+def latest_campaign(store: Store, build: Build) -> Campaign | None:
+    """The newest campaign that tested exactly this build (same digest)."""
+    matching = [c for c in store.campaigns()
+                if c.product == build.product and c.version == build.version and c.digest == build.digest]
+    return matching[-1] if matching else None
+
+
+def verdict_for(config: LabConfig, store: Store, build: Build, stage: str,
+                campaign: Campaign | None = None) -> Verdict:
+    """The gate into ``stage`` evaluated on ``campaign`` (default: the build's latest campaign)."""
+    target = config.agreement.stage(stage)
+    if target is None:
+        names = ", ".join(s.name for s in config.agreement.stages)
+        raise ConfigError(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}")
+    if target.gate is None:
+        raise ConfigError(f"stage {stage!r} has no gate in {config.agreement.path.name}; nothing can be promoted "
+                          "into it. Add a gate or pick the next stage")
+    chosen = campaign or latest_campaign(store, build)
+    verdict = evaluate(target.gate, stage, evidence_of(config, store, build, chosen))
+    return verdict
+
+
+def first_gate_stage(config: LabConfig) -> str:
+    """The first stage that has a gate (lab -> pilot in the default agreement)."""
+    for stage in config.agreement.stages:
+        if stage.gate is not None:
+            return stage.name
+    raise ConfigError(f"{config.agreement.path.name} declares no gate; give the second stage one")
