@@ -185,15 +185,23 @@ def test_plaintext_soap_over_http_needs_allow_unencrypted(endpoint: WinRMEndpoin
         assert ep.counters.encrypted_messages == 0
 
 
-def test_ntlm_auth_scheme_can_be_offered(tmp_path: Path) -> None:
+def test_ntlm_scheme_and_domain_accounts() -> None:
     with WinRMEndpoint(users={"LAB\\" + USER: PASSWORD}, auth_schemes=("NTLM",)) as ep:
         assert requests.post(ep.url, data=b"", timeout=10).headers["WWW-Authenticate"] == "NTLM"
-        s = winrm.Session(
-            ep.url, auth=("LAB\\" + USER, PASSWORD), transport="ntlm", server_cert_validation="ignore"
-        )
-        assert s.run_cmd("echo ntlm").std_out == b"ntlm\n"
-        with pytest.raises(InvalidCredentialsError):
-            winrm.Session(ep.url, auth=("LAB\\" + USER, "wrong"), transport="ntlm").run_cmd("echo x")
+        for password, expected in ((PASSWORD, b"LAB\\user\n"), ("wrong", None)):
+            s = winrm.Session(
+                ep.url, auth=("LAB\\" + USER, password), transport="ntlm", server_cert_validation="ignore"
+            )
+            if expected is None:
+                with pytest.raises(InvalidCredentialsError):
+                    s.run_cmd("echo never")
+            else:  # the shell's Owner is the authenticated account, as on Windows
+                p = s.protocol
+                shell_id = p.open_shell()
+                assert p.run_command(shell_id, "echo x") is not None
+                p.close_shell(shell_id)
+                assert s.run_cmd("echo 'LAB\\user'").std_out == expected
+        assert ep.counters.shells_created == 2
 
 
 @pytest.mark.parametrize("auth", ["ntlm", "negotiate"])
