@@ -82,7 +82,7 @@ def build_and_register(spec: BuildSpec, store: Store) -> tuple[Build, bool]:
     if spec.sha256 and digest != spec.sha256:
         raise ConfigError(f"build {spec.ref}: the artifact's sha256 is {digest}, but lab.yml pins {spec.sha256}; "
                           "fix the pin if the new artifact is intended, or restore the artifact",
-                          source="lab.yml", line=spec.line)
+                          source=str(spec.declared_in or "lab.yml"), line=spec.line)
     known = store.build(spec.product, spec.version)
     if known is not None and known.digest != digest:
         raise ConfigError(f"build {spec.ref} is registered with sha256 {known.digest}, but its artifact now has "

@@ -168,8 +168,8 @@ class CampaignRunner:
             transport.open()
         except (LabError, OSError) as exc:
             self.step(campaign, spec.name, "connect", started, False, True, str(exc), None)
-            for suite in suites:
-                self.finish(campaign, spec.name, suite, [Result("(connect)", Status.ERROR, str(exc), {}, 0, 0)])
+            for name in suites:
+                self.finish(campaign, spec.name, name, [Result("(connect)", Status.ERROR, str(exc), {}, 0, 0)])
             return
         try:
             for name in suites:

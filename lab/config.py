@@ -162,7 +162,7 @@ def load_products(path: Path, data: Any, raw: dict[str, Any], root: Path,
                 for s in raw_sources
             )
             builds[build["version"]] = BuildSpec(name, build["version"], (root / build["artifact"]).resolve(),
-                                                 sources, build.get("sha256"), line)
+                                                 sources, build.get("sha256"), line, path)
         products[name] = Product(name, deploy, tuple(body["suites"]), builds)
     return products
 
@@ -199,7 +199,7 @@ def load_suite(file: Path) -> Suite:
                               f"{', '.join(sorted(CHECK_TYPES))}", source=str(file),
                               line=line_of(data, [*where, "type"]))
         params = {k: v for k, v in entry.items() if k not in COMMON_FIELDS}
-        validate(params, CHECK_TYPES[kind], file, base=[f"check {check_id}"])
+        validate(data["checks"][index], with_common_fields(CHECK_TYPES[kind]), file, base=[f"check {check_id}"])
         checks.append(Check(
             id=check_id,
             type=kind,
@@ -216,6 +216,12 @@ def load_suite(file: Path) -> Suite:
                               line=line_of(data, ["checks", index]))
     return Suite(raw["suite"], file, raw.get("mandatory", True), tuple(raw["platforms"]), tuple(checks),
                  raw.get("description", ""))
+
+
+def with_common_fields(type_schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a whole check entry: the type's parameters plus the fields every check has."""
+    common = {name: {} for name in COMMON_FIELDS}
+    return {**type_schema, "properties": {**common, **type_schema["properties"]}}
 
 
 def check_variables(suite: Suite, known: frozenset[str] | set[str]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 class Status(enum.StrEnum):
     """The outcome of one check on one sandbox."""
 
-    PASS = "pass"
+    PASS = "pass"  # noqa: S105 - a status, not a password
     FAIL = "fail"
     ERROR = "error"  # could not be judged: unreachable, timeout, runner crash
     SKIP = "skip"
@@ -43,6 +43,7 @@ class BuildSpec:
     sources: tuple[Path, ...]  # source trees packed in order into the artifact (empty: a given artifact)
     sha256: str | None  # an optional pin: the artifact must have this digest
     line: int | None = None
+    declared_in: Path | None = None
 
     @property
     def ref(self) -> str:

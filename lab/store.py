@@ -223,7 +223,8 @@ class Store:
         with self.transaction() as db:
             cursor = db.execute("UPDATE cells SET state=?, started_at=NULL WHERE campaign_id=? AND state=?",
                                 (CellState.PENDING, campaign_id, CellState.RUNNING))
-            db.execute("UPDATE campaigns SET state=?, finished_at=NULL WHERE id=?", (CampaignState.RUNNING, campaign_id))
+            db.execute("UPDATE campaigns SET state=?, finished_at=NULL WHERE id=?",
+                       (CampaignState.RUNNING, campaign_id))
             return cursor.rowcount
 
     # --- steps --------------------------------------------------------------------------------

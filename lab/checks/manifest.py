@@ -10,6 +10,8 @@ from lab.model import Result, Status, Suite
 from lab.transports.base import CommandResult
 
 FORMAT = 1
+MAX_LINE = 1024 * 1024  # one result line; the runner clips evidence to far less
+MAX_MESSAGE = 4096
 
 
 def substitute(value: Any, variables: dict[str, Any]) -> Any:
@@ -73,11 +75,15 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
         if not isinstance(check_id, str) or status not in {s.value for s in Status}:
             continue
         evidence = line.get("evidence")
+        if not isinstance(evidence, dict) or len(raw) > MAX_LINE:
+            # A runner that is not ours (or a broken one) must not flood the store.
+            evidence = {"note": f"evidence dropped: {len(raw)} bytes is over the {MAX_LINE}-byte limit"} \
+                if isinstance(evidence, dict) else {}
         reported[check_id] = Result(
             check_id=check_id,
             status=Status(status),
-            message=str(line.get("message", "")),
-            evidence=evidence if isinstance(evidence, dict) else {},
+            message=str(line.get("message", ""))[:MAX_MESSAGE],
+            evidence=evidence,
             duration_ms=int(line.get("duration_ms", 0) or 0),
             attempts=int(line.get("attempts", 1) or 0),
         )

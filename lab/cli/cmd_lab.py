@@ -23,7 +23,8 @@ def validate(lab: LabContext) -> None:
     click.echo(f"  suites ({len(config.suites)}):")
     for suite in config.suites.values():
         kind = "mandatory" if suite.mandatory else "advisory"
-        click.echo(f"    {suite.name:<24} {len(suite.checks):>3} checks  {kind:<9} platforms {', '.join(suite.platforms)}")
+        platforms = ", ".join(suite.platforms)
+        click.echo(f"    {suite.name:<24} {len(suite.checks):>3} checks  {kind:<9} platforms {platforms}")
     click.echo(f"  products ({len(config.products)}):")
     for product in config.products.values():
         click.echo(f"    {product.name}: builds {', '.join(product.builds)}; suites {', '.join(product.suites)}")

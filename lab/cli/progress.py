@@ -27,7 +27,8 @@ class ProgressPrinter:
 
     def __call__(self, event: Progress) -> None:
         mark = "ok" if event.ok else ("FAIL" if event.what == "cell" else "FAILED")
-        line = f"[{event.cells_done}/{event.cells_total}] {event.sandbox}: {event.what} {event.name}: {mark} ({event.detail})"
+        where = f"[{event.cells_done}/{event.cells_total}] {event.sandbox}"
+        line = f"{where}: {event.what} {event.name}: {mark} ({event.detail})"
         with self.lock:
             if not self.live:
                 self.stream.write(line + "\n")

@@ -16,8 +16,13 @@ from lab.verdict import first_gate_stage, verdict_for
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 
 
-def printable(text: str) -> str:
-    """``text`` with control bytes (NUL, ANSI escapes, ...) made visible as ``\\xNN``."""
+MAX_SHOWN = 64 * 1024
+
+
+def printable(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` clipped to ``limit`` characters, control bytes (NUL, ANSI escapes, ...) shown as ``\\xNN``."""
+    if len(text) > limit:
+        text = text[:limit] + f"\n... [clipped in the report: {len(text)} characters in all]"
     return CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 

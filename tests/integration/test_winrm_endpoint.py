@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -34,6 +35,7 @@ from pypsrp.shell import Process, SignalCode, WinRS
 from pypsrp.wsman import WSMan
 from spnego.channel_bindings import GssChannelBindings
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
+from winrm.protocol import Protocol
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the endpoint lives in tests/, which is not a package
@@ -61,7 +63,7 @@ def https_endpoint() -> Iterator[WinRMEndpoint]:
         yield ep
 
 
-def session(ep: WinRMEndpoint, transport: str = "ntlm", **kwargs: object) -> winrm.Session:
+def session(ep: WinRMEndpoint, transport: str = "ntlm", **kwargs: Any) -> winrm.Session:
     """A pywinrm session; over HTTPS it validates the endpoint's certificate against its CA."""
     if ep.https:
         kwargs.update(server_cert_validation="validate", ca_trust_path=str(ep.ca_path))
@@ -70,9 +72,9 @@ def session(ep: WinRMEndpoint, transport: str = "ntlm", **kwargs: object) -> win
     return winrm.Session(ep.url, auth=(USER, PASSWORD), transport=transport, **kwargs)
 
 
-def protocol(ep: WinRMEndpoint, **kwargs: object) -> winrm.Protocol:
+def protocol(ep: WinRMEndpoint, **kwargs: Any) -> Protocol:
     kwargs.setdefault("server_cert_validation", "ignore")
-    return winrm.Protocol(ep.url, transport="ntlm", username=USER, password=PASSWORD, **kwargs)
+    return Protocol(ep.url, transport="ntlm", username=USER, password=PASSWORD, **kwargs)
 
 
 def wsman(ep: WinRMEndpoint, auth: str = "ntlm") -> WSMan:
@@ -104,6 +106,7 @@ def test_pywinrm_ntlm_with_message_encryption_over_http(endpoint: WinRMEndpoint)
     assert counters.encrypted_messages == 10
     assert counters.connections == 2
     assert (counters.shells_created, counters.commands_run, counters.shells_deleted) == (2, 2, 2)
+    assert (counters.logons_ntlm, counters.logons_spnego, counters.logons_basic) == (2, 0, 0)
     assert endpoint.shell_ids() == []
 
 
@@ -132,18 +135,14 @@ def _ntlm_over_tls(ep: WinRMEndpoint, end_point_hash: bytes) -> int:
     try:
         token = client.step()
         assert token is not None
-        conn.request(
-            "POST", "/wsman", body=b"", headers={"Authorization": "NTLM " + base64.b64encode(token).decode()}
-        )
+        conn.request("POST", "/wsman", body=b"", headers={"Authorization": "NTLM " + base64.b64encode(token).decode()})
         challenge = conn.getresponse()
         challenge.read()
         assert challenge.status == 401
         server_token = base64.b64decode(challenge.getheader("WWW-Authenticate", "").split(" ", 1)[1])
         token = client.step(server_token)
         assert token is not None
-        conn.request(
-            "POST", "/wsman", body=b"", headers={"Authorization": "NTLM " + base64.b64encode(token).decode()}
-        )
+        conn.request("POST", "/wsman", body=b"", headers={"Authorization": "NTLM " + base64.b64encode(token).decode()})
         final = conn.getresponse()
         final.read()
         return final.status
@@ -160,9 +159,8 @@ def test_channel_binding_mismatch_is_rejected(https_endpoint: WinRMEndpoint) -> 
 def test_pywinrm_basic_over_https(https_endpoint: WinRMEndpoint) -> None:
     result = session(https_endpoint, transport="basic").run_cmd("echo basic; exit 3")
     assert (result.status_code, result.std_out) == (3, b"basic\n")
-    unauthenticated = requests.post(
-        https_endpoint.url, data=b"", verify=str(https_endpoint.ca_path), timeout=10
-    )
+    assert https_endpoint.counters.logons_basic == 5  # Basic is checked on each of the 5 requests
+    unauthenticated = requests.post(https_endpoint.url, data=b"", verify=str(https_endpoint.ca_path), timeout=10)
     assert unauthenticated.status_code == 401
     assert unauthenticated.headers["WWW-Authenticate"] == 'Negotiate, Basic realm="WSMAN"'
 
@@ -215,15 +213,16 @@ def test_pypsrp_client_execute_cmd(endpoint: WinRMEndpoint, auth: str) -> None:
     counters = endpoint.counters
     assert (counters.shells_created, counters.commands_run, counters.shells_deleted) == (2, 2, 2)
     assert counters.connections == 1  # HTTP/1.1 keep-alive: one authenticated connection
-    assert counters.encrypted_messages == 12  # blank auth POST is plain; 2 x 6 sealed SOAP calls
+    # 2 handshake legs, a blank POST, then Create, Command, Receive, Signal, Delete twice, sealed
+    assert (counters.http_requests, counters.encrypted_messages) == (13, 10)
+    # pypsrp's "ntlm" sends raw NTLM tokens; "negotiate" wraps NTLM in SPNEGO (no Kerberos here)
+    assert (counters.logons_ntlm, counters.logons_spnego) == ((1, 0) if auth == "ntlm" else (0, 1))
 
 
 def test_pypsrp_winrs_process_api(endpoint: WinRMEndpoint, tmp_path: Path) -> None:
     manager = wsman(endpoint, auth="negotiate")
     try:
-        with WinRS(
-            manager, environment={"GREETING": "hello world"}, working_directory=str(tmp_path)
-        ) as shell:
+        with WinRS(manager, environment={"GREETING": "hello world"}, working_directory=str(tmp_path)) as shell:
             proc = Process(shell, 'cat; echo "$GREETING from $(pwd)"')
             proc.begin_invoke()
             proc.send(b"line1\n", end=False)
@@ -330,8 +329,7 @@ def test_timed_out_fault_carries_real_host_code(endpoint: WinRMEndpoint) -> None
                 shell.receive("stdout stderr", proc.id, timeout=1)
             assert fault.value.code == TIMED_OUT
             assert fault.value.reason == (
-                "The WS-Management service cannot complete the operation within the time specified in "
-                "OperationTimeout."
+                "The WS-Management service cannot complete the operation within the time specified in OperationTimeout."
             )
             proc.end_invoke()
             assert (proc.rc, proc.stdout) == (0, b"late\n")
@@ -349,10 +347,12 @@ def test_unknown_shell_is_invalid_selectors(endpoint: WinRMEndpoint) -> None:
         "w:InvalidSelectors",
     )
     assert fault.value.wsman_fault_code == SHELL_NOT_FOUND
-    assert (
-        "ShellId 11111111-1111-1111-1111-111111111111 failed because the shell was not found"
-        in fault.value.reason
+    assert fault.value.reason == (
+        "The WS-Management service cannot process the request because the request contained invalid "
+        "selectors for the resource. "
     )
+    message = "ShellId 11111111-1111-1111-1111-111111111111 failed because the shell was not found"
+    assert message in str(fault.value.response)
     p.transport.close_session()
 
 
@@ -363,7 +363,7 @@ def test_shell_quota_per_user() -> None:
         with pytest.raises(WSManFaultError) as fault:
             p.open_shell()
         assert (fault.value.fault_subcode, fault.value.wsman_fault_code) == ("w:QuotaLimit", QUOTA_SHELLS)
-        assert "maximum number of 2 concurrent shells" in fault.value.reason
+        assert "This user is allowed a maximum number of 2 concurrent shells" in str(fault.value.response)
         p.close_shell(first, close_session=False)
         assert len(p.open_shell()) == 36
         assert len(ep.shell_ids()) == 2
@@ -445,8 +445,10 @@ SH_EQUIVALENTS = {
     "cmd.exe /c echo hi": r"printf 'hi\r\n'",
     "dir": "ls -a",
     "echo abc": "echo abc",
-    "set": "env",
-    "cmd.exe /c set": "env",
+    # /bin/sh does not pass variables whose names are not identifiers on to its children,
+    # so print the environment the shell process itself was started with.
+    "set": r"tr '\0' '\n' < /proc/$$/environ",
+    "cmd.exe /c set": r"tr '\0' '\n' < /proc/$$/environ",
     "powershell.exe (pwd).Path": "pwd",
     "powershell.exe -": r"""tr ';' '\n' | sed -n 's/^Write-Host "\(.*\)"$/\1/p'""",
 }
@@ -459,14 +461,10 @@ def _sh_command_line(request: str) -> str:
     if match is None:
         return request
     element = ET.fromstring(f'<rsp:CommandLine xmlns:rsp="{_RSP[1:-1]}">{match.group(1)}</rsp:CommandLine>')
-    words = [element.findtext(f"{_RSP}Command") or ""] + [
-        a.text or "" for a in element.findall(f"{_RSP}Arguments")
-    ]
+    words = [element.findtext(f"{_RSP}Command") or ""] + [a.text or "" for a in element.findall(f"{_RSP}Arguments")]
     shell_line = SH_EQUIVALENTS[" ".join(words)]
     escaped = shell_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return request.replace(
-        match.group(0), f"<rsp:CommandLine><rsp:Command>{escaped}</rsp:Command></rsp:CommandLine>"
-    )
+    return request.replace(match.group(0), f"<rsp:CommandLine><rsp:Command>{escaped}</rsp:Command></rsp:CommandLine>")
 
 
 def _ids(envelope: str) -> list[str]:
@@ -477,9 +475,7 @@ def _ids(envelope: str) -> list[str]:
 def _stdout(envelope: str) -> bytes:
     root = ET.fromstring(envelope)
     return b"".join(
-        base64.b64decode(el.text)
-        for el in root.iter(f"{_RSP}Stream")
-        if el.get("Name") == "stdout" and el.text
+        base64.b64decode(el.text) for el in root.iter(f"{_RSP}Stream") if el.get("Name") == "stdout" and el.text
     )
 
 
@@ -487,16 +483,11 @@ def _recordings() -> list[Path]:
     return sorted(RECORDINGS.glob("*.yml")) if RECORDINGS.is_dir() else []
 
 
-@pytest.mark.skipif(
-    not _recordings(),
-    reason=f"needs the recordings of real Windows hosts in {RECORDINGS} (shared reference data); "
-    "put the *.yml recordings there to run the fidelity replay",
-)
-@pytest.mark.parametrize("recording", _recordings(), ids=lambda p: p.stem)
-def test_replay_matches_recorded_windows_responses(
-    endpoint: WinRMEndpoint, recording: Path, tmp_path: Path
-) -> None:
-    messages = yaml.safe_load(recording.read_text())["messages"]
+def _replay(endpoint: WinRMEndpoint, name: str, messages: list[dict[str, str]], workdir: Path) -> bytes:
+    """Send each recorded request (with our ids and sh commands); assert each response matches.
+
+    Returns the stdout the replayed commands produced.
+    """
     transport = wsman(endpoint).transport
     recorded_to_ours: dict[str, str] = {}
     outputs: list[bytes] = []
@@ -505,7 +496,7 @@ def test_replay_matches_recorded_windows_responses(
             request = message["request"]
             for recorded_id, our_id in recorded_to_ours.items():
                 request = request.replace(recorded_id, our_id)
-            request = _sh_command_line(request).replace(">C:\\Windows<", f">{tmp_path}<")
+            request = _sh_command_line(request).replace(">C:\\Windows<", f">{workdir}<")
             try:
                 response = transport.send(request.encode()).decode()
             except WinRMTransportError as err:
@@ -514,24 +505,43 @@ def test_replay_matches_recorded_windows_responses(
             recorded_ids, our_ids = _ids(message["response"]), _ids(response)
             assert len(recorded_ids) == len(our_ids)
             recorded_to_ours.update(zip(recorded_ids, our_ids, strict=True))
-            diffs = compare_envelopes(
-                message["response"], response, {v: k for k, v in recorded_to_ours.items()}
-            )
-            assert diffs == [], f"message {number} of {recording.name}:\n" + "\n".join(diffs)
+            ours_to_recorded = {ours: recorded for recorded, ours in recorded_to_ours.items()}
+            diffs = compare_envelopes(message["response"], response, ours_to_recorded)
+            assert diffs == [], f"message {number} of {name}:\n" + "\n".join(diffs)
             outputs.append(_stdout(response))
     finally:
         transport.close()
-    produced = b"".join(outputs)
+    return b"".join(outputs)
+
+
+@pytest.mark.skipif(
+    not _recordings(),
+    reason=f"needs the recordings of real Windows hosts in {RECORDINGS} (shared reference data); "
+    "put the *.yml recordings there to run the fidelity replay",
+)
+@pytest.mark.parametrize("recording", _recordings(), ids=lambda p: p.stem)
+def test_replay_matches_recorded_windows_responses(recording: Path, tmp_path: Path) -> None:
+    messages = yaml.safe_load(recording.read_text())["messages"]
+    # Some recorded hosts put a p:ActivityId in every response header, others never do.
+    activity_ids = "<p:ActivityId>" in messages[0]["response"]
+    with WinRMEndpoint(users={USER: PASSWORD}, activity_ids=activity_ids) as endpoint:
+        produced = _replay(endpoint, recording.name, messages, tmp_path)
+        assert endpoint.shell_ids() == []  # every recording ends with a Delete
+        expected_shells = sum("transfer/Create<" in m["request"] for m in messages)
+        assert endpoint.counters.shells_created == expected_shells
     if recording.stem == "test_winrs_send":
         assert produced == b"output 1\noutput 2\n"  # stdin reached the process in two Sends
     elif recording.stem == "test_winrs_extra_opts":
         assert produced == f"{tmp_path}\n".encode()  # WorkingDirectory was honoured
-    elif recording.stem == "test_winrs_environment":
-        assert b"env1=var1\n" in produced and b"1234=5678\n" in produced
+    elif recording.stem in ("test_winrs_environment", "test_winrs_noprofile"):
+        assert (b"env1=var1\n" in produced) == (recording.stem == "test_winrs_environment")
+        assert (b"1234=5678\n" in produced) == (recording.stem == "test_winrs_environment")
     elif recording.stem == "test_client_execute_cmd_environment":
         assert b"string=string value\n" in produced and b"hyphen - var=abc @ 123\n" in produced
     elif recording.stem == "test_winrs_standard":
         assert produced == b"hi\r\n"
+    elif recording.stem == "test_client_execute_cmd":
+        assert produced.endswith(b"abc\n")
 
 
 @pytest.mark.skipif(not _recordings(), reason=f"needs the recordings of real Windows hosts in {RECORDINGS}")

@@ -6,6 +6,7 @@ Test support code only; it is not part of the shipped ``lab`` package.
 """
 
 from .compare import compare_envelopes
-from .server import Counters, WinRMEndpoint
+from .counters import Counters
+from .server import WinRMEndpoint
 
 __all__ = ["Counters", "WinRMEndpoint", "compare_envelopes"]

@@ -18,7 +18,7 @@ import contextlib
 import os
 import struct
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -120,7 +120,11 @@ class AuthResult:
 
 
 class ConnectionAuth:
-    """Authentication state of one TCP connection."""
+    """Authentication state of one TCP connection.
+
+    ``on_logon`` is called with ``ntlm`` (a raw NTLM handshake, under either scheme),
+    ``spnego`` (NTLM wrapped in SPNEGO) or ``basic`` each time a logon succeeds.
+    """
 
     def __init__(
         self,
@@ -130,12 +134,15 @@ class ConnectionAuth:
         offered: Sequence[str],
         channel_bindings: GssChannelBindings | None,
         cbt_policy: CbtPolicy,
+        on_logon: Callable[[str], None] = lambda kind: None,
     ) -> None:
         self._store = store
         self._allow_basic = allow_basic
         self.offered = list(offered) + (['Basic realm="WSMAN"'] if allow_basic else [])
         self._bindings = channel_bindings
         self._cbt_policy = cbt_policy
+        self._on_logon = on_logon
+        self._spnego = False
         self._context: spnego.ContextProxy | None = None
         self._scheme: str | None = None
         self.user: str | None = None
@@ -180,6 +187,7 @@ class ConnectionAuth:
                 protocol = "ntlm" if scheme.lower() == "ntlm" else "negotiate"
                 self._context = spnego.server(protocol=protocol)
             self._scheme = scheme
+            self._spnego = token[:1] == b"\x60"  # an ASN.1 GSS-API token, not "NTLMSSP\0"
             self.user = None
         try:
             with ntlm_user_file(self._store.path):
@@ -190,6 +198,7 @@ class ConnectionAuth:
         if not self._context.complete:
             return AuthResult("continue", header=header)
         self.user = self._context.client_principal or "unknown"
+        self._on_logon("spnego" if self._spnego else "ntlm")
         return AuthResult("ok", self.user, header)
 
     def _basic(self, token: bytes) -> AuthResult:
@@ -200,4 +209,5 @@ class ConnectionAuth:
         user = self._store.check_basic(username, password)
         if user is None:
             return self._reset()
+        self._on_logon("basic")
         return AuthResult("ok", user)

@@ -138,9 +138,7 @@ def _compare(rec: ET.Element, act: ET.Element, path: str, out: list[str]) -> Non
             out.append(f"{path}: unexpected child {_describe(group[0])}")
 
 
-def compare_envelopes(
-    recorded: str | bytes, actual: str | bytes, id_map: Mapping[str, str] | None = None
-) -> list[str]:
+def compare_envelopes(recorded: str | bytes, actual: str | bytes, id_map: Mapping[str, str] | None = None) -> list[str]:
     """Differences between a recorded response and ours, one readable line each ([] = match).
 
     ``id_map`` maps ids in ``actual`` (our ShellId/CommandId values) to the recorded

@@ -118,8 +118,7 @@ def resource_not_found(resource_uri: str) -> SoapFault:
         ),
         wsman_code=ERROR_WSMAN_RESOURCE_NOT_FOUND,
         message=(
-            "The WS-Management service cannot process the request. The resource URI is not valid or "
-            "was not found. "
+            "The WS-Management service cannot process the request. The resource URI is not valid or was not found. "
         ),
         fault_detail=FAULT_DETAIL + "InvalidResourceURI",
     )

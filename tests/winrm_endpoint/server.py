@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import logging
 import shutil
@@ -28,42 +27,11 @@ from spnego.channel_bindings import GssChannelBindings
 
 from . import certs, encryption
 from .auth import CbtPolicy, ConnectionAuth, UserStore, environment_snapshot
+from .counters import Counters, CounterStore
 from .service import CallContext, WSManService
 from .shells import ShellRegistry
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class Counters:
-    """What one endpoint has served since start (or the last :meth:`WinRMEndpoint.reset_counters`)."""
-
-    http_requests: int = 0
-    connections: int = 0
-    shells_created: int = 0
-    shells_deleted: int = 0
-    commands_run: int = 0
-    faults: int = 0
-    auth_rejections: int = 0
-    encrypted_messages: int = 0
-
-
-class _CounterStore:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = dataclasses.asdict(Counters())
-
-    def add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._values[name] += amount
-
-    def snapshot(self) -> Counters:
-        with self._lock:
-            return Counters(**self._values)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._values = dataclasses.asdict(Counters())
 
 
 class _Server(ThreadingHTTPServer):
@@ -88,7 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         endpoint = self.server.endpoint
         if endpoint.ssl_context is not None:
+            self.request.settimeout(10.0)  # a client that never completes the handshake
             self.request = endpoint.ssl_context.wrap_socket(self.request, server_side=True)
+            self.request.settimeout(None)
         super().setup()
         endpoint._connection_opened(self.connection)
         self.auth = endpoint._new_connection_auth()
@@ -122,6 +92,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _machine(self) -> str:
+        """The host name the client addressed (Host header without port), for WSManFault/@Machine."""
+        host = self.headers.get("Host") or self.server.endpoint.host
+        if host.startswith("["):
+            return host[1 : host.find("]")]
+        return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
     def _deny(self) -> None:
         self.server.endpoint._count("auth_rejections")
@@ -167,8 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not body:
             self._reply(200, headers=extra)
             return
-        host = (self.headers.get("Host") or endpoint.host).rsplit(":", 1)[0].strip("[]")
-        ctx = CallContext(user=result.user, client_ip=self.client_address[0], machine=host)
+        ctx = CallContext(user=result.user, client_ip=self.client_address[0], machine=self._machine())
         status, response = endpoint.service.handle(body, ctx)
         if encrypted and context is not None:
             response = encryption.wrap(response, context)
@@ -185,8 +161,9 @@ class WinRMEndpoint:
     message encryption over HTTP) are always accepted; Basic only over HTTPS or when
     ``allow_unencrypted`` is set. Quotas, a delayed first listen
     (``refuse_connections_for``: connections are refused until then, like a booting
-    host) and :meth:`reboot`/:meth:`drop_shell` model failures. Use as a context
-    manager or call :meth:`start`/:meth:`stop`.
+    host) and :meth:`reboot`/:meth:`drop_shell` model failures. ``activity_ids`` adds
+    the ``p:ActivityId`` header some hosts send. Use as a context manager or call
+    :meth:`start`/:meth:`stop`.
     """
 
     def __init__(
@@ -206,6 +183,7 @@ class WinRMEndpoint:
         env: Mapping[str, str] | None = None,
         cwd: str | None = None,
         receive_linger: float = 0.1,
+        activity_ids: bool = False,
     ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the test endpoint only listens on loopback addresses, not {host}")
@@ -222,11 +200,12 @@ class WinRMEndpoint:
         self.env = dict(env or {})
         self.cwd = cwd
         self.receive_linger = receive_linger
+        self.activity_ids = activity_ids
         self.ssl_context: ssl.SSLContext | None = None
         self.tls: certs.TlsMaterial | None = None
         self._port = port
         self._lock = threading.RLock()
-        self._counters = _CounterStore()
+        self._counters = CounterStore()
         self._connections: set[socket.socket] = set()
         self._server: _Server | None = None
         self._timer: threading.Timer | None = None
@@ -257,7 +236,10 @@ class WinRMEndpoint:
             on_event=self._count,
         )
         self.service = WSManService(
-            self.registry, receive_linger=self.receive_linger, on_fault=lambda: self._count("faults")
+            self.registry,
+            receive_linger=self.receive_linger,
+            on_fault=lambda: self._count("faults"),
+            activity_ids=self.activity_ids,
         )
         self._open(self.refuse_connections_for)
         return self
@@ -391,4 +373,5 @@ class WinRMEndpoint:
             offered=self.auth_schemes,
             channel_bindings=self._bindings,
             cbt_policy=self.channel_binding,
+            on_logon=lambda kind: self._count("logons_" + kind),
         )

@@ -52,10 +52,16 @@ class WSManService:
     """Turns request envelopes into response envelopes, backed by a :class:`ShellRegistry`."""
 
     def __init__(
-        self, registry: ShellRegistry, *, receive_linger: float, on_fault: Callable[[], None]
+        self,
+        registry: ShellRegistry,
+        *,
+        receive_linger: float,
+        on_fault: Callable[[], None],
+        activity_ids: bool = False,
     ) -> None:
         self.registry = registry
         self.receive_linger = receive_linger
+        self.activity_ids = activity_ids
         self._on_fault = on_fault
 
     def handle(self, data: bytes, ctx: CallContext) -> tuple[int, bytes]:
@@ -68,12 +74,13 @@ class WSManService:
             request = parse_request(data)
         except SoapParseError as err:
             self._on_fault()
-            return 500, _render(faults.schema_validation(str(err)), peek_message_id(data), ctx)
+            fault = faults.schema_validation(str(err))
+            return 500, render_fault(fault, peek_message_id(data), ctx.machine, self.activity_ids)
         try:
             return 200, self._dispatch(request, ctx)
         except SoapFault as fault:
             self._on_fault()
-            return 500, _render(fault, request.message_id, ctx)
+            return 500, render_fault(fault, request.message_id, ctx.machine, self.activity_ids)
 
     def _dispatch(self, req: WSManRequest, ctx: CallContext) -> bytes:
         resource = req.resource_uri.lower()
@@ -92,7 +99,7 @@ class WSManService:
         if handler is None:
             raise faults.action_not_supported(req.action)
         action, body, kind = handler(req, ctx)
-        return envelope(action, req.message_id, body, ENVELOPE_PREFIXES[kind])
+        return envelope(action, req.message_id, body, ENVELOPE_PREFIXES[kind], self.activity_ids)
 
     def _body(self, req: WSManRequest, prefix: str, local: str) -> ET.Element:
         if req.body is None or req.body.tag != q(prefix, local):
@@ -149,9 +156,7 @@ class WSManService:
         if not line:
             raise faults.invalid_parameter()
         started = self.registry.start_command(shell, line, body.get("CommandId"))
-        response = (
-            f"<rsp:CommandResponse><rsp:CommandId>{text(started.id)}</rsp:CommandId></rsp:CommandResponse>"
-        )
+        response = f"<rsp:CommandResponse><rsp:CommandId>{text(started.id)}</rsp:CommandId></rsp:CommandResponse>"
         return SHELL + "/CommandResponse", response, "with_transfer"
 
     def _send(self, req: WSManRequest, ctx: CallContext) -> tuple[str, str, str]:
@@ -190,10 +195,6 @@ class WSManService:
         code = body.find(q("rsp", "Code"))
         shell.command(body.get("CommandId")).signal((code.text or "").strip() if code is not None else "")
         return SHELL + "/SignalResponse", "<rsp:SignalResponse/>", "with_transfer"
-
-
-def _render(fault: SoapFault, relates_to: str | None, ctx: CallContext) -> bytes:
-    return render_fault(fault, relates_to, ctx.machine)
 
 
 def _shell_xml(shell: Shell) -> str:

@@ -178,9 +178,7 @@ class Command:
     def _has_output(self, streams: Sequence[str]) -> bool:
         return any(name in streams for name, _ in self._chunks)
 
-    def receive(
-        self, streams: Sequence[str], timeout: float, max_bytes: int, linger: float
-    ) -> Received | None:
+    def receive(self, streams: Sequence[str], timeout: float, max_bytes: int, linger: float) -> Received | None:
         """Wait up to ``timeout`` seconds for output or completion.
 
         Returns None when nothing arrived in time (the caller sends ``w:TimedOut``).
@@ -303,7 +301,9 @@ class ShellRegistry:
             shell = self._shells.pop((shell_id or "").upper(), None)
         if shell is None:
             raise faults.shell_not_found(shell_id or "")
-        for command in list(shell.commands.values()):
+        with shell.lock:
+            commands = list(shell.commands.values())
+        for command in commands:
             command.kill()
         self._on_event("shells_deleted")
 
@@ -331,7 +331,9 @@ class ShellRegistry:
             keys = [k for k in self._shells if shell_id is None or k == shell_id.upper()]
             dropped = [self._shells.pop(k) for k in keys]
         for shell in dropped:
-            for command in list(shell.commands.values()):
+            with shell.lock:
+                commands = list(shell.commands.values())
+            for command in commands:
                 command.drop()
         return len(dropped)
 

@@ -160,19 +160,23 @@ def attr(value: str) -> str:
     return quoteattr(value)
 
 
-def envelope(action: str, relates_to: str | None, body: str, prefixes: Sequence[str]) -> bytes:
+def envelope(
+    action: str, relates_to: str | None, body: str, prefixes: Sequence[str], activity_id: bool = False
+) -> bytes:
     """Render a response envelope as a Windows host does.
 
     The header carries ``a:Action``, a fresh ``a:MessageID``, ``a:To`` (anonymous)
     and ``a:RelatesTo`` (the request's MessageID, omitted only when the request had
-    none). ``body`` is inserted verbatim inside ``s:Body``.
+    none). Some hosts also put a ``p:ActivityId`` after the MessageID: ``activity_id``.
+    ``body`` is inserted verbatim inside ``s:Body``.
     """
     decls = " ".join(f"xmlns:{p}={attr(NS[p])}" for p in prefixes)
     relates = f"<a:RelatesTo>{text(relates_to)}</a:RelatesTo>" if relates_to else ""
+    activity = f"<p:ActivityId>{new_id()}</p:ActivityId>" if activity_id else ""
     return (
         f'<s:Envelope xml:lang="en-US" {decls}><s:Header>'
         f"<a:Action>{text(action)}</a:Action>"
-        f"<a:MessageID>uuid:{new_id()}</a:MessageID>"
+        f"<a:MessageID>uuid:{new_id()}</a:MessageID>{activity}"
         f"<a:To>{ANONYMOUS}</a:To>{relates}</s:Header>"
         f"<s:Body>{body}</s:Body></s:Envelope>"
     ).encode()
@@ -235,7 +239,7 @@ def _wmi_detail(fault: SoapFault) -> str:
     )
 
 
-def render_fault(fault: SoapFault, relates_to: str | None, machine: str) -> bytes:
+def render_fault(fault: SoapFault, relates_to: str | None, machine: str, activity_id: bool = False) -> bytes:
     """Render ``fault`` as a complete fault envelope (``a:Action`` = the wsman fault URI)."""
     if fault.wmi_error:
         detail = _wmi_detail(fault)
@@ -257,4 +261,4 @@ def render_fault(fault: SoapFault, relates_to: str | None, machine: str) -> byte
         f'<s:Text xml:lang="en-US">{text(fault.reason)}</s:Text></s:Reason>'
         f"<s:Detail>{detail}</s:Detail></s:Fault>"
     )
-    return envelope(FAULT_ACTION, relates_to, body, ENVELOPE_PREFIXES["fault"])
+    return envelope(FAULT_ACTION, relates_to, body, ENVELOPE_PREFIXES["fault"], activity_id)
