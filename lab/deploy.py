@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.atomic import write_text
 from lab.errors import InfrastructureError
 
 MAX_DETAIL = 2000
@@ -134,6 +135,22 @@ def run_playbook(
         raise InfrastructureError(f"ansible-runner could not run {playbook.name}: {exc}") from exc
     finally:
         vars_file.unlink(missing_ok=True)
+        scrub_environment(private / "artifacts")
+
+
+def scrub_environment(artifacts: Path) -> None:
+    """Drop the process environment that ansible-runner records in each run's ``command`` file.
+
+    It holds every variable of the lab's own environment, which may carry credentials.
+    """
+    for command_file in artifacts.glob("*/command"):
+        try:
+            recorded = json.loads(command_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and "env" in recorded:
+            recorded["env"] = {"note": "removed by lab: the environment may hold credentials"}
+            write_text(command_file, json.dumps(recorded), mode=0o600)
 
 
 def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:

@@ -88,3 +88,15 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+def stop_local_sandboxes(lab_yml: Path) -> None:
+    """Stop whatever the lab's local sandboxes still run (their baseline services)."""
+    from lab.config import load_lab
+    from lab.sandboxes.local import LocalProvider
+
+    config = load_lab(lab_yml)
+    provider = LocalProvider(config.state_dir)
+    for spec in config.sandboxes:
+        if spec.provider == "local":
+            provider.destroy(spec)

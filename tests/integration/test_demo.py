@@ -1,0 +1,103 @@
+"""The demo, end to end, as a newcomer runs it: real Ansible, real processes, real reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from lab.builds import sha256_file
+from tests.conftest import JUNIT_XSD, REPO, copy_default_lab, lab_command, stop_local_sandboxes
+
+pytestmark = pytest.mark.integration
+
+COMPAT_FAILURES = {"journal-health", "journal-records", "journal-selftest", "carefmt-api-level"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Run scripts/demo.sh in a fresh copy of the repository's default lab."""
+    root = tmp_path_factory.mktemp("demo")
+    lab_yml = copy_default_lab(root)
+    shutil.copytree(REPO / "scripts", root / "scripts")
+    (root / "reports").mkdir()
+    env = dict(os.environ, CI="1", PATH=f"{Path(lab_command()[0]).parent}:{os.environ['PATH']}")
+    result = subprocess.run(["bash", str(root / "scripts" / "demo.sh")], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=900, check=False)
+    yield root, result
+    stop_local_sandboxes(lab_yml)
+
+
+def campaigns(root: Path) -> dict[str, str]:
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    return {version: cid for cid, version in db.execute("SELECT id, version FROM campaigns ORDER BY created_at")}
+
+
+def test_the_demo_script_succeeds_and_tells_the_story(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, result = demo
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "care-planner@2.0.0 (sha256 " in result.stdout
+    assert "care-planner@2.0.0 promoted to pilot (evidence: campaign " in result.stdout
+    assert "BLOCKED from pilot" in result.stdout
+    assert "lab: care-planner@2.1.0 may not enter pilot: 12 mandatory check(s) failed: portfolio-compat on " \
+           "ts-sbx-01, portfolio-compat on ts-sbx-02, portfolio-compat on ts-sbx-03" in result.stderr
+    assert "Demo done: A is promotable (promoted to pilot), B is blocked." in result.stdout
+
+
+def test_builds_are_registered_with_the_artifacts_digests(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, _ = demo
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    rows = dict(db.execute("SELECT version, digest FROM builds"))
+    assert rows == {v: sha256_file(root / "artifacts" / f"care-planner-{v}.tar.gz") for v in ("2.0.0", "2.1.0")}
+    deployed = {d for (d,) in db.execute("SELECT DISTINCT deployed_digest FROM steps WHERE step='deploy'")}
+    assert deployed == set(rows.values())
+
+
+def test_build_a_passes_everything_and_b_breaks_only_compatibility(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, _ = demo
+    ids = campaigns(root)
+    a = json.loads((root / "reports" / f"{ids['2.0.0']}.json").read_text())
+    b = json.loads((root / "reports" / f"{ids['2.1.0']}.json").read_text())
+    assert a["verdict"]["allowed"] is True and b["verdict"]["allowed"] is False
+    assert a["counts"] == {"pass": 36, "fail": 0, "error": 0, "skip": 0, "flaky": 0}
+    failed_b = {(c["sandbox"], c["suite"], r["check_id"]) for c in b["cells"] for r in c["results"]
+                if r["status"] != "pass"}
+    sandboxes = ("ts-sbx-01", "ts-sbx-02", "ts-sbx-03")
+    assert failed_b == {(s, "portfolio-compat", check) for s in sandboxes for check in COMPAT_FAILURES} | {
+        (s, "care-planner-hygiene", "release-notes") for s in sandboxes}
+    smoke_b = [r["status"] for c in b["cells"] if c["suite"] == "care-planner-smoke" for r in c["results"]]
+    assert smoke_b == ["pass"] * 12
+
+
+def test_reports_are_written_and_valid(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, _ = demo
+    schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
+    for version, campaign in campaigns(root).items():
+        junit = etree.parse(str(root / "reports" / f"{campaign}.junit.xml"))
+        assert schema.validate(junit), schema.error_log
+        assert len(junit.findall("testsuite")) == 9
+        page = (root / "reports" / f"{campaign}.html").read_text()
+        word = "PROMOTABLE to pilot" if version == "2.0.0" else "BLOCKED from pilot"
+        assert word in page
+    listing = subprocess.run([*lab_command(), "--lab", str(root / "lab.yml"), "list"], capture_output=True, text=True,
+                             check=True).stdout
+    assert listing.count("finished") == 2 and listing.count(" 9/9 ") == 2
+
+
+def test_promoting_again_changes_nothing(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, _ = demo
+    again = subprocess.run([*lab_command(), "--lab", str(root / "lab.yml"), "promote", "care-planner@2.0.0",
+                            "--to", "pilot"], capture_output=True, text=True, check=False)
+    assert again.returncode == 0
+    assert again.stdout.endswith("care-planner@2.0.0 was already promoted to pilot; nothing changed\n")
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    assert db.execute("SELECT version, stage FROM promotions").fetchall() == [("2.0.0", "pilot")]
