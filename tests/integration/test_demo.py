@@ -41,7 +41,7 @@ def campaigns(root: Path) -> dict[str, str]:
 
 
 def test_the_demo_script_succeeds_and_tells_the_story(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    root, result = demo
+    _, result = demo
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "care-planner@2.0.0 (sha256 " in result.stdout
     assert "care-planner@2.0.0 promoted to pilot (evidence: campaign " in result.stdout

@@ -64,7 +64,7 @@ def play(tmp_path: Path, inventory: Path, host: str, monkeypatch: pytest.MonkeyP
 
 
 def test_success_reports_host_and_stats(tmp_path: Path, inventory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    work, outcome = play(tmp_path, inventory, "good", monkeypatch)
+    _, outcome = play(tmp_path, inventory, "good", monkeypatch)
     assert outcome.status == "successful"  # type: ignore[attr-defined]
     assert outcome.host_ok("good") is True  # type: ignore[attr-defined]
     assert outcome.stats == {"deployed_digest": "cafe0123"}  # type: ignore[attr-defined]

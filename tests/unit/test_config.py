@@ -137,7 +137,8 @@ def test_inventory_with_unknown_group_key(lab_yml: Path) -> None:
 def test_missing_lab_file_through_the_cli(tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
     result = run_cli("--lab", str(tmp_path / "nowhere.yml"), "validate")
     assert result.code == 2
-    assert result.err == f"lab: {tmp_path / 'nowhere.yml'}: lab file not found; run from a lab directory or pass --lab PATH\n"
+    expected = "lab file not found; run from a lab directory or pass --lab PATH"
+    assert result.err == f"lab: {tmp_path / 'nowhere.yml'}: {expected}\n"
 
 
 @pytest.mark.parametrize("command", [

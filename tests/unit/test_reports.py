@@ -84,7 +84,7 @@ def test_html_is_self_contained_and_escapes_everything(data: ReportData) -> None
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
     assert "<link" not in page and "@import" not in page
     assert "BLOCKED from pilot" in page
-    assert page.index("BLOCKED from pilot") < page.index("Sandbox × suite") < page.index("Failing, erroring")
+    assert page.index("BLOCKED from pilot") < page.index("Sandbox \u00d7 suite") < page.index("Failing, erroring")
     assert "ab" * 32 in page
     assert "1 cell(s) did not finish" in page
 

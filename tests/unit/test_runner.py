@@ -47,7 +47,8 @@ def test_file_checks_pass_and_fail_with_evidence(root: Path) -> None:
     digest = "5d1b1e3c0eb3c3c0c4a54c8d0c4bb3b4c8c2a26d05e9e2b0b76b0bbf2f8e1c2a"
     assert one(root, {"type": "file", "params": {"path": "/etc/app.conf", "mode": "0640"}})["status"] == "pass"
     assert one(root, {"type": "file", "params": {"path": "/etc/app.conf", "contains": "strict"}})["status"] == "pass"
-    assert one(root, {"type": "file", "params": {"path": "/etc/app.conf", "matches": r"^port = \d+$"}})["status"] == "pass"
+    matches = one(root, {"type": "file", "params": {"path": "/etc/app.conf", "matches": r"^port = \d+$"}})
+    assert matches["status"] == "pass"
     wrong_mode = one(root, {"type": "file", "params": {"path": "/etc/app.conf", "mode": "0644"}})
     assert wrong_mode["status"] == "fail"
     assert wrong_mode["evidence"]["mode"] == "0640"
@@ -122,7 +123,7 @@ def test_process_by_name_ignores_other_sandboxes(root: Path, tmp_path_factory: p
 @pytest.fixture
 def http_server() -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             status = 200 if self.path == "/ok" else 503
             body = b'{"status": "ok"}' if status == 200 else b"down"
             self.send_response(status)
