@@ -37,16 +37,13 @@ from spnego.channel_bindings import GssChannelBindings
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 from winrm.protocol import Protocol
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the endpoint lives in tests/, which is not a package
-    sys.path.insert(0, str(ROOT))
-
-from tests.winrm_endpoint import WinRMEndpoint, compare_envelopes  # noqa: E402
+from tests.conftest import SHARED
+from tests.winrm_endpoint import WinRMEndpoint, compare_envelopes
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "user", "S3cret pass"
-RECORDINGS = Path("/work/shared/reference/winrm-recordings")
+RECORDINGS = SHARED / "reference" / "winrm-recordings"
 SHELL_NOT_FOUND, TIMED_OUT = 2150858843, 2150858793
 QUOTA_SHELLS, QUOTA_OPERATIONS = 2150859173, 2150859174
 
