@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.checks.types import CHECK_TYPES, COMMON_FIELDS
+from lab.checks.windows_types import WINDOWS_CHECK_TYPES
 from lab.errors import ConfigError, NotFoundError
 from lab.inventory import Inventory, load_inventory
 from lab.model import Agreement, BuildSpec, Check, Gate, Product, SandboxSpec, Stage, Suite
@@ -183,6 +184,7 @@ def load_suite(file: Path) -> Suite:
     data = load_yaml(file)
     validate(data, schema("suite"), file)
     raw = plain(data)
+    registries = type_registries(raw["platforms"])
     checks: list[Check] = []
     seen: dict[str, int | None] = {}
     for index, entry in enumerate(raw["checks"]):
@@ -194,12 +196,13 @@ def load_suite(file: Path) -> Suite:
                               "check ids must be unique in a suite", source=str(file), line=line)
         seen[check_id] = line
         kind = entry["type"]
-        if kind not in CHECK_TYPES:
-            raise ConfigError(f"check {check_id!r}: unknown check type {kind!r}; known types: "
-                              f"{', '.join(sorted(CHECK_TYPES))}", source=str(file),
-                              line=line_of(data, [*where, "type"]))
+        for family, registry in registries:
+            if kind not in registry:
+                raise ConfigError(f"check {check_id!r}: unknown check type {kind!r} for {family} platforms; "
+                                  f"known types: {', '.join(sorted(registry))}", source=str(file),
+                                  line=line_of(data, [*where, "type"]))
+            validate(data["checks"][index], with_common_fields(registry[kind]), file, base=[f"check {check_id}"])
         params = {k: v for k, v in entry.items() if k not in COMMON_FIELDS}
-        validate(data["checks"][index], with_common_fields(CHECK_TYPES[kind]), file, base=[f"check {check_id}"])
         checks.append(Check(
             id=check_id,
             type=kind,
@@ -218,9 +221,23 @@ def load_suite(file: Path) -> Suite:
                  raw.get("description", ""))
 
 
+def type_registries(platforms: list[str]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """The check-type registries a suite must satisfy: Windows platforms run runner.ps1, the rest runner.py.
+
+    A suite aimed at both kinds must be valid for both runners.
+    """
+    windows = [p for p in platforms if p.startswith("windows")]
+    registries: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    if windows:
+        registries.append(("Windows", WINDOWS_CHECK_TYPES))
+    if len(windows) < len(platforms):
+        registries.append(("Linux", CHECK_TYPES))
+    return registries
+
+
 def with_common_fields(type_schema: dict[str, Any]) -> dict[str, Any]:
     """The schema of a whole check entry: the type's parameters plus the fields every check has."""
-    common = {name: {} for name in COMMON_FIELDS}
+    common: dict[str, Any] = {name: {} for name in COMMON_FIELDS}
     return {**type_schema, "properties": {**common, **type_schema["properties"]}}
 
 

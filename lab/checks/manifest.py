@@ -99,4 +99,6 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
     results = []
     for check in suite.checks:
         results.append(reported.get(check.id) or Result(check.id, Status.ERROR, why, {}, 0, 0))
+        # A check may report parts of itself as "<id>/<part>" (e.g. each test of a Pester file).
+        results.extend(r for key, r in reported.items() if key.startswith(f"{check.id}/"))
     return results
