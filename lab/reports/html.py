@@ -7,11 +7,12 @@ its evidence, then the digest and the timings.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from lab.model import CellRecord, CellState, Status
+from lab.model import CellRecord, CellState, Result, Status
 from lab.reports.data import ReportData, printable, seconds_between
 
 BAD = (Status.FAIL, Status.ERROR)
@@ -26,7 +27,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["printable"] = printable
-    env.filters["pretty"] = lambda value: printable(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+    env.filters["evidence_items"] = evidence_items
     env.filters["seconds"] = lambda value: "-" if value is None else f"{value:.1f} s"
     return env
 
@@ -48,15 +49,46 @@ def cell_summary(cell: CellRecord) -> dict[str, Any]:
     return {"counts": counts, "worst": worst, "seconds": seconds_between(cell.started_at, cell.finished_at)}
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One check that failed, errored or was flaky, on every sandbox where it did."""
+
+    suite: str
+    check_id: str
+    status: Status
+    mandatory: bool
+    occurrences: tuple[tuple[str, Result], ...]  # (sandbox, result)
+
+
+def group_problems(data: ReportData) -> list[Problem]:
+    """Failing checks grouped by suite, check and status: the board reads one block per problem."""
+    groups: dict[tuple[str, str, Status], list[tuple[str, Result]]] = {}
+    for cell in data.cells:
+        for result in cell.results:
+            if result.status in (*BAD, Status.FLAKY):
+                groups.setdefault((cell.suite, result.check_id, result.status), []).append((cell.sandbox, result))
+    problems = [Problem(suite, check, status, data.mandatory.get(suite, True), tuple(found))
+                for (suite, check, status), found in groups.items()]
+    problems.sort(key=lambda p: (not p.mandatory, p.status is Status.FLAKY, p.suite, p.check_id))
+    return problems
+
+
+def evidence_items(evidence: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """Evidence as (key, text, is_block): strings as they are (multi-line output stays readable), the rest as
+    JSON; short one-line values are shown inline, the others as blocks."""
+    items = []
+    for key, value in sorted(evidence.items()):
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+        items.append((key, printable(text), "\n" in text or len(text) > 100))
+    return items
+
+
 def html_report(data: ReportData) -> str:
     """The HTML page for a campaign."""
     sandboxes = sorted({c.sandbox for c in data.cells})
     suites = sorted({c.suite for c in data.cells}, key=lambda s: (not data.mandatory.get(s, True), s))
     matrix = {(c.sandbox, c.suite): cell_summary(c) for c in data.cells}
-    problems = [
-        (cell, result) for cell in data.cells for result in cell.results if result.status in (*BAD, Status.FLAKY)
-    ]
-    problems.sort(key=lambda p: (not data.mandatory.get(p[0].suite, True), p[0].suite, p[0].sandbox))
+    problems = group_problems(data)
     template = environment().get_template("report.html.j2")
     return template.render(
         data=data,
