@@ -12,6 +12,19 @@ STRING = {"type": "string", "minLength": 1}
 ARGV = {"oneOf": [STRING, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
 REGEX = {"type": "string", "format": "regex"}
 PORT = {"type": ["integer", "string"], "minimum": 1, "maximum": 65535}
+BOOLEAN = {"type": "boolean"}
+ID = {"type": "integer", "minimum": 0}
+ABSOLUTE_PATH = {"type": "string", "pattern": "^/"}
+CONSTRAINT = {"type": "string", "pattern": r"^\s*(~=|==|!=|>=|<=|>|<)"}
+# Names that end up in paths (/etc/init.d/<name>) or argv (systemctl is-enabled <name>): no "/",
+# no leading "-" or ".", so a parameter can never become a path elsewhere or an option.
+PACKAGE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9+._-]*(:[A-Za-z0-9_-]+)?$"}
+ACCOUNT_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$"}
+SERVICE_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.@:\\-]*$"}
+NAMES = {"type": "array", "items": STRING, "uniqueItems": True}
+IP_ADDRESS = {"type": "string", "pattern": "^[0-9A-Fa-f:.]+$"}
+# A package that must be absent has no version to constrain.
+NO_VERSION_WHEN_ABSENT = {"dependentSchemas": {"version": {"properties": {"installed": {"const": True}}}}}
 
 
 def params(required: list[str], properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -77,11 +90,48 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
         ["product", "constraint"],
         {
             "product": STRING,
-            "constraint": {"type": "string", "pattern": r"^\s*(~=|==|!=|>=|<=|>|<)"},
+            "constraint": CONSTRAINT,
             "command": ARGV,
             "file": STRING,
             "regex": REGEX,
         },
+    ),
+    # Linux server checks; their meaning follows pytest-testinfra's modules (see runner.py).
+    "package": params(
+        ["name"],
+        {"name": PACKAGE_NAME, "installed": BOOLEAN, "version": CONSTRAINT, "manager": {"enum": ["dpkg", "rpm"]}},
+        **NO_VERSION_WHEN_ABSENT,
+    ),
+    "service": params(
+        ["name"],
+        {"name": SERVICE_NAME, "running": BOOLEAN, "enabled": BOOLEAN, "process": STRING, "pid_file": ABSOLUTE_PATH},
+    ),
+    "user": params(
+        ["name"],
+        {"name": ACCOUNT_NAME, "exists": BOOLEAN, "uid": ID, "gid": ID, "home": ABSOLUTE_PATH,
+         "shell": ABSOLUTE_PATH, "groups": NAMES},
+    ),
+    "group": params(
+        ["name"],
+        {"name": ACCOUNT_NAME, "exists": BOOLEAN, "gid": ID, "members": NAMES},
+    ),
+    "listening": params(
+        ["port"],
+        {"port": PORT, "protocol": {"enum": ["tcp", "udp"]}, "address": IP_ADDRESS, "process": STRING,
+         "listening": BOOLEAN},
+    ),
+    "mount": params(
+        ["path"],
+        {"path": ABSOLUTE_PATH, "exists": BOOLEAN, "fstype": STRING, "device": STRING, "options": NAMES},
+    ),
+    "sysctl": params(
+        ["key", "value"],
+        {"key": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:@/-]*$"},
+         "value": {"type": ["integer", "string"]}},
+    ),
+    "kernel_module": params(
+        ["name"],
+        {"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, "loaded": BOOLEAN},
     ),
 }
 
