@@ -19,7 +19,7 @@ from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
 from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, StepRecord
-from lab.sandboxes.base import SandboxHandle, provider_for
+from lab.sandboxes.base import LabSite, SandboxHandle, provider_for
 from lab.sandboxes.lease import lease
 from lab.store import Store, now
 from lab.transports.base import transport_class
@@ -121,14 +121,16 @@ class CampaignRunner:
         """Reset, baseline and deploy; None (with the failed step recorded) if any step fails."""
         started = now()
         try:
-            handle = provider_for(spec.provider, self.config.state_dir).reset(spec)
+            site = LabSite(self.config.root, self.config.inventory.path, self.config.timeouts.playbook)
+            handle = provider_for(spec.provider, self.config.state_dir, site).reset(spec)
         except LabError as exc:
             self.step(campaign, spec.name, "reset", started, False, True, str(exc), None)
             return None
         except OSError as exc:
             self.step(campaign, spec.name, "reset", started, False, True, f"reset failed: {exc}", None)
             return None
-        self.step(campaign, spec.name, "reset", started, True, False, f"reset to a clean tree at {handle.root}", None)
+        self.step(campaign, spec.name, "reset", started, True, False,
+                  handle.note or f"reset to a clean tree at {handle.root}", None)
         if self.config.baseline is not None:
             outcome = self.playbook(campaign, spec, handle, "baseline", self.config.baseline, {})
             if not outcome.host_ok(spec.name):
@@ -181,6 +183,7 @@ class CampaignRunner:
                     results = parse_results(suite, output)
                 except (InfrastructureError, OSError) as exc:
                     results = [Result(c.id, Status.ERROR, f"transport failed: {exc}", {}, 0, 0) for c in suite.checks]
+                    self.step(campaign, spec.name, "verify", now(), False, True, f"suite {name}: {exc}", None)
                 self.finish(campaign, spec.name, name, results)
         finally:
             transport.close()

@@ -8,6 +8,7 @@ from lab import __version__
 from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
 from lab.cli.cmd_lab import build, validate
 from lab.cli.cmd_promote import promote
+from lab.cli.cmd_sandbox import sandbox
 from lab.cli.context import LabContext
 
 
@@ -31,5 +32,5 @@ def cli(ctx: click.Context, lab_path: str | None) -> None:
     ctx.call_on_close(context.close)
 
 
-for command in (validate, build, run, resume, list_campaigns, show, report, promote):
+for command in (validate, build, run, resume, list_campaigns, show, report, promote, sandbox):
     cli.add_command(command)

@@ -24,6 +24,16 @@ class SandboxHandle:
     name: str
     root: str
     facts: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # what reset did, in words, when it is not "reset to a clean tree" (static hosts)
+
+
+@dataclass(frozen=True)
+class LabSite:
+    """Where the lab lives, for providers that run playbooks of their own (static: a reset playbook)."""
+
+    root: Path  # the directory of lab.yml; playbook paths in the inventory are relative to it
+    inventory: Path
+    playbook_timeout: float
 
 
 class SandboxProvider(ABC):
@@ -31,8 +41,9 @@ class SandboxProvider(ABC):
 
     name: str = ""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, site: LabSite | None = None) -> None:
         self.state_dir = state_dir
+        self.site = site
 
     @abstractmethod
     def reset(self, spec: SandboxSpec) -> SandboxHandle:
@@ -49,14 +60,16 @@ class SandboxProvider(ABC):
 
 PROVIDERS = {
     "local": ("lab.sandboxes.local", "LocalProvider"),
+    "namespace": ("lab.sandboxes.namespace", "NamespaceProvider"),
+    "static": ("lab.sandboxes.static", "StaticProvider"),
 }
 
 
-def provider_for(name: str, state_dir: Path) -> SandboxProvider:
-    """The provider called ``name``, working under ``state_dir``."""
+def provider_for(name: str, state_dir: Path, site: LabSite | None = None) -> SandboxProvider:
+    """The provider called ``name``, working under ``state_dir`` (and with the lab's ``site``, if given)."""
     entry = PROVIDERS.get(name)
     if entry is None:
         raise ConfigError(f"unknown sandbox provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
     module = importlib.import_module(entry[0])
     cls: type[SandboxProvider] = getattr(module, entry[1])
-    return cls(state_dir)
+    return cls(state_dir, site)

@@ -100,4 +100,5 @@ class LocalProvider(SandboxProvider):
         if not facts_path.exists():
             return {"state": "absent", "where": str(home)}
         facts = json.loads(facts_path.read_text())
-        return {"state": "ready", "where": str(home / "root"), "port": facts.get("lab_port")}
+        return {"state": "ready", "where": str(home / "root"), "port": facts.get("lab_port"),
+                "since": facts.get("reset_at")}
