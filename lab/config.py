@@ -22,6 +22,7 @@ from lab.yamlfile import line_of, load_yaml, plain, schema, validate
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROVIDER_FACTS = frozenset({"lab_port", "sandbox_root", "sandbox_name"})
 DEFAULT_LAB_FILE = "lab.yml"
+PROVIDER_NAMES = ("local", "namespace", "static")
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,19 @@ def existing(root: Path, raw: str, what: str, source: Path, data: Any, where: li
     return path
 
 
-def load_lab(path: Path) -> LabConfig:
-    """Load ``path`` and everything it refers to; raise ConfigError on the first problem found."""
+def load_lab(path: Path, provider: str | None = None) -> LabConfig:
+    """Load ``path`` and everything it refers to; raise ConfigError on the first problem found.
+
+    ``provider``, when given, runs every sandbox on that provider (e.g. the demo on namespace
+    sandboxes) whatever the inventory says.
+    """
     data = load_yaml(path)
     validate(data, schema("lab"), path)
     raw = plain(data)
     root = path.parent
     inventory = load_inventory(existing(root, raw["inventory"], "inventory", path, data, ["inventory"]))
-    sandboxes = load_sandboxes(inventory, raw.get("sandbox_group", "sandboxes"), raw.get("provider", "local"))
+    sandboxes = load_sandboxes(inventory, raw.get("sandbox_group", "sandboxes"), raw.get("provider", "local"),
+                               provider)
     suites = load_suites(existing(root, raw.get("suites_dir", "test_suites"), "suites directory",
                                   path, data, ["suites_dir"]))
     known_vars = PROVIDER_FACTS | {k for s in sandboxes for k in s.host_vars}
@@ -123,7 +129,8 @@ def load_lab(path: Path) -> LabConfig:
     )
 
 
-def load_sandboxes(inventory: Inventory, group: str, default_provider: str) -> tuple[SandboxSpec, ...]:
+def load_sandboxes(inventory: Inventory, group: str, default_provider: str,
+                   override: str | None = None) -> tuple[SandboxSpec, ...]:
     hosts = inventory.hosts_in(group)
     if not hosts:
         raise ConfigError(f"inventory group {group!r} has no hosts; add sandboxes to it or set sandbox_group",
@@ -135,7 +142,11 @@ def load_sandboxes(inventory: Inventory, group: str, default_provider: str) -> t
         if not isinstance(platform, str) or not platform:
             raise ConfigError(f"host {host!r} has no lab_platform variable; set it to the platform it runs",
                               source=str(inventory.path))
-        specs.append(SandboxSpec(host, platform, str(variables.get("lab_provider", default_provider)), variables))
+        provider = override or str(variables.get("lab_provider", default_provider))
+        if provider not in PROVIDER_NAMES:
+            raise ConfigError(f"host {host!r}: unknown sandbox provider {provider!r}; use one of: "
+                              f"{', '.join(PROVIDER_NAMES)}", source=str(inventory.path))
+        specs.append(SandboxSpec(host, platform, provider, variables))
     return tuple(specs)
 
 

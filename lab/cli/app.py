@@ -10,14 +10,18 @@ from lab.cli.cmd_lab import build, validate
 from lab.cli.cmd_promote import promote
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.context import LabContext
+from lab.config import PROVIDER_NAMES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--lab", "lab_path", metavar="PATH", envvar="LAB_CONFIG",
               help="The lab file (or its directory). Default: ./lab.yml, or $LAB_CONFIG.")
+@click.option("--provider", type=click.Choice(PROVIDER_NAMES), envvar="LAB_PROVIDER",
+              help="Run every sandbox on this provider, whatever the inventory says "
+                   "(e.g. the demo on namespace sandboxes; needs root).")
 @click.version_option(__version__, prog_name="lab")
 @click.pass_context
-def cli(ctx: click.Context, lab_path: str | None) -> None:
+def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
     """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
 
     \b
@@ -27,7 +31,7 @@ def cli(ctx: click.Context, lab_path: str | None) -> None:
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    context = LabContext(lab_path)
+    context = LabContext(lab_path, provider)
     ctx.obj = context
     ctx.call_on_close(context.close)
 

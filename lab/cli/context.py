@@ -14,11 +14,12 @@ from lab.store import Store
 @dataclass
 class LabContext:
     lab_option: str | None
+    provider: str | None = None
     _store: Store | None = field(default=None, repr=False)
 
     @cached_property
     def config(self) -> LabConfig:
-        return load_lab(find_lab_file(self.lab_option))
+        return load_lab(find_lab_file(self.lab_option), self.provider)
 
     @property
     def store(self) -> Store:

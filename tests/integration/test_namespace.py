@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import stat
 import time
@@ -32,7 +31,7 @@ from lab.sandboxes.lease import lease
 from lab.sandboxes.namespace import NamespaceProvider
 from lab.store import Store
 from lab.transports.ssh import SSHTransport
-from tests.conftest import REPO, CliResult, copy_default_lab, run_lab
+from tests.conftest import CliResult, copy_default_lab, run_lab
 
 pytestmark = pytest.mark.integration
 
@@ -215,26 +214,11 @@ def test_the_next_reset_recovers_from_a_crash(provider: NamespaceProvider) -> No
 
 # --- campaigns over namespace sandboxes ---------------------------------------------------------
 
-def copy_namespace_lab(target: Path, sandboxes: int) -> Path:
-    """The repository's lab-namespace.yml and what it uses, with only the first ``sandboxes`` hosts."""
-    lab_yml = copy_default_lab(target)
-    shutil.copy2(REPO / "lab-namespace.yml", target / "lab-namespace.yml")
-    inventory = target / "inventory" / "namespace.yml"
-    kept, count = [], 0
-    for line in inventory.read_text().splitlines():
-        count += line.strip().startswith("ts-sbx-")
-        if not (line.strip().startswith("ts-sbx-") and count > sandboxes):
-            kept.append(line)
-    inventory.write_text("\n".join(kept) + "\n")
-    assert lab_yml.exists()
-    return target / "lab-namespace.yml"
-
-
 @pytest.fixture(scope="module")
 def namespace_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabConfig, Store, dict[str, Build]]]:
     """A copy of the namespace demo lab with two sandboxes, both builds registered."""
     require_root_and_sshd()
-    config = load_lab(copy_namespace_lab(tmp_path_factory.mktemp("nslab"), 2))
+    config = load_lab(copy_default_lab(tmp_path_factory.mktemp("nslab"), sandboxes=2), provider="namespace")
     assert [s.name for s in config.sandboxes] == ["ts-sbx-01", "ts-sbx-02"] and config.parallel == 2
     store = Store(config.state_dir / "lab.sqlite3")
     builds = {v: build_and_register(config.build_spec(f"care-planner@{v}"), store)[0] for v in ("2.0.0", "2.1.0")}
@@ -284,7 +268,8 @@ def provider_file(provider: NamespaceProvider, sandbox: SandboxSpec, relative: s
 def test_build_b_is_blocked_over_namespace_sandboxes_as_in_the_local_demo(
         namespace_lab: tuple[LabConfig, Store, dict[str, Build]]) -> None:
     config, _, _ = namespace_lab
-    result = run_lab(config.path, "run", "care-planner@2.1.0", "--no-reports", timeout=300)
+    result = run_lab(config.path, "--provider", "namespace", "run", "care-planner@2.1.0", "--no-reports",
+                     timeout=300)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "care-planner@2.1.0 (sha256 " in result.stdout and "BLOCKED from pilot" in result.stdout
     assert re.search(r"mandatory checks: 8 mandatory check\(s\) failed: portfolio-compat on ts-sbx-01, "
@@ -335,7 +320,7 @@ def test_killing_a_sandboxs_sshd_mid_campaign_gives_errors_not_a_hang(
 def test_the_sandbox_commands_manage_namespace_sandboxes(tmp_path: Path,
                                                          run_cli: Callable[..., CliResult]) -> None:
     require_root_and_sshd()
-    lab = ("--lab", str(copy_namespace_lab(tmp_path / "lab", 1)))
+    lab = ("--lab", str(copy_default_lab(tmp_path / "lab", sandboxes=1)), "--provider", "namespace")
     state_dir = tmp_path / "lab" / ".lab"
     try:
         assert "ts-sbx-01        namespace  absent" in run_cli(*lab, "sandbox", "list").out

@@ -206,3 +206,15 @@ def test_pinned_digest_mismatch_names_lab_yml_line(lab_yml: Path, run_cli: Calla
     line = lab_yml.read_text().splitlines().index("      - version: 2.0.0") + 1
     assert result.err.startswith(f"lab: {lab_yml}:{line}: build care-planner@2.0.0: the artifact's sha256 is ")
     assert not (lab_yml.parent / "artifacts" / "care-planner-2.0.0.tar.gz").exists()
+
+
+def test_provider_override_runs_every_sandbox_on_it(lab_yml: Path) -> None:
+    config = load_lab(lab_yml, provider="namespace")
+    assert {s.provider for s in config.sandboxes} == {"namespace"}
+    assert {s.provider for s in load_lab(lab_yml).sandboxes} == {"local"}
+
+
+def test_unknown_provider_in_the_inventory(lab_yml: Path) -> None:
+    replace(lab_yml.parent / "inventory" / "hosts.yml", "lab_provider: local", "lab_provider: docker")
+    assert "host 'ts-sbx-01': unknown sandbox provider 'docker'; use one of: local, namespace, static" in error_of(
+        lab_yml)
