@@ -9,6 +9,7 @@ from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
 from lab.cli.cmd_lab import build, validate
 from lab.cli.cmd_promote import promote
 from lab.cli.cmd_sandbox import sandbox
+from lab.cli.cmd_selftest import selftest
 from lab.cli.context import LabContext
 from lab.config import PROVIDER_NAMES
 
@@ -36,5 +37,5 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
     ctx.call_on_close(context.close)
 
 
-for command in (validate, build, run, resume, list_campaigns, show, report, promote, sandbox):
+for command in (validate, build, run, resume, list_campaigns, show, report, promote, sandbox, selftest):
     cli.add_command(command)

@@ -1,0 +1,57 @@
+"""`lab selftest HOST`: the Windows self-test's plumbing, proven against the WinRM test endpoint.
+
+The endpoint's shell is POSIX, so the host runs the Python runner (`lab_runner: python`): checks
+of Windows-only types come back as `error` (the Python runner does not have them), which proves
+the suite travels, every check is reported, and the exit code says not everything passed. On a
+real Windows host the same command runs runner.ps1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lab.checks.windows_types import WINDOWS_CHECK_TYPES
+from lab.selftest import selftest_suite
+from tests.conftest import CliResult, copy_default_lab
+from tests.integration.winrm_lab import PASSWORD, USER, host_vars
+from tests.winrm_endpoint import WinRMEndpoint
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_selftest_suite_covers_every_windows_check_type() -> None:
+    suite = selftest_suite()
+    assert {c.type for c in suite.checks} == set(WINDOWS_CHECK_TYPES)
+    assert suite.platforms == ("windows-server-2022",)
+
+
+def test_selftest_reports_every_check_of_the_host(tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
+    lab_yml = copy_default_lab(tmp_path / "lab")
+    with WinRMEndpoint(users={USER: PASSWORD}) as ep:
+        inventory = lab_yml.parent / "inventory" / "hosts.yml"
+        data = yaml.safe_load(inventory.read_text())
+        data["all"]["children"]["windows_vms"] = {"hosts": {"win-vm-01": host_vars(ep)}}
+        inventory.write_text(yaml.safe_dump(data))
+        result = run_cli("--lab", str(lab_yml), "selftest", "win-vm-01", "--timeout", "120")
+        assert ep.counters.shells_created == 1
+    suite = selftest_suite()
+    lines = result.out.splitlines()
+    assert result.code == 1, result.out + result.err
+    assert len(lines) == len(suite.checks) + 1
+    passed = sum(1 for line in lines[:-1] if line.startswith("PASS"))
+    assert lines[-1] == f"{passed}/{len(suite.checks)} self-test checks passed on win-vm-01"
+    registry = [line for line in lines if line.split()[1] == "registry"]
+    assert registry and all(line.startswith("ERROR") and "unknown check type 'registry'" in line for line in registry)
+    reported = {line.split()[2].rstrip(":") for line in lines[:-1]}
+    assert reported == {c.id for c in suite.checks}
+    assert PASSWORD not in result.out + result.err
+
+
+def test_selftest_of_an_unknown_host(tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
+    result = run_cli("--lab", str(copy_default_lab(tmp_path / "lab")), "selftest", "win-nowhere")
+    assert result.code == 2
+    assert "host 'win-nowhere' is not in the inventory" in result.err
