@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from lab.audit import audit_campaign_event
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
@@ -68,6 +69,7 @@ class CampaignRunner:
         """Create a campaign of ``build`` over every planned cell and run it to the end."""
         cells = plan_cells(self.config, build.product)
         campaign = self.store.create_campaign(build, cells, self.config.path)
+        audit_campaign_event(self.store, campaign, "start", self.config)
         return self.execute(campaign, build)
 
     def resume(self, campaign_id: str, build: Build) -> Campaign:
@@ -77,6 +79,7 @@ class CampaignRunner:
             raise ConfigError(f"campaign {campaign.id} tested sha256 {campaign.digest}, but {build.ref} is now "
                               f"{build.digest}; start a new campaign instead of resuming")
         self.store.reopen_unfinished(campaign.id)
+        audit_campaign_event(self.store, campaign, "resume", self.config)
         return self.execute(campaign, build)
 
     def execute(self, campaign: Campaign, build: Build) -> Campaign:
@@ -94,7 +97,9 @@ class CampaignRunner:
             for future in futures:
                 future.result()
         self.store.finish_campaign(campaign.id)
-        return self.store.campaign(campaign.id)
+        finished = self.store.campaign(campaign.id)
+        audit_campaign_event(self.store, finished, "finish")
+        return finished
 
     # --- one sandbox --------------------------------------------------------------------------
 

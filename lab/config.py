@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.agreement import load_agreement
 from lab.checks.types import CHECK_TYPES, COMMON_FIELDS
 from lab.checks.windows_types import WINDOWS_CHECK_TYPES
 from lab.errors import ConfigError, NotFoundError
 from lab.inventory import Inventory, load_inventory
-from lab.model import Agreement, BuildSpec, Check, Gate, Product, SandboxSpec, Stage, Suite
+from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
 from lab.yamlfile import line_of, load_yaml, plain, schema, validate
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -259,27 +260,3 @@ def check_variables(suite: Suite, known: frozenset[str] | set[str]) -> None:
                 raise ConfigError(f"check {check.id!r} uses unknown variable ${{{name}}}; known: "
                                   f"{', '.join(sorted(known))}", source=str(suite.path), line=check.line)
 
-
-def load_agreement(path: Path, suites: dict[str, Suite]) -> Agreement:
-    data = load_yaml(path)
-    validate(data, schema("agreement"), path)
-    raw = plain(data)
-    stages = []
-    names: set[str] = set()
-    for index, body in enumerate(raw["stages"]):
-        if body["name"] in names:
-            raise ConfigError(f"stage {body['name']!r} is declared twice", source=str(path),
-                              line=line_of(data, ["stages", index]))
-        names.add(body["name"])
-        gate = None
-        if "gate" in body:
-            wanted = body["gate"].get("suites", "mandatory")
-            if wanted != "mandatory":
-                for suite_name in wanted:
-                    if suite_name not in suites:
-                        raise ConfigError(f"gate of stage {body['name']!r} names unknown suite {suite_name!r}",
-                                          source=str(path), line=line_of(data, ["stages", index, "gate"]))
-            gate = Gate(tuple(body["gate"]["platforms"]), None if wanted == "mandatory" else tuple(wanted),
-                        body["gate"].get("max_flaky", 0))
-        stages.append(Stage(body["name"], gate, body.get("description", "")))
-    return Agreement(raw["agreement"], tuple(stages), path)

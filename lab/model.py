@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import date, time
 from pathlib import Path
 from typing import Any
 
@@ -182,22 +183,37 @@ class ClauseOutcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Clause:
-    """One line of a verdict: what the agreement asked, whether it holds, on what evidence."""
+    """One line of a verdict: what the agreement asked, whether it holds, on what evidence.
+
+    ``evidence`` names the pieces of evidence the clause looked at (``campaign c-1``,
+    ``approval #3 by alice``, ``clock 2026-12-01T12:00:00+00:00``), for the record.
+    """
 
     name: str
     outcome: ClauseOutcome
     detail: str
+    evidence: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The agreement evaluated on the evidence: promotable or blocked, clause by clause."""
+    """The agreement evaluated on the evidence: promotable or blocked, clause by clause.
+
+    ``evidence_digest`` is the sha256 of the canonical evidence the gate used (what approvers
+    sign); ``evaluated_at`` the injected clock; ``next_open`` the start of the next open window
+    when the stage's window was closed; ``waived`` the failures (``sandbox/suite/check``) that a
+    valid waiver kept from blocking.
+    """
 
     build_ref: str
     digest: str
     stage: str
     allowed: bool
     clauses: tuple[Clause, ...]
+    evidence_digest: str = ""
+    evaluated_at: str = ""
+    next_open: str | None = None
+    waived: tuple[str, ...] = ()
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -205,30 +221,97 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class ApprovalRule:
+    """Who must approve a promotion: named approvers and/or a role's members, how many, distinct or not."""
+
+    approvers: tuple[str, ...]  # every principal whose approval counts (a role already resolved to its members)
+    min_count: int = 1
+    distinct: bool = True
+    role: str | None = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A weekly maintenance window in a time zone: opens on ``days`` at ``start``, closes at ``end``.
+
+    ``end`` at or before ``start`` closes the next day (18:00-06:00); ``end_of_day`` is 24:00.
+    Days are ISO weekdays counted from 0 (Monday) to 6 (Sunday).
+    """
+
+    days: tuple[int, ...]
+    start: time
+    end: time
+    timezone: str
+    end_of_day: bool = False
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """A freeze period: no promotion from ``start`` to ``end`` (both days included) in ``timezone``."""
+
+    start: date
+    end: date
+    timezone: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Gate:
-    """What a stage asks of the evidence before a build may enter it."""
+    """What a stage asks of the evidence before a build may enter it.
+
+    ``min_pass_rate`` None is the zero-failure rule; ``soak_seconds`` is the minimum time the
+    build spent in the previous stage; ``waiver_approvers`` are the principals whose waivers
+    count when ``waivers`` is true.
+    """
 
     platforms: tuple[str, ...]
     suites: tuple[str, ...] | None  # None: every mandatory suite of the product
     max_flaky: int = 0
+    min_pass_rate: float | None = None
+    soak_seconds: int = 0
+    approvals: ApprovalRule | None = None
+    waivers: bool = False
+    waiver_approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the agreement (lab, pilot, production, ...), with the gate into it."""
+    """One stage of the agreement (lab, pilot, production, ...), with the gate into it.
+
+    ``previous`` is the stage a build must already be in; ``windows`` (none: always open) and
+    ``freezes`` say when a promotion into this stage may happen.
+    """
 
     name: str
     gate: Gate | None
     description: str = ""
+    previous: str | None = None
+    windows: tuple[Window, ...] = ()
+    freezes: tuple[Freeze, ...] = ()
 
 
 @dataclass(frozen=True)
 class Agreement:
-    """The promotion policy: stages in order, each with its gate."""
+    """The promotion policy: stages in order, each with its gate; roles and the approvers' keys."""
 
     name: str
     stages: tuple[Stage, ...]
     path: Path
+    roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    allowed_signers: Path | None = None  # ssh-keygen ALLOWED SIGNERS file: principal -> public key
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)
+
+
+@dataclass(frozen=True)
+class SignedRecord:
+    """An approval, a rejection or a waiver as the store keeps it: the signed payload, the
+    armored SSH signature over it and the principal who signed. Never a private key."""
+
+    id: int
+    kind: str  # "approval", "rejection" or "waiver"
+    principal: str
+    payload: str  # canonical JSON, exactly the bytes that were signed
+    signature: str  # armored "-----BEGIN SSH SIGNATURE-----" text
+    recorded_at: str

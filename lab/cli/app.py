@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from lab import __version__
+from lab.cli.cmd_approve import approve, waive
+from lab.cli.cmd_audit import audit_group, evidence_group
 from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
 from lab.cli.cmd_lab import build, validate
-from lab.cli.cmd_promote import promote
+from lab.cli.cmd_promote import gate, promote
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.cmd_selftest import selftest
 from lab.cli.context import LabContext
@@ -37,5 +39,7 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
     ctx.call_on_close(context.close)
 
 
-for command in (validate, build, run, resume, list_campaigns, show, report, promote, sandbox, selftest):
+COMMANDS = (validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,
+            audit_group, evidence_group, sandbox, selftest)
+for command in COMMANDS:
     cli.add_command(command)

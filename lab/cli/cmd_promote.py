@@ -1,36 +1,76 @@
-"""``lab promote``: move a build into the next stage when the gate allows it."""
+"""``lab promote`` and ``lab gate``: decide whether a build may enter a stage, and move it there."""
 
 from __future__ import annotations
 
 import click
 
+from lab import promotion
 from lab.builds import verified_build
 from lab.cli.context import LabContext, pass_lab
-from lab.cli.render import print_verdict
+from lab.cli.render import MARK
+from lab.clock import current
 from lab.errors import GateBlocked
-from lab.verdict import latest_campaign, verdict_for
+from lab.model import Verdict
+from lab.reports.data import printable
+
+NOW = click.option("--now", "now_text", hidden=True, metavar="ISO-TIME",
+                   help="Decide as if it were this time (tests, replays); default $LAB_NOW or the clock.")
+
+
+def print_decision(verdict: Verdict, evidence: bool) -> None:
+    """The decision, one line per clause; with ``evidence``, what each clause looked at and the clock."""
+    word = "PROMOTABLE to" if verdict.allowed else "BLOCKED from"
+    click.echo(f"{verdict.build_ref} (sha256 {verdict.digest[:12]}…): {word} {verdict.stage}")
+    for clause in verdict.clauses:
+        click.echo(f"  [{MARK[clause.outcome]}] {clause.name}: {printable(clause.detail)}")
+        if evidence and clause.evidence:
+            click.echo(f"        used: {printable('; '.join(clause.evidence))}")
+    if evidence:
+        click.echo(f"evidence sha256 {verdict.evidence_digest} (what approvers sign); clock {verdict.evaluated_at}")
+    if verdict.next_open:
+        click.echo(f"next open window: {verdict.next_open}")
+
+
+@click.command()
+@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@click.option("--to", "stage", required=True, help="The stage the decision is about (e.g. production).")
+@NOW
+@pass_lab
+def gate(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> int:
+    """Decide whether a build may enter STAGE now, clause by clause, with the evidence used.
+
+    Nothing moves; the decision is recorded in the audit log. Exits 0 when the gate allows the
+    build, 1 when it blocks it.
+    """
+    config = lab.config
+    build = verified_build(config.build_spec(build_ref), lab.store)
+    verdict = promotion.decide(config, lab.store, build, stage, current(now_text))
+    print_decision(verdict, evidence=True)
+    return 0 if verdict.allowed else 1
 
 
 @click.command()
 @click.argument("build_ref", metavar="PRODUCT@VERSION")
 @click.option("--to", "stage", required=True, help="The stage to promote into (e.g. pilot).")
+@NOW
 @pass_lab
-def promote(lab: LabContext, build_ref: str, stage: str) -> None:
+def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> None:
     """Promote a build into STAGE: evaluates the gate on the stored evidence and records the promotion.
 
-    Refuses (exit 1) with the verdict's reasons when the gate blocks; repeating a promotion that
-    is already recorded changes nothing and says so.
+    The build must already be in the stage before (lab -> pilot -> production). Refuses (exit 1)
+    with the decision's reasons when the gate blocks; repeating a promotion that is already
+    recorded changes nothing and says so.
     """
     config = lab.config
     build = verified_build(config.build_spec(build_ref), lab.store)
-    verdict = verdict_for(config, lab.store, build, stage)
-    print_verdict(verdict)
-    if not verdict.allowed:
-        raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(verdict.reasons))
-    campaign = latest_campaign(lab.store, build)
-    assert campaign is not None  # an allowed verdict always rests on a campaign
-    record = {"allowed": True, "clauses": [[c.name, c.outcome.value, c.detail] for c in verdict.clauses]}
-    if lab.store.record_promotion(campaign, stage, record):
-        click.echo(f"{build.ref} promoted to {stage} (evidence: campaign {campaign.id})")
+    outcome = promotion.promote(config, lab.store, build, stage, current(now_text))
+    if outcome.verdict is None:
+        click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
+        return
+    print_decision(outcome.verdict, evidence=False)
+    if not outcome.verdict.allowed:
+        raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(outcome.verdict.reasons))
+    if outcome.recorded:
+        click.echo(f"{build.ref} promoted to {stage} (evidence: campaign {outcome.campaign_id})")
     else:
         click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")

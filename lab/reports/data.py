@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lab.config import LabConfig
-from lab.model import Build, Campaign, CellRecord, Status, StepRecord, Verdict
+from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.store import Store, now
 from lab.verdict import first_gate_stage, verdict_for
 
@@ -47,11 +47,18 @@ class ReportData:
     steps: tuple[StepRecord, ...]
     notes: tuple[str, ...]
 
+    def shown_status(self, cell: CellRecord, result: Result) -> str:
+        """A result's status as every report shows it: ``waived`` for a failure that a valid waiver
+        kept from blocking (never ``pass``), the result's own status otherwise."""
+        if result.status is Status.FAIL and f"{cell.sandbox}/{cell.suite}/{result.check_id}" in self.verdict.waived:
+            return "waived"
+        return result.status.value
+
     def counts(self) -> dict[str, int]:
-        totals = {s.value: 0 for s in Status}
+        totals = {s.value: 0 for s in Status} | {"waived": 0}
         for cell in self.cells:
             for result in cell.results:
-                totals[result.status.value] += 1
+                totals[self.shown_status(cell, result)] += 1
         return totals
 
     def duration_s(self) -> float | None:
@@ -67,13 +74,13 @@ class ReportData:
             "build": {"product": self.build.product, "version": self.build.version, "digest": self.build.digest,
                       "artifact": self.build.artifact.name},
             "verdict": {"stage": self.verdict.stage, "allowed": self.verdict.allowed,
-                        "clauses": [asdict(c) for c in self.verdict.clauses]},
+                        "clauses": [asdict(c) for c in self.verdict.clauses], "waived": list(self.verdict.waived)},
             "counts": self.counts(),
             "cells": [
                 {"sandbox": c.sandbox, "platform": self.platforms.get(c.sandbox), "suite": c.suite,
                  "mandatory": self.mandatory.get(c.suite, True), "state": c.state.value,
                  "started_at": c.started_at, "finished_at": c.finished_at,
-                 "results": [asdict(r) for r in c.results]}
+                 "results": [asdict(r) | {"shown_as": self.shown_status(c, r)} for r in c.results]}
                 for c in self.cells
             ],
             "steps": [asdict(s) for s in self.steps],

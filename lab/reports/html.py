@@ -32,16 +32,18 @@ def environment() -> Environment:
     return env
 
 
-def cell_summary(cell: CellRecord) -> dict[str, Any]:
-    counts = {s.value: 0 for s in Status}
+def cell_summary(cell: CellRecord, data: ReportData) -> dict[str, Any]:
+    counts = {s.value: 0 for s in Status} | {"waived": 0}
     for result in cell.results:
-        counts[result.status.value] += 1
+        counts[data.shown_status(cell, result)] += 1
     if cell.state is not CellState.DONE:
         worst = "missing"
     elif counts["error"]:
         worst = "error"
     elif counts["fail"]:
         worst = "fail"
+    elif counts["waived"]:
+        worst = "waived"
     elif counts["flaky"]:
         worst = "flaky"
     else:
@@ -58,17 +60,23 @@ class Problem:
     status: Status
     mandatory: bool
     occurrences: tuple[tuple[str, Result], ...]  # (sandbox, result)
+    shown: str = ""  # the status as shown: "waived" for a failure a valid waiver covers
+
+    @property
+    def label(self) -> str:
+        return self.shown or self.status.value
 
 
 def group_problems(data: ReportData) -> list[Problem]:
     """Failing checks grouped by suite, check and status: the board reads one block per problem."""
-    groups: dict[tuple[str, str, Status], list[tuple[str, Result]]] = {}
+    groups: dict[tuple[str, str, Status, str], list[tuple[str, Result]]] = {}
     for cell in data.cells:
         for result in cell.results:
             if result.status in (*BAD, Status.FLAKY):
-                groups.setdefault((cell.suite, result.check_id, result.status), []).append((cell.sandbox, result))
-    problems = [Problem(suite, check, status, data.mandatory.get(suite, True), tuple(found))
-                for (suite, check, status), found in groups.items()]
+                key = (cell.suite, result.check_id, result.status, data.shown_status(cell, result))
+                groups.setdefault(key, []).append((cell.sandbox, result))
+    problems = [Problem(suite, check, status, data.mandatory.get(suite, True), tuple(found), shown)
+                for (suite, check, status, shown), found in groups.items()]
     problems.sort(key=lambda p: (not p.mandatory, p.status is Status.FLAKY, p.suite, p.check_id))
     return problems
 
@@ -87,7 +95,7 @@ def html_report(data: ReportData) -> str:
     """The HTML page for a campaign."""
     sandboxes = sorted({c.sandbox for c in data.cells})
     suites = sorted({c.suite for c in data.cells}, key=lambda s: (not data.mandatory.get(s, True), s))
-    matrix = {(c.sandbox, c.suite): cell_summary(c) for c in data.cells}
+    matrix = {(c.sandbox, c.suite): cell_summary(c, data) for c in data.cells}
     problems = group_problems(data)
     template = environment().get_template("report.html.j2")
     return template.render(

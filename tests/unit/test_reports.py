@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from lab.clock import parse_instant
 from lab.config import LabConfig, load_lab
 from lab.model import Result, Status, StepRecord
+from lab.policy import ApprovalFacts, WaiverFacts, evaluate
 from lab.reports import render, write_reports
 from lab.reports.data import ReportData, gather
 from lab.store import Store, now
+from lab.verdict import evidence_of, verdict_for
 from tests.conftest import JUNIT_XSD, copy_default_lab
 
 HOSTILE = "<script>alert('x')</script> ]]> \x00 NUL \x1b[31mred\x1b[0m & \"quotes\""
@@ -94,7 +98,7 @@ def test_json_export_has_the_whole_campaign(data: ReportData) -> None:
     assert exported["build"] == {"product": "care-planner", "version": "2.0.0", "digest": "ab" * 32,
                                  "artifact": "a.tgz"}
     assert exported["verdict"]["allowed"] is False
-    assert exported["counts"] == {"pass": 3, "fail": 1, "error": 1, "skip": 1, "flaky": 1}
+    assert exported["counts"] == {"pass": 3, "fail": 1, "error": 1, "skip": 1, "flaky": 1, "waived": 0}
     states = {(c["sandbox"], c["suite"]): c["state"] for c in exported["cells"]}
     assert states[("ts-sbx-02", "portfolio-compat")] == "running"
     reasons = [c["detail"] for c in exported["verdict"]["clauses"] if c["outcome"] == "not met"]
@@ -107,3 +111,40 @@ def test_reports_are_written_atomically(data: ReportData, tmp_path: Path) -> Non
     assert [p.name for p in paths] == [f"{data.campaign.id}.html", f"{data.campaign.id}.junit.xml",
                                        f"{data.campaign.id}.json"]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+
+
+def test_a_waived_failure_is_shown_as_waived_in_every_report(tmp_path: Path) -> None:
+    config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    build = store.register_build("care-planner", "2.0.0", "ab" * 32, config.state_dir / "a.tgz")
+    campaign = store.create_campaign(build, [("ts-sbx-01", "portfolio-compat")], config.path)
+    store.record_step(StepRecord(campaign.id, "ts-sbx-01", "deploy", True, False, "ok", "ab" * 32, now(), now()))
+    store.finish_cell(campaign.id, "ts-sbx-01", "portfolio-compat", [
+        Result("journal-health", Status.FAIL, "503 from the journal", {}, 3, 1),
+        Result("journal-records", Status.PASS, "ok", {}, 3, 1)])
+    store.finish_campaign(campaign.id)
+    campaign = store.campaign(campaign.id)
+    # A waiver the production gate accepts (its signature verified), by a change-board member.
+    waiver = WaiverFacts(1, "maija.virtanen@example.fi", "ts-sbx-01", "portfolio-compat", "journal-health", "ab" * 32,
+                         "known issue", "2026-12-31T00:00:00+00:00", True)
+    evidence = evidence_of(config, store, build, campaign)
+    stage = config.agreement.stage("production")
+    assert stage is not None and stage.gate is not None
+    verdict = evaluate(stage.gate, stage, replace(evidence, waivers=(waiver,), approvals=tuple(
+        ApprovalFacts(i, who, False, "production", "ab" * 32, "x", "2026-12-31T00:00:00+00:00", True)
+        for i, who in enumerate(("a", "b")))), parse_instant("2026-12-01T10:00:00Z"))
+    assert verdict.waived == ("ts-sbx-01/portfolio-compat/journal-health",)
+    data = replace(gather(config, store, campaign), verdict=verdict)
+    assert verdict_for(config, store, build, "pilot", campaign).waived == ()  # pilot: no waiver, no waived
+    exported = json.loads(render(data, "json"))
+    assert exported["counts"] == {"pass": 1, "fail": 0, "error": 0, "skip": 0, "flaky": 0, "waived": 1}
+    assert [(r["check_id"], r["status"], r["shown_as"]) for r in exported["cells"][0]["results"]] == [
+        ("journal-health", "fail", "waived"), ("journal-records", "pass", "pass")]
+    assert exported["verdict"]["waived"] == ["ts-sbx-01/portfolio-compat/journal-health"]
+    junit = etree.fromstring(render(data, "junit").encode("utf-8"))
+    failure = junit.find(".//testcase[@name='journal-health']/failure")
+    assert (failure.get("type"), failure.get("message")) == ("waived", "waived: 503 from the journal")
+    page = render(data, "html")
+    assert '<td class="waived">waived<br><span class="small">1 pass, 1 waived' in page
+    assert '<h3 class="waived">WAIVED · portfolio-compat · <code>journal-health</code>' in page
+    assert "PASS · portfolio-compat · <code>journal-health</code>" not in page

@@ -9,7 +9,7 @@ import pytest
 
 from lab.errors import NotFoundError
 from lab.model import Build, CampaignState, CellState, Result, Status
-from lab.store import MIGRATIONS, Store
+from lab.store import MIGRATIONS, Store, statements
 
 
 @pytest.fixture
@@ -22,13 +22,35 @@ def build(store: Store) -> Build:
 
 
 def test_fresh_store_is_migrated_and_in_wal_mode(store: Store, tmp_path: Path) -> None:
-    assert store.schema_version() == len(MIGRATIONS) == 1
+    assert store.schema_version() == len(MIGRATIONS) >= 2
     db = sqlite3.connect(tmp_path / "lab.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"builds", "campaigns", "cells", "results", "steps", "promotions", "schema_version"} <= tables
+    assert {"builds", "campaigns", "cells", "results", "steps", "promotions", "schema_version", "signatures",
+            "audit", "audit_head"} <= tables
+    triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert {"audit_no_update", "audit_no_delete", "signatures_no_update", "signatures_no_delete"} <= triggers
     store.close()
-    assert Store(tmp_path / "lab.sqlite3").schema_version() == 1  # reopening migrates nothing twice
+    assert Store(tmp_path / "lab.sqlite3").schema_version() == len(MIGRATIONS)  # reopening migrates nothing twice
+
+
+def test_a_store_of_schema_1_is_migrated_keeping_its_data(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("INSERT INTO builds VALUES ('app', '1.0', ?, '/tmp/app.tgz', '2026-01-01T00:00:00+00:00')", ("d" * 64,))
+    db.close()
+    store = Store(tmp_path / "old.sqlite3")
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.build("app", "1.0") is not None and store.signed("app", "1.0") == []
+
+
+def test_migration_statements_keep_trigger_bodies_whole() -> None:
+    found = statements("CREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'no'); END;")
+    assert found == ["CREATE TABLE t (a);", "CREATE TRIGGER x BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'no'); END;"]
+    assert len(statements(MIGRATIONS[0])) == 6
 
 
 def test_a_build_keeps_its_first_digest(store: Store) -> None:

@@ -1,0 +1,173 @@
+"""The audit log: append-only and hash-chained, in the store.
+
+Every entry has ``seq`` (1, 2, 3, ...), ``time``, ``kind``, ``subject``, a JSON ``payload``,
+``prev_hash`` (the previous entry's hash; 64 zeros for the first) and
+``hash = sha256(prev_hash + canonical JSON of {seq, time, kind, subject, payload})``. The newest
+seq and hash are also kept as the log's head, so removing entries from the end shows too.
+SQLite triggers refuse UPDATE and DELETE; ``verify`` catches whoever drops them and edits,
+removes or reorders entries anyway, and names the first bad seq.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab.canonical import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from lab.config import LabConfig
+    from lab.model import Campaign
+    from lab.store import Store
+
+GENESIS = "0" * 64
+KINDS = ("campaign-start", "campaign-resume", "campaign-finish", "decision", "approval", "rejection", "waiver",
+         "promotion")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log, exactly as stored."""
+
+    seq: int
+    time: str
+    kind: str
+    subject: str
+    payload: str  # canonical JSON text
+    prev_hash: str
+    hash: str
+
+    def data(self) -> Any:
+        """The payload as data."""
+        return json.loads(self.payload)
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """What ``verify`` found: ``first_bad`` is None when the whole chain holds."""
+
+    entries: int
+    head: str
+    first_bad: int | None = None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def entry_hash(prev_hash: str, seq: int, time: str, kind: str, subject: str, payload: str) -> str:
+    """The hash of an entry: sha256 over ``prev_hash`` followed by the canonical entry."""
+    entry = canonical_json({"seq": seq, "time": time, "kind": kind, "subject": subject, "payload": payload})
+    return sha256_hex(prev_hash + entry)
+
+
+def append(db: sqlite3.Connection, kind: str, subject: str, payload: dict[str, Any],
+           time: str | None = None) -> AuditEntry:
+    """Append an entry inside the caller's open transaction (``Store.transaction``), after the head.
+
+    ``time`` defaults to the wall clock, which the audit log keeps even when a decision was made
+    with an injected clock (the payload says which clock the decision used).
+    """
+    if time is None:
+        from lab.store import now
+
+        time = now()
+    if kind not in KINDS:
+        raise ValueError(f"unknown audit entry kind {kind!r}")
+    head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+    text = canonical_json(payload)
+    digest = entry_hash(prev, seq, time, kind, subject, text)
+    db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?)", (seq, time, kind, subject, text, prev, digest))
+    db.execute("INSERT INTO audit_head VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
+               "hash=excluded.hash", (seq, digest))
+    return AuditEntry(seq, time, kind, subject, text, prev, digest)
+
+
+def record(store: Store, kind: str, subject: str, payload: dict[str, Any], time: str | None = None) -> AuditEntry:
+    """Append one entry in a transaction of its own (``time`` as for ``append``)."""
+    with store.transaction() as db:
+        return append(db, kind, subject, payload, time)
+
+
+def entries(store: Store, kind: str | None = None, subject_prefix: str | None = None) -> list[AuditEntry]:
+    """The log in seq order, optionally only one kind and/or subjects starting with ``subject_prefix``."""
+    with store.reading() as db:
+        rows = db.execute("SELECT * FROM audit ORDER BY seq").fetchall()
+    found = [AuditEntry(r["seq"], r["time"], r["kind"], r["subject"], r["payload"], r["prev_hash"], r["hash"])
+             for r in rows]
+    return [e for e in found if (kind is None or e.kind == kind)
+            and (subject_prefix is None or e.subject.startswith(subject_prefix))]
+
+
+def verify(store: Store) -> AuditCheck:
+    """Check the whole chain and the head; the first entry that was edited, removed or moved is named."""
+    log = entries(store)
+    with store.reading() as db:
+        head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    prev, expected = GENESIS, 1
+    for entry in log:
+        if entry.seq != expected:
+            return AuditCheck(len(log), prev, expected,
+                              f"entry {expected} is missing (the next entry is {entry.seq}): removed or reordered")
+        if entry.prev_hash != prev:
+            return AuditCheck(len(log), prev, entry.seq, f"entry {entry.seq} does not follow entry {entry.seq - 1} "
+                              "(prev_hash differs): an entry was removed, reordered or replaced")
+        if entry_hash(prev, entry.seq, entry.time, entry.kind, entry.subject, entry.payload) != entry.hash:
+            return AuditCheck(len(log), prev, entry.seq, f"entry {entry.seq} does not match its hash: it was edited")
+        prev, expected = entry.hash, expected + 1
+    if head is None and log:
+        return AuditCheck(len(log), prev, 1, "the log's head record is missing")
+    if head is not None and (int(head[0]) != expected - 1 or str(head[1]) != prev):
+        first = min(int(head[0]), expected)
+        return AuditCheck(len(log), prev, first, f"the log ends at entry {expected - 1}, but its head says "
+                          f"{int(head[0])}: entries were removed from the end or the head was changed")
+    return AuditCheck(len(log), prev)
+
+
+def used_files(config: LabConfig, product: str) -> dict[str, str]:
+    """sha256 of every file a campaign of ``product`` uses: lab.yml, agreement, suites, playbooks.
+
+    Keys are paths relative to the lab's directory (absolute when outside it).
+    """
+    paths: list[Path] = [config.path, config.agreement.path, config.products[product].deploy_playbook]
+    if config.baseline is not None:
+        paths.append(config.baseline)
+    paths.extend(config.suites[name].path for name in config.products[product].suites)
+    found = {}
+    for path in paths:
+        try:
+            name = path.resolve().relative_to(config.root.resolve()).as_posix()
+        except ValueError:
+            name = str(path.resolve())
+        found[name] = sha256_hex(path.read_bytes())
+    return dict(sorted(found.items()))
+
+
+def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
+    """Record a campaign's ``start``, ``resume`` or ``finish`` in the audit log.
+
+    For the campaign runner to call right after the store recorded the event. With ``config``,
+    the entry also keeps the sha256 of every file the campaign uses (suites, playbooks,
+    agreement); a finish entry keeps the result counts.
+    """
+    if kind not in ("start", "resume", "finish"):
+        raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
+    payload: dict[str, Any] = {
+        "campaign": campaign.id, "build": campaign.build_ref, "digest": campaign.digest,
+        "sandboxes": list(campaign.sandboxes), "suites": list(campaign.suites), "state": campaign.state.value,
+    }
+    if config is not None:
+        payload["files"] = used_files(config, campaign.product)
+    if kind == "finish":
+        counts: dict[str, int] = {}
+        for cell in store.cells(campaign.id):
+            for result in cell.results:
+                counts[result.status.value] = counts.get(result.status.value, 0) + 1
+        payload["counts"] = dict(sorted(counts.items()))
+    time = {"start": campaign.created_at, "finish": campaign.finished_at}.get(kind)
+    return record(store, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)

@@ -1,0 +1,104 @@
+"""``lab audit show|verify`` and ``lab evidence [write]|verify``: the record, and the proof."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from lab import audit
+from lab.atomic import write_text
+from lab.builds import verified_build
+from lab.bundle import build_bundle, read_bundle, verify_bundle
+from lab.cli.cmd_promote import NOW
+from lab.cli.context import LabContext, pass_lab
+from lab.clock import current
+from lab.reports.data import printable
+
+
+@click.group(name="audit")
+def audit_group() -> None:
+    """The audit log: every campaign, decision, approval, rejection, waiver and promotion, hash-chained."""
+
+
+@audit_group.command()
+@click.option("--kind", type=click.Choice(audit.KINDS), help="Only entries of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with hashes.")
+@pass_lab
+def show(lab: LabContext, kind: str | None, as_json: bool) -> None:
+    """List the audit log's entries, oldest first: seq, time, kind, subject (and payload with --json)."""
+    for entry in audit.entries(lab.store, kind):
+        if as_json:
+            click.echo(json.dumps({"seq": entry.seq, "time": entry.time, "kind": entry.kind, "subject": entry.subject,
+                                   "payload": entry.data(), "prev_hash": entry.prev_hash, "hash": entry.hash},
+                                  sort_keys=True))
+        else:
+            click.echo(f"{entry.seq:>5}  {entry.time:<29} {entry.kind:<16} {printable(entry.subject)}")
+
+
+@audit_group.command(name="verify")
+@pass_lab
+def verify_log(lab: LabContext) -> int:
+    """Check that no entry of the audit log was edited, removed or reordered.
+
+    Exits 0 when the whole chain holds (and prints its head hash, worth keeping elsewhere), 1
+    naming the first bad seq otherwise.
+    """
+    check = audit.verify(lab.store)
+    if check.ok:
+        click.echo(f"audit log intact: {check.entries} entries, head {check.head}")
+        return 0
+    click.echo(f"audit log BROKEN at seq {check.first_bad}: {check.problem}")
+    return 1
+
+
+class WriteByDefault(click.Group):
+    """A group whose first argument, when it is not a subcommand, goes to ``write``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["write", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(name="evidence", cls=WriteByDefault)
+def evidence_group() -> None:
+    """The evidence bundle: `lab evidence PRODUCT@VERSION -o FILE` writes it, `lab evidence verify FILE` checks it."""
+
+
+@evidence_group.command()
+@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the bundle (JSON, written atomically).")
+@NOW
+@pass_lab
+def write(lab: LabContext, build_ref: str, output: Path, now_text: str | None) -> None:
+    """Write one JSON file proving what was tested: build digest, file hashes, results, decisions, signatures."""
+    config = lab.config
+    build = verified_build(config.build_spec(build_ref), lab.store)
+    bundle = build_bundle(config, lab.store, build, current(now_text))
+    write_text(output, json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    click.echo(f"evidence bundle of {build.ref}: {output}")
+    click.echo(f"  evidence sha256 {bundle['evidence_digest']}, {len(bundle['signatures'])} signed record(s), "
+               f"bundle sha256 {bundle['bundle_digest']}")
+
+
+@evidence_group.command(name="verify")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--allowed-signers", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Verify signatures against this file instead of the copy inside the bundle.")
+def verify_evidence(path: Path, allowed_signers: Path | None) -> int:
+    """Check an evidence bundle offline: hashes consistent, signatures valid. Exits 0 if so, 1 if not."""
+    data = read_bundle(path)
+    signers = allowed_signers.read_text(encoding="utf-8") if allowed_signers else None
+    check = verify_bundle(data, signers)
+    build = data.get("build", {})
+    for note in check.notes:
+        click.echo(f"  ok  {printable(note)}")
+    for problem in check.problems:
+        click.echo(f"  BAD {printable(problem)}")
+    word = "verified" if check.ok else "NOT verified"
+    click.echo(f"{build.get('product')}@{build.get('version')} (sha256 {str(build.get('digest'))[:12]}…): "
+               f"evidence bundle {word}")
+    return 0 if check.ok else 1
