@@ -1,4 +1,5 @@
-"""The one caller of ansible-runner: run a playbook against one sandbox and say how each host fared.
+"""The one caller of ansible-runner: run a playbook against one sandbox (or a wave of production
+hosts, in one run) and say how each host fared.
 
 - ``ansible-playbook`` comes from the running interpreter's environment (its bin directory),
   never from ``PATH``, so the lab always runs the Ansible it was installed with.
@@ -14,6 +15,7 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,27 @@ def run_playbook(
     timeout: float,
 ) -> PlaybookOutcome:
     """Run ``playbook`` limited to ``host`` through ansible-runner and collect per-host outcomes."""
+    return run_playbook_on(playbook, inventory=inventory, hosts=(host,), extravars=extravars, host_vars={},
+                           work_dir=work_dir, timeout=timeout)
+
+
+def run_playbook_on(
+    playbook: Path,
+    *,
+    inventory: Path,
+    hosts: Sequence[str],
+    extravars: dict[str, Any],
+    host_vars: Mapping[str, Mapping[str, Any]],
+    work_dir: Path,
+    timeout: float,
+    forks: int | None = None,
+) -> PlaybookOutcome:
+    """Run ``playbook`` once, limited to ``hosts``, and collect per-host outcomes.
+
+    ``extravars`` apply to every host; ``host_vars`` (per host, never secrets) reach Ansible as
+    a second inventory source written beside the run, so each host gets its own values in the
+    one run. ``forks`` bounds how many hosts Ansible works on at once (Ansible's default: 5).
+    """
     import ansible_runner  # imported here: it is slow to import and only deploy needs it
 
     work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -103,6 +126,11 @@ def run_playbook(
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(extravars, handle)
+    sources: str | list[str] = str(inventory)
+    if host_vars:
+        facts_file = private / "host-facts.json"
+        write_text(facts_file, json.dumps({"all": {"hosts": {h: dict(v) for h, v in host_vars.items()}}}), 0o600)
+        sources = [str(inventory.resolve()), str(facts_file)]
     temp = private / "tmp"
     temp.mkdir(mode=0o700)
     envvars = {
@@ -120,8 +148,9 @@ def run_playbook(
             private_data_dir=str(private),
             binary=str(ansible_playbook_binary()),
             cmdline=shlex.join(["-e", f"@{vars_file}", str(playbook)]),
-            inventory=str(inventory),
-            limit=host,
+            inventory=sources,
+            limit=",".join(hosts),
+            forks=forks,
             envvars=envvars,
             suppress_env_files=True,
             quiet=True,

@@ -17,7 +17,7 @@ from lab.cli import main
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 JUNIT_XSD = SHARED / "reference" / "schemas" / "junit-10.xsd"
-LAB_FILES = ("lab.yml", "agreement.yml", "inventory", "test_suites", "playbooks", "products")
+LAB_FILES = ("lab.yml", "agreement.yml", "rollout.yml", "inventory", "test_suites", "playbooks", "products")
 
 
 @dataclass(frozen=True)
@@ -91,12 +91,14 @@ def write(path: Path, text: str) -> Path:
 
 
 def stop_local_sandboxes(lab_yml: Path) -> None:
-    """Stop whatever the lab's local sandboxes still run (their baseline services)."""
+    """Stop whatever the lab's local sandboxes and local production hosts still run (their baseline services)."""
     from lab.config import load_lab
-    from lab.sandboxes.local import LocalProvider
+    from lab.sandboxes.local import LocalProvider, stop_processes
 
     config = load_lab(lab_yml)
     provider = LocalProvider(config.state_dir)
     for spec in config.sandboxes:
         if spec.provider == "local":
             provider.destroy(spec)
+    for root in sorted((config.state_dir / "production").glob("*/root")):
+        stop_processes(root)

@@ -10,6 +10,7 @@ from lab.cli.cmd_audit import audit_group, evidence_group
 from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
 from lab.cli.cmd_lab import build, validate
 from lab.cli.cmd_promote import gate, promote
+from lab.cli.cmd_rollout import production, rollout
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.cmd_selftest import selftest
 from lab.cli.context import LabContext
@@ -40,6 +41,6 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
 
 
 COMMANDS = (validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,
-            audit_group, evidence_group, sandbox, selftest)
+            audit_group, evidence_group, sandbox, selftest, rollout, production)
 for command in COMMANDS:
     cli.add_command(command)

@@ -36,9 +36,10 @@ def test_the_default_lab_is_valid(lab_yml: Path) -> None:
     config = load_lab(lab_yml)
     assert [s.name for s in config.sandboxes] == ["ts-sbx-01", "ts-sbx-02", "ts-sbx-03"]
     assert {s.platform for s in config.sandboxes} == {"debian-12"}
-    assert sorted(config.suites) == ["care-planner-hygiene", "care-planner-smoke", "portfolio-compat"]
+    assert sorted(config.suites) == ["care-planner-hygiene", "care-planner-smoke", "portfolio-compat",
+                                     "production-health"]
     assert config.suites["care-planner-hygiene"].mandatory is False
-    assert list(config.products["care-planner"].builds) == ["2.0.0", "2.1.0"]
+    assert list(config.products["care-planner"].builds) == ["2.0.0", "2.1.0", "2.2.0"]
     assert [s.name for s in config.agreement.stages] == ["lab", "pilot", "production"]
     gate = config.agreement.stage("pilot").gate  # type: ignore[union-attr]
     assert gate is not None and gate.platforms == ("debian-12",) and gate.suites is None
@@ -160,10 +161,11 @@ def test_bad_config_through_the_cli_exits_2_without_traceback_or_store(
 def test_unknown_build_through_the_cli(lab_yml: Path, run_cli: Callable[..., CliResult]) -> None:
     result = run_cli("--lab", str(lab_yml), "run", "care-planner@9.9.9")
     assert result.code == 2
-    assert result.err == "lab: unknown build 'care-planner@9.9.9'; versions of care-planner: 2.0.0, 2.1.0\n"
+    assert result.err == "lab: unknown build 'care-planner@9.9.9'; versions of care-planner: 2.0.0, 2.1.0, 2.2.0\n"
     result = run_cli("--lab", str(lab_yml), "build", "spreadsheet@1.0")
     assert result.code == 2
-    assert "unknown build 'spreadsheet@1.0'; builds in lab.yml: care-planner@2.0.0, care-planner@2.1.0" in result.err
+    assert "unknown build 'spreadsheet@1.0'; builds in lab.yml: care-planner@2.0.0, care-planner@2.1.0, " \
+           "care-planner@2.2.0" in result.err
     assert not (lab_yml.parent / ".lab").exists()
 
 

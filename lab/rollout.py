@@ -1,0 +1,333 @@
+"""Staged rollout of a promoted build to production, in waves, with halt and rollback.
+
+Per wave: record it as deploying -> ONE deploy playbook run over all its hosts (the lab's own
+deploy playbook: same artifact, digest checked on every host) -> the health suite on each host
+-> done, or halted when its failures (errors included) exceed the wave's threshold. A halted
+wave is rolled back with the rollback playbook (one run), its hosts are verified healthy again,
+and no host of a later wave is touched. Every state change is committed to the store before
+the next step, so ``resume`` continues after a crash from the last recorded step, and every
+step is idempotent on the hosts (a host records each build it gets exactly once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lab.config import LabConfig
+from lab.deploy import PlaybookOutcome, run_playbook_on
+from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
+from lab.health import HostHealth, check_hosts
+from lab.model import Build
+from lab.production import Endpoint, endpoint, endpoints, production_lease, require_provisioned
+from lab.rollout_settings import RolloutSettings
+from lab.rollout_store import (
+    FINAL,
+    HostState,
+    RolloutRecord,
+    RolloutState,
+    RolloutStore,
+    WaveRecord,
+    WaveState,
+)
+from lab.store import Store
+
+FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """Something happened in a rollout: ``wave`` is 0 for the rollout as a whole."""
+
+    rollout_id: str
+    wave: int
+    waves: int
+    what: str  # plan, deploy, host (health after deploy), done, halt, rollback, restored, pause, complete, abort
+    ok: bool
+    detail: str
+
+
+EventHandler = Callable[[RolloutEvent], None]
+
+
+def require_promotion(store: Store, build: Build, stage: str) -> None:
+    """GateBlocked unless ``build`` (this very digest) has a recorded promotion into ``stage``."""
+    promoted = store.promotion(build.product, build.version, stage)
+    if promoted is None:
+        raise GateBlocked(f"{build.ref} has no recorded promotion into {stage}; it may not be rolled out. "
+                          f"`lab promote {build.ref} --to {stage}` first")
+    if promoted["digest"] != build.digest:
+        raise GateBlocked(f"{build.ref} was promoted into {stage} as sha256 {promoted['digest']}, but the build "
+                          f"is now {build.digest}; only the promoted build may be rolled out")
+
+
+class RolloutRunner:
+    """Starts, resumes and aborts rollouts of one lab to its production hosts."""
+
+    def __init__(self, config: LabConfig, store: Store, settings: RolloutSettings,
+                 events: EventHandler | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.store = store
+        self.settings = settings
+        self.rollouts = RolloutStore(store)
+        self.events = events or (lambda event: None)
+        self.sleep = sleep
+
+    # --- entry points ------------------------------------------------------------------------
+
+    def start(self, build: Build, wait: bool = True) -> RolloutRecord:
+        """Roll ``build`` out from its first wave, or report its rollout when one already ended.
+
+        Promises: refuses (GateBlocked) a build without a recorded promotion into the stage;
+        a build whose rollout completed, halted or failed is not rolled out again (that record
+        is returned); an aborted rollout may be started again; a rollout of the same product
+        that has not ended must be resumed or aborted first (ConfigError).
+        """
+        require_promotion(self.store, build, self.settings.stage)
+        with production_lease(self.config, f"lab rollout {build.ref}"):
+            latest = self.rollouts.latest(build.product, build.version)
+            if latest is not None and latest.digest == build.digest and latest.state in FINAL \
+                    and latest.state is not RolloutState.ABORTED:
+                return latest
+            for other in self.rollouts.unfinished():
+                if other.product == build.product:
+                    raise ConfigError(f"rollout {other.id} of {other.build_ref} has not ended ({other.state.value}); "
+                                      f"`lab rollout {other.build_ref} --resume` continues it, --abort rolls back "
+                                      "its current wave")
+            hosts = endpoints(self.config, self.settings)
+            require_provisioned(self.config, hosts)
+            previous = {h.name: self.rollouts.last_good(build.product, h.name) for h in hosts}
+            record = self.rollouts.create(build, self.settings.stage, self.settings.waves, previous)
+            sizes = "/".join(str(len(w.hosts)) for w in record.waves)
+            self.emit(record, 0, "plan", True, f"{build.ref} (sha256 {build.digest[:12]}…) to {len(hosts)} "
+                      f"production host(s) in {len(record.waves)} wave(s) of {sizes} host(s)")
+            return self.execute(record.id, build, wait)
+
+    def resume(self, build: Build, wait: bool = True) -> RolloutRecord:
+        """Continue the unfinished rollout of ``build`` from its last recorded step."""
+        require_promotion(self.store, build, self.settings.stage)
+        with production_lease(self.config, f"lab rollout {build.ref} --resume"):
+            record = self.unfinished_of(build)
+            self.emit(record, 0, "plan", True, f"resuming rollout {record.id} of {build.ref} ({record.state.value})")
+            return self.execute(record.id, build, wait)
+
+    def abort(self, build: Build) -> RolloutRecord:
+        """Stop the unfinished rollout of ``build``: roll back what its current wave changed, cancel
+        the waves after it. Waves that were done stay as they are."""
+        with production_lease(self.config, f"lab rollout {build.ref} --abort"):
+            record = self.unfinished_of(build)
+            self.rollouts.set_rollout(record.id, RolloutState.ABORTING, "aborted by the operator")
+            return self.execute(record.id, build, wait=False)
+
+    def unfinished_of(self, build: Build) -> RolloutRecord:
+        """The newest rollout of ``build``, which must not have ended."""
+        latest = self.rollouts.latest(build.product, build.version)
+        if latest is None:
+            raise NotFoundError(f"{build.ref} has no rollout; `lab rollout {build.ref}` starts one")
+        if latest.state in FINAL:
+            raise ConfigError(f"rollout {latest.id} of {build.ref} has ended ({latest.state.value}): nothing to "
+                              "resume or abort")
+        return latest
+
+    # --- the state machine -------------------------------------------------------------------
+
+    def execute(self, rollout_id: str, build: Build, wait: bool) -> RolloutRecord:
+        """Take recorded steps until the rollout ends (or pauses, when not ``wait``)."""
+        while True:
+            record = self.rollouts.get(rollout_id)
+            wave = record.current_wave()
+            if record.state in FINAL:
+                return record
+            if record.state is RolloutState.ABORTING and wave is not None:
+                self.finish_abort(record, wave, build)
+                continue
+            if wave is None:
+                self.rollouts.set_rollout(record.id, RolloutState.COMPLETE, "every wave done")
+                self.emit(record, 0, "complete", True, f"{record.build_ref} runs on every production host")
+                continue
+            if wave.state is WaveState.PLANNED:
+                if not self.wait_for(record, wave, wait):
+                    return self.rollouts.get(record.id)
+                self.rollouts.set_wave(record.id, wave.index, WaveState.DEPLOYING, f"deploying to {len(wave.hosts)} "
+                                       "host(s)", hosts=(HostState.DEPLOYING, [h.host for h in wave.hosts]),
+                                       rollout=RolloutState.RUNNING)
+            elif wave.state is WaveState.DEPLOYING:
+                self.deploy(record, wave, build)
+            elif wave.state is WaveState.VERIFYING:
+                self.judge(record, self.verify(record, wave))
+            elif wave.state in (WaveState.HALTED, WaveState.ROLLING_BACK):
+                self.roll_back(record, wave, build)
+            else:  # rolled back or failed to: the rollout ends here
+                failed = wave.state is WaveState.ROLLBACK_FAILED
+                self.rollouts.cancel_rest(record.id, wave.index)
+                self.rollouts.set_rollout(record.id, RolloutState.FAILED if failed else RolloutState.HALTED,
+                                          f"halted in wave {wave.index} ({wave.name}): {wave.detail}")
+
+    def finish_abort(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """Roll back the current wave if it changed anything, cancel the waves after it, end the rollout."""
+        if wave.state not in (WaveState.PLANNED, WaveState.ROLLED_BACK, WaveState.ROLLBACK_FAILED):
+            self.roll_back(record, wave, build)
+            wave = next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
+        self.rollouts.cancel_rest(record.id, wave.index - 1 if wave.state is WaveState.PLANNED else wave.index)
+        failed = wave.state is WaveState.ROLLBACK_FAILED
+        self.rollouts.set_rollout(record.id, RolloutState.FAILED if failed else RolloutState.ABORTED,
+                                  f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}")
+        self.emit(record, wave.index, "abort", not failed, f"rollout {record.id} aborted in wave {wave.index}; "
+                  "the waves done before it stay as they are")
+
+    def wait_for(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
+        """Whether ``wave`` may start now; sleeps through its pause when ``wait``."""
+        if wave.resume_at is None:
+            return True
+        remaining = (datetime.fromisoformat(wave.resume_at) - datetime.now(UTC)).total_seconds()
+        if remaining <= 0:
+            return True
+        if not wait:
+            self.rollouts.set_rollout(record.id, RolloutState.PAUSED)
+            return False
+        self.emit(record, wave.index, "pause", True, f"pausing {remaining:.0f}s before wave {wave.index} "
+                  f"(until {wave.resume_at})")
+        self.sleep(remaining)
+        return True
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def deploy(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """One deploy playbook run over every host of the wave; each host's outcome recorded."""
+        product = self.config.products[build.product]
+        names = [h.host for h in wave.hosts]
+        self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s): {', '.join(names)}")
+        extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
+                     "lab_product": build.product, "lab_version": build.version,
+                     "lab_rollout": f"rollout={record.id} wave={wave.index}"}
+        outcome = self.playbook(record, wave, product.deploy_playbook, "deploy", extravars)
+        for host in names:
+            ok = outcome.host_ok(host)
+            self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
+                                   outcome.detail(host), deployed_digest=build.digest if ok else None)
+        deployed = sum(1 for host in names if outcome.host_ok(host))
+        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING, f"deployed to {deployed} of {len(names)}")
+        self.emit(record, wave.index, "deploy", deployed == len(names), f"deployed to {deployed} of {len(names)}")
+
+    def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
+                 extravars: dict[str, Any]) -> PlaybookOutcome:
+        """Run ``path`` once over the wave's hosts; InfrastructureError (wave left as it is, for
+        ``resume``) when Ansible could not run or reached none of them."""
+        hosts = {h.host: endpoint(self.config, h.host) for h in wave.hosts}
+        host_vars = {name: {**item.facts, **self.previous_vars(record, wave, name)} for name, item in hosts.items()}
+        try:
+            outcome = run_playbook_on(path, inventory=self.config.inventory.path, hosts=list(hosts),
+                                      extravars=extravars, host_vars=host_vars,
+                                      work_dir=self.config.state_dir / "runs" / record.id / f"wave-{wave.index}",
+                                      timeout=self.config.timeouts.playbook, forks=self.settings.forks)
+        except InfrastructureError as exc:
+            self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {exc}")
+            raise
+        if outcome.status in ("timeout", "canceled") or not any(h in outcome.hosts for h in hosts):
+            detail = outcome.detail(next(iter(hosts)))
+            self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
+            raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
+                                      f"{record.build_ref} --resume` (or --abort)")
+        return outcome
+
+    def previous_vars(self, record: RolloutRecord, wave: WaveRecord, host: str) -> dict[str, Any]:
+        """The build ``host`` ran before (for rollback variants that reinstall it)."""
+        previous = next((h.previous for h in wave.hosts if h.host == host), None)
+        if not previous:
+            return {}
+        found = {"lab_previous_version": previous["version"], "lab_previous_digest": previous["digest"]}
+        spec = self.store.build(record.product, previous["version"])
+        if spec is not None and spec.digest == previous["digest"]:
+            found["lab_previous_artifact"] = str(spec.artifact)
+        return found
+
+    def verify(self, record: RolloutRecord, wave: WaveRecord) -> WaveRecord:
+        """The health suite on every deployed host of the wave not judged yet; each result recorded."""
+        todo = [endpoint(self.config, h.host) for h in wave.hosts if h.state is HostState.DEPLOYED]
+
+        def recorded(health: HostHealth) -> None:
+            state = HostState.HEALTHY if health.healthy else HostState.UNHEALTHY
+            self.rollouts.set_host(record.id, health.host, state, health.detail(), health=health.summary())
+            self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
+
+        self.run_health(todo, recorded)
+        return next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
+
+    def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
+        suite = self.config.suites[self.settings.health_suite]
+        check_hosts(items, suite, self.config.timeouts.suite, self.settings.forks, each)
+
+    def judge(self, record: RolloutRecord, wave: WaveRecord) -> None:
+        """Done, or halted when the wave's failures exceed its threshold."""
+        failed = [h.host for h in wave.hosts if h.state in FAILED_HOST]
+        plan = wave.plan()
+        summary = f"{len(wave.hosts) - len(failed)} of {len(wave.hosts)} host(s) healthy; {plan.threshold()}"
+        if plan.breached(len(failed)):
+            detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
+            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail)
+            self.rollouts.cancel_rest(record.id, wave.index)
+            self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
+            return
+        pause = wave.pause_seconds if wave.index < len(record.waves) else 0
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, summary)
+        if pause > 0:
+            resume_at = (datetime.now(UTC) + timedelta(seconds=pause)).isoformat(timespec="seconds")
+            self.rollouts.set_wave(record.id, wave.index + 1, WaveState.PLANNED, resume_at=resume_at,
+                                   rollout=RolloutState.PAUSED)
+        self.emit(record, wave.index, "done", True, summary)
+
+    def roll_back(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """Roll the wave's touched hosts back (one rollback run), verify them, record the outcome."""
+        touched = [h for h in wave.hosts if h.state not in (HostState.PLANNED, HostState.CANCELLED)]
+        self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK, None,
+                               hosts=(HostState.ROLLING_BACK, [h.host for h in touched]))
+        self.emit(record, wave.index, "rollback", True, f"rolling back {len(touched)} host(s) with "
+                  f"{self.settings.rollback_playbook.name}")
+        extravars = {"lab_product": build.product, "lab_version": build.version, "lab_digest": record.digest,
+                     "lab_artifact": str(build.artifact), "lab_rollout": f"rollout={record.id} wave={wave.index}"}
+        scope = WaveRecord(wave.index, wave.name, WaveState.ROLLING_BACK, wave.max_failures, wave.max_failure_rate,
+                           wave.pause_seconds, wave.started_at, wave.finished_at, wave.resume_at, wave.detail,
+                           tuple(touched))
+        outcome = self.playbook(record, scope, self.settings.rollback_playbook, "rollback", extravars)
+        to_check = []
+        for host in touched:
+            if not outcome.host_ok(host.host):
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLBACK_FAILED, outcome.detail(host.host))
+            elif host.previous is None:
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLED_BACK, f"{build.product} removed: the "
+                                       "host ran no earlier build of it through lab, so there is nothing to verify")
+            else:
+                to_check.append(endpoint(self.config, host.host))
+
+        def recorded(health: HostHealth) -> None:
+            state = HostState.ROLLED_BACK if health.healthy else HostState.ROLLBACK_FAILED
+            previous = next(h.previous for h in touched if h.host == health.host) or {}
+            self.rollouts.set_host(record.id, health.host, state, f"back on {previous.get('version')}: "
+                                   f"{health.detail()}", health=health.summary())
+            self.emit(record, wave.index, "restored", health.healthy, f"{health.host} back on "
+                      f"{previous.get('version')}: {health.detail()}")
+
+        self.run_health(to_check, recorded)
+        after = next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
+        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
+        state = WaveState.ROLLBACK_FAILED if failed else WaveState.ROLLED_BACK
+        detail = (f"rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}" if failed
+                  else f"rolled back {len(touched)} host(s); every one verified")
+        self.rollouts.set_wave(record.id, wave.index, state, f"{wave.detail}; {detail}" if wave.detail else detail)
+        self.emit(record, wave.index, "rollback", not failed, detail)
+
+    def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str) -> None:
+        self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail))
+
+
+def outcome_code(record: RolloutRecord) -> int:
+    """The CLI's exit code for a rollout as it stands: 0 complete (or paused / aborted cleanly),
+    1 halted (a wave's gate said no), 3 a rollback that left hosts unhealthy."""
+    if record.state is RolloutState.FAILED:
+        return 3
+    if record.state is RolloutState.HALTED:
+        return 1
+    return 0

@@ -1,0 +1,177 @@
+"""Rollout settings: how a build that entered production reaches the production hosts, in waves.
+
+The settings are a ``rollout:`` section, read from ``agreement.yml`` when it has one, else from
+``rollout.yml`` beside ``lab.yml``, and validated against ``lab/schemas/rollout.json``. Every
+error after that names the file and line: an unknown stage, suite or inventory group, a
+missing rollback playbook, a wave that adds no host, a last wave that leaves hosts out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.clock import parse_duration
+from lab.config import LabConfig
+from lab.errors import ConfigError
+from lab.yamlfile import line_of, load_yaml, plain, schema, validate
+
+SETTINGS_FILE = "rollout.yml"
+DEFAULT_ROLLBACK = "playbooks/rollback.yml"
+DEFAULT_FORKS = 8
+
+
+@dataclass(frozen=True)
+class WavePlan:
+    """One wave as planned: its hosts (in order), its halt threshold and the pause after it.
+
+    The wave halts when more than ``max_failures`` of its hosts fail, or (when
+    ``max_failure_rate`` is set) when the failed share of its hosts is above that rate.
+    """
+
+    index: int  # 1-based
+    name: str
+    hosts: tuple[str, ...]
+    max_failures: int | None
+    max_failure_rate: float | None
+    pause_seconds: int
+
+    def breached(self, failures: int) -> bool:
+        """Whether ``failures`` failed hosts (errors included) exceed this wave's threshold."""
+        if self.max_failure_rate is not None:
+            return failures / max(1, len(self.hosts)) > self.max_failure_rate
+        return failures > (self.max_failures or 0)
+
+    def threshold(self) -> str:
+        """The threshold in words, for messages."""
+        if self.max_failure_rate is not None:
+            return f"at most {self.max_failure_rate:.0%} of {len(self.hosts)} host(s) may fail"
+        return f"at most {self.max_failures or 0} of {len(self.hosts)} host(s) may fail"
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """The validated ``rollout:`` section and the waves it gives over the production group."""
+
+    source: Path
+    stage: str
+    group: str
+    hosts: tuple[str, ...]  # every production host, sorted
+    health_suite: str
+    rollback_playbook: Path
+    forks: int
+    pause_seconds: int
+    waves: tuple[WavePlan, ...]
+
+
+def seconds(value: Any) -> int:
+    """A pause as seconds: an integer, ``0`` or a duration such as ``30m``."""
+    if isinstance(value, int):
+        return value
+    return 0 if str(value).strip() == "0" else parse_duration(str(value))
+
+
+def find_section(config: LabConfig) -> tuple[Path, Any, list[Any]]:
+    """Where the ``rollout:`` section lives: (file, the whole parsed file, path to the section)."""
+    agreement = load_yaml(config.agreement.path)
+    if isinstance(agreement, dict) and "rollout" in agreement:
+        if (config.root / SETTINGS_FILE).exists():
+            raise ConfigError(f"rollout settings are given twice: here and in {config.root / SETTINGS_FILE}; "
+                              "keep one", source=str(config.agreement.path), line=line_of(agreement, ["rollout"]))
+        return config.agreement.path, agreement, ["rollout"]
+    path = config.root / SETTINGS_FILE
+    if not path.exists():
+        raise ConfigError(f"no rollout settings: add a 'rollout:' section to {config.agreement.path.name} or "
+                          f"create {SETTINGS_FILE} beside {config.path.name}", source=str(path))
+    data = load_yaml(path)
+    if not isinstance(data, dict) or set(map(str, data)) != {"rollout"}:
+        raise ConfigError("the file must hold one top-level key, 'rollout:', with the settings under it",
+                          source=str(path), line=1)
+    return path, data, ["rollout"]
+
+
+def load_rollout_settings(config: LabConfig) -> RolloutSettings:
+    """Load and validate the rollout settings of ``config``'s lab; ConfigError naming file:line otherwise."""
+    path, data, where = find_section(config)
+    section = data[where[0]]
+    validate(section, schema("rollout"), path, base=where)
+    raw = plain(section)
+
+    def error(message: str, *at: Any) -> ConfigError:
+        return ConfigError(message, source=str(path), line=line_of(data, [*where, *at]))
+
+    stage = raw.get("stage", "production")
+    if config.agreement.stage(stage) is None:
+        names = ", ".join(s.name for s in config.agreement.stages)
+        raise error(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}", "stage")
+    hosts = tuple(config.inventory.hosts_in(raw["group"]))
+    if not hosts:
+        raise error(f"inventory group {raw['group']!r} has no hosts; add the production hosts to "
+                    f"{config.inventory.path.name} or name their group", "group")
+    suite = config.suites.get(raw["health_suite"])
+    if suite is None:
+        raise error(f"unknown suite {raw['health_suite']!r}; suites: {', '.join(sorted(config.suites))}",
+                    "health_suite")
+    rollback = (config.root / raw.get("rollback", DEFAULT_ROLLBACK)).resolve()
+    if not rollback.exists():
+        raise error(f"rollback playbook {rollback} not found; create it or fix the path", "rollback")
+    try:
+        pause = seconds(raw.get("pause", 0))
+        waves = plan_waves(raw["waves"], hosts, config, pause)
+    except WaveError as exc:
+        raise error(exc.message, *exc.where) from None
+    except ConfigError as exc:
+        raise error(str(exc)) from None
+    return RolloutSettings(path, stage, raw["group"], hosts, suite.name, rollback,
+                           raw.get("forks", DEFAULT_FORKS), pause, waves)
+
+
+class WaveError(Exception):
+    """A wave that cannot be planned; ``where`` is its path under the section, for the line."""
+
+    def __init__(self, message: str, where: list[Any]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+
+def plan_waves(bodies: list[dict[str, Any]], hosts: tuple[str, ...], config: LabConfig,
+               default_pause: int) -> tuple[WavePlan, ...]:
+    """The waves over ``hosts`` (sorted names): cumulative shares or counts take the next hosts in
+    order, a ``group`` wave takes that group's production hosts not planned yet. Every wave must
+    add at least one host and the last one must leave none out."""
+    planned: list[str] = []
+    waves: list[WavePlan] = []
+    for index, body in enumerate(bodies):
+        name = body.get("name", f"wave-{index + 1}")
+        if "group" in body:
+            members = set(config.inventory.hosts_in(body["group"]))
+            if not members & set(hosts):
+                raise WaveError(f"wave {name!r}: inventory group {body['group']!r} has no production host",
+                                ["waves", index, "group"])
+            chosen = [h for h in hosts if h in members and h not in planned]
+        else:
+            share = body["hosts"]
+            if isinstance(share, int):
+                if share > len(hosts):
+                    raise WaveError(f"wave {name!r} goes up to {share} hosts, but the group has {len(hosts)}",
+                                    ["waves", index, "hosts"])
+                target = share
+            else:
+                target = max(1, math.ceil(float(share.rstrip("%")) * len(hosts) / 100 - 1e-9))
+            chosen = [h for h in hosts if h not in planned][:max(0, target - len(planned))]
+        if not chosen:
+            raise WaveError(f"wave {name!r} adds no host: the waves before it already cover {len(planned)} of "
+                            f"{len(hosts)}", ["waves", index])
+        planned.extend(chosen)
+        rate = body.get("max_failure_rate")
+        waves.append(WavePlan(index + 1, name, tuple(chosen),
+                              None if rate is not None else int(body.get("max_failures", 0)),
+                              None if rate is None else float(rate),
+                              seconds(body["pause"]) if "pause" in body else default_pause))
+    if len(planned) < len(hosts):
+        raise WaveError(f"the waves cover {len(planned)} of the {len(hosts)} production hosts; end with a wave of "
+                        "hosts: 100%", ["waves", len(bodies) - 1])
+    return tuple(waves)

@@ -1,0 +1,301 @@
+"""Staged rollout to production, end to end: real Ansible (one run per wave), real health suites,
+real rollback. What happened on each production host is read from the host itself (its own
+deploy log, install record and files under its root), never from the orchestrator's records.
+
+Lab 1 (6 hosts, waves 1 host / 50% / 100%): build A rolls out completely; build C fails the
+production health suite, halts in wave 1, is rolled back, and no later host is touched.
+Lab 2 (4 hosts): a rollout killed with SIGKILL mid-wave finishes with --resume, each host
+deployed once; a rollout killed mid-wave and then aborted rolls its current wave back.
+
+Promotions into production are recorded directly in the store: what is tested here is the
+rollout, which only needs the record (the promotion gate has its own tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.model import Campaign, CampaignState
+from lab.sandboxes.lease import lease
+from lab.store import Store
+from tests.conftest import copy_default_lab, lab_command, run_lab, stop_local_sandboxes
+
+pytestmark = pytest.mark.integration
+
+A, C = "care-planner@2.0.0", "care-planner@2.2.0"
+WAVES = """rollout:
+  group: production
+  health_suite: production-health
+  forks: 8
+  waves:
+    - {name: first, hosts: 1}
+    - {name: half, hosts: 50%}
+    - {name: all, hosts: 100%}
+"""
+
+
+def production_lab(root: Path, hosts: int) -> Path:
+    """A copy of the default lab with ``hosts`` production hosts and three waves, A and C built
+    and promoted into production, the production hosts provisioned."""
+    lab_yml = copy_default_lab(root, sandboxes=1)
+    inventory = root / "inventory" / "hosts.yml"
+    kept = [line for line in inventory.read_text().splitlines()
+            if not (m := re.match(r"\s+prod-ts-(\d+):", line)) or int(m.group(1)) <= hosts]
+    inventory.write_text("\n".join(kept) + "\n")
+    (root / "rollout.yml").write_text(WAVES)
+    for ref in (A, C):
+        built = run_lab(lab_yml, "build", ref)
+        assert built.returncode == 0, built.stderr
+    promote_to_production(root)
+    up = run_lab(lab_yml, "production", "up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"production: {hosts} host(s) provisioned, 0 already up" in up.stdout
+    return lab_yml
+
+
+def promote_to_production(root: Path, versions: tuple[str, ...] = ("2.0.0", "2.2.0")) -> None:
+    store = Store(root / ".lab" / "lab.sqlite3")
+    try:
+        for version in versions:
+            build = store.build("care-planner", version)
+            assert build is not None
+            evidence = Campaign(f"test-{version}", build.product, build.version, build.digest, CampaignState.FINISHED,
+                                build.registered_at, build.registered_at, (), (), "lab.yml")
+            assert store.record_promotion(evidence, "production", {"allowed": True, "note": "recorded by the test"})
+    finally:
+        store.close()
+
+
+def host_root(lab_yml: Path, host: str) -> Path:
+    return lab_yml.parent / ".lab" / "production" / host / "root"
+
+
+def host_log(lab_yml: Path, host: str) -> list[list[str]]:
+    """The host's own deploy log: [time, action, product, version-or-digest, ...] per line."""
+    path = host_root(lab_yml, host) / "var" / "log" / "lab-deploy.log"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def deploys(lab_yml: Path, host: str, version: str) -> list[list[str]]:
+    return [entry for entry in host_log(lab_yml, host) if entry[1:4] == ["deploy", "care-planner", version]]
+
+
+def installed(lab_yml: Path, host: str) -> str:
+    record = host_root(lab_yml, host) / "var" / "lib" / "lab" / "installed" / "care-planner.json"
+    return str(json.loads(record.read_text())["version"])
+
+
+def planner(lab_yml: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """care-planner as installed on the host, run under the host's own site configuration."""
+    return subprocess.run([str(host_root(lab_yml, host) / "usr" / "local" / "bin" / "care-planner"), *args],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def query(lab_yml: Path, sql: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(f"file:{lab_yml.parent / '.lab' / 'lab.sqlite3'}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute(sql).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def waves_of(lab_yml: Path, version: str) -> list[tuple[object, ...]]:
+    """(wave, name, state, hosts) of the newest rollout of ``version``."""
+    return query(lab_yml, "SELECT w.wave, w.name, w.state, group_concat(h.host, ' ') FROM rollout_waves w "
+                          "JOIN rollout_hosts h ON h.rollout_id = w.rollout_id AND h.wave = w.wave "
+                          "WHERE w.rollout_id = (SELECT id FROM rollouts WHERE version = "
+                          f"'{version}' ORDER BY created_at DESC LIMIT 1) GROUP BY w.wave ORDER BY w.wave")
+
+
+def snapshot(lab_yml: Path, host: str) -> tuple[str, int, list[str]]:
+    """What would show any contact by a deploy: the log, the install record's mtime, the artifacts."""
+    root = host_root(lab_yml, host)
+    log = root / "var" / "log" / "lab-deploy.log"
+    record = root / "var" / "lib" / "lab" / "installed" / "care-planner.json"
+    return (log.read_text() if log.exists() else "", record.stat().st_mtime_ns,
+            sorted(p.name for p in (root / "var" / "lib" / "lab" / "artifacts").iterdir()))
+
+
+def kill_when(lab_yml: Path, args: list[str], ready: Callable[[], bool]) -> None:
+    """Start ``lab ARGS``, wait until ``ready()``, then SIGKILL the lab process and the Ansible run
+    it started (which runs in a session of its own)."""
+    proc = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ, CI="1"))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the rollout ended before the kill point"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    runs = str(lab_yml.parent / ".lab" / "runs")
+    for _ in range(50):  # the orphaned ansible-playbook and its workers, found by their own run directory
+        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and runs in cmdline(p)]
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError("the killed rollout's Ansible run did not stop")
+
+
+def cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+HOSTS_1 = [f"prod-ts-{i:02d}" for i in range(1, 7)]
+HOSTS_2 = [f"prod-ts-{i:02d}" for i in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def lab1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    lab_yml = production_lab(tmp_path_factory.mktemp("rollout") / "lab", hosts=6)
+    yield lab_yml
+    stop_local_sandboxes(lab_yml)
+
+
+@pytest.fixture(scope="module")
+def lab2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    lab_yml = production_lab(tmp_path_factory.mktemp("rollout-crash") / "lab", hosts=4)
+    yield lab_yml
+    stop_local_sandboxes(lab_yml)
+
+
+def test_a_build_without_a_promotion_into_production_is_refused(tmp_path: Path) -> None:
+    lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
+    assert run_lab(lab_yml, "build", A).returncode == 0
+    result = run_lab(lab_yml, "rollout", A)
+    assert result.returncode == 1
+    assert f"lab: {A} has no recorded promotion into production; it may not be rolled out" in result.stderr
+    promote_to_production(tmp_path / "lab", ("2.0.0",))
+    result = run_lab(lab_yml, "rollout", A)  # promoted, but production was never provisioned: infrastructure
+    assert result.returncode == 3
+    assert "production host(s) prod-ts-01, prod-ts-02, prod-ts-03, prod-ts-04, prod-ts-05 and 19 more are not " \
+           "provisioned; run `lab production up`" in result.stderr
+    assert not (tmp_path / "lab" / ".lab" / "production").exists()
+    assert query(lab_yml, "SELECT count(*) FROM rollouts") == [(0,)]
+
+
+def test_build_a_rolls_out_wave_by_wave_to_every_host(lab1: Path) -> None:
+    result = run_lab(lab1, "rollout", A)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{A} (sha256 " in result.stdout and "to production: COMPLETE" in result.stdout
+    assert waves_of(lab1, "2.0.0") == [(1, "first", "done", "prod-ts-01"), (2, "half", "done", "prod-ts-02 prod-ts-03"),
+                                      (3, "all", "done", "prod-ts-04 prod-ts-05 prod-ts-06")]
+    (rollout_id,) = query(lab1, "SELECT id FROM rollouts WHERE version='2.0.0'")[0]
+    (digest,) = query(lab1, "SELECT digest FROM builds WHERE version='2.0.0'")[0]
+    wave_of = {"prod-ts-01": 1, "prod-ts-02": 2, "prod-ts-03": 2, "prod-ts-04": 3, "prod-ts-05": 3, "prod-ts-06": 3}
+    for host in HOSTS_1:  # each host got exactly A, once, in its own wave, with the registered digest
+        (entry,) = deploys(lab1, host, "2.0.0")
+        assert entry[4:] == [str(digest), f"rollout={rollout_id}", f"wave={wave_of[host]}"]
+        assert installed(lab1, host) == "2.0.0"
+        assert planner(lab1, host, "--version").stdout == "care-planner 2.0.0\n"
+    stamps = {n: [deploys(lab1, h, "2.0.0")[0][0] for h in HOSTS_1 if wave_of[h] == n] for n in (1, 2, 3)}
+    assert max(stamps[1]) < min(stamps[2]) and max(stamps[2]) < min(stamps[3])  # by the hosts' own clocks
+    runs = lab1.parent / ".lab" / "runs" / str(rollout_id)
+    assert [len(list((runs / f"wave-{n}").glob("deploy-*"))) for n in (1, 2, 3)] == [1, 1, 1]  # one run per wave
+    status = run_lab(lab1, "production", "status")
+    assert status.returncode == 0 and status.stdout.count(" up ") == 6
+    assert status.stdout.count("runs: care-planner 2.0.0") == 6
+    up = run_lab(lab1, "production", "up")  # provisioned once: nothing happens again
+    assert up.returncode == 0 and "production: 0 host(s) provisioned, 6 already up" in up.stdout
+    assert all(len(deploys(lab1, host, "2.0.0")) == 1 for host in HOSTS_1)
+
+
+def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(lab1: Path) -> None:
+    if waves_of(lab1, "2.0.0") == [] or installed(lab1, "prod-ts-06") != "2.0.0":
+        pytest.skip("needs build A rolled out (the test before)")
+    before = {host: snapshot(lab1, host) for host in HOSTS_1[1:]}
+    result = run_lab(lab1, "rollout", C)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "to production: HALTED - halted in wave 1 (first)" in result.stdout
+    assert "prod-ts-01 unhealthy: plans-a-route fail" in result.stdout
+    assert waves_of(lab1, "2.2.0") == [(1, "first", "rolled_back", "prod-ts-01"),
+                                      (2, "half", "cancelled", "prod-ts-02 prod-ts-03"),
+                                      (3, "all", "cancelled", "prod-ts-04 prod-ts-05 prod-ts-06")]
+    # the canary host: got C, then the rollback; it runs A again, healthy under its production profile
+    actions = [entry[1:4] for entry in host_log(lab1, "prod-ts-01")]
+    (digest_c,) = query(lab1, "SELECT digest FROM builds WHERE version='2.2.0'")[0]
+    assert actions == [["deploy", "care-planner", "2.0.0"], ["deploy", "care-planner", "2.2.0"],
+                       ["rollback", "care-planner", str(digest_c)]]
+    assert host_log(lab1, "prod-ts-01")[-1][4:6] == ["->", "2.0.0"]
+    assert installed(lab1, "prod-ts-01") == "2.0.0"
+    assert planner(lab1, "prod-ts-01", "--version").stdout == "care-planner 2.0.0\n"
+    route = planner(lab1, "prod-ts-01", "plan", "--demo")
+    assert (route.returncode, route.stdout.splitlines()[0], route.stderr) == (0, "Route for team North (3 visits)", "")
+    root = host_root(lab1, "prod-ts-01")
+    assert "profile = production" in (root / "etc" / "care-planner" / "site.conf").read_text()
+    assert "site_profile" not in (root / "opt" / "care-planner" / "care_planner.py").read_text()  # C's code is gone
+    assert sorted(p.name for p in (root / "var" / "lib" / "lab" / "artifacts").iterdir()) == \
+        ["care-planner-2.0.0.tar.gz"]
+    health = query(lab1, "SELECT state, health FROM rollout_hosts WHERE host='prod-ts-01' AND rollout_id = "
+                         "(SELECT id FROM rollouts WHERE version='2.2.0')")
+    assert health[0][0] == "rolled_back" and json.loads(str(health[0][1]))["counts"] == {"pass": 4}
+    # every later host: not contacted at all (same log, same install record, no copy of C)
+    assert {host: snapshot(lab1, host) for host in HOSTS_1[1:]} == before
+    # asking again repeats the outcome and touches nothing
+    again = run_lab(lab1, "rollout", C)
+    assert again.returncode == 1 and "HALTED" in again.stdout
+    assert [entry[1:4] for entry in host_log(lab1, "prod-ts-01")] == actions
+
+
+def test_one_rollout_at_a_time_holds_production(lab1: Path) -> None:
+    with lease(lab1.parent / ".lab", "production", "lab rollout care-planner@9.9.9", 1):
+        busy = run_lab(lab1, "rollout", C)
+    assert busy.returncode == 3
+    assert "production is busy: lab rollout care-planner@9.9.9 holds it" in busy.stderr
+
+
+def test_resume_after_kill_9_mid_wave_deploys_each_host_once(lab2: Path) -> None:
+    # killed while wave 2's Ansible run is under way: its host already has A, the store does not know yet
+    kill_when(lab2, ["rollout", A], lambda: bool(deploys(lab2, "prod-ts-02", "2.0.0")))
+    assert query(lab2, "SELECT state FROM rollout_waves WHERE wave=2") == [("deploying",)]
+    assert query(lab2, "SELECT state FROM rollouts") == [("running",)]
+    blocked = run_lab(lab2, "rollout", A)  # a second rollout of the product is refused while one is unfinished
+    assert blocked.returncode == 2 and "--resume` continues it" in blocked.stderr
+    resumed = run_lab(lab2, "rollout", A, "--resume")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "to production: COMPLETE" in resumed.stdout
+    assert [row[2] for row in waves_of(lab2, "2.0.0")] == ["done", "done", "done"]
+    for host in HOSTS_2:
+        assert len(deploys(lab2, host, "2.0.0")) == 1, host_log(lab2, host)
+        assert installed(lab2, host) == "2.0.0"
+
+
+def test_abort_rolls_back_the_current_wave(lab2: Path) -> None:
+    if [row[2] for row in waves_of(lab2, "2.0.0")] != ["done", "done", "done"]:
+        pytest.skip("needs build A rolled out (the test before)")
+    before = {host: snapshot(lab2, host) for host in HOSTS_2[1:]}
+    kill_when(lab2, ["rollout", C], lambda: bool(deploys(lab2, "prod-ts-01", "2.2.0")))
+    assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["deploying", "planned", "planned"]
+    aborted = run_lab(lab2, "rollout", C, "--abort")
+    assert aborted.returncode == 0, aborted.stdout + aborted.stderr
+    assert "to production: ABORTED - aborted by the operator during wave 1 (first)" in aborted.stdout
+    assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["rolled_back", "cancelled", "cancelled"]
+    assert installed(lab2, "prod-ts-01") == "2.0.0"
+    assert planner(lab2, "prod-ts-01", "plan", "--demo").returncode == 0
+    assert [entry[1:4] for entry in host_log(lab2, "prod-ts-01")][-2:] == [
+        ["deploy", "care-planner", "2.2.0"], ["rollback", "care-planner", str(query(
+            lab2, "SELECT digest FROM builds WHERE version='2.2.0'")[0][0])]]
+    assert {host: snapshot(lab2, host) for host in HOSTS_2[1:]} == before
+    ended = run_lab(lab2, "rollout", C, "--resume")
+    assert ended.returncode == 2 and "has ended (aborted): nothing to resume or abort" in ended.stderr

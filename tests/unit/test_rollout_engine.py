@@ -1,0 +1,132 @@
+"""The rollout's state machine with Ansible and the health suite replaced by stand-ins: pauses,
+thresholds by share, an infrastructure error left resumable, and what is recorded at each step.
+(tests/integration/test_rollout.py runs the real thing.)"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.config import load_lab
+from lab.deploy import HostOutcome, PlaybookOutcome
+from lab.errors import InfrastructureError
+from lab.health import HostHealth
+from lab.model import Build, Campaign, CampaignState, Result, Status, Suite
+from lab.production import Endpoint
+from lab.rollout import RolloutRunner
+from lab.rollout_settings import load_rollout_settings
+from lab.rollout_store import HostState, RolloutState, RolloutStore, WaveState
+from lab.store import Store
+from tests.conftest import copy_default_lab
+
+
+class Production:
+    """Stand-ins for the playbook runs and health checks, recording every call."""
+
+    def __init__(self, unhealthy: Iterable[str] = (), unreachable_runs: int = 0) -> None:
+        self.unhealthy = set(unhealthy)
+        self.unreachable_runs = unreachable_runs
+        self.runs: list[tuple[str, tuple[str, ...]]] = []
+        self.checked: list[str] = []
+
+    def run_playbook_on(self, playbook: Path, *, inventory: Path, hosts: Sequence[str], extravars: dict[str, Any],
+                        host_vars: dict[str, dict[str, Any]], work_dir: Path, timeout: float,
+                        forks: int | None = None) -> PlaybookOutcome:
+        self.runs.append((playbook.stem, tuple(hosts)))
+        if self.unreachable_runs:
+            self.unreachable_runs -= 1
+            return PlaybookOutcome(str(playbook), "failed", 4, {})
+        return PlaybookOutcome(str(playbook), "successful", 0,
+                               {h: HostOutcome(h, True, False, (), 1) for h in hosts})
+
+    def check_hosts(self, items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,
+                    each: Callable[[HostHealth], None]) -> list[HostHealth]:
+        found = []
+        for item in items:
+            self.checked.append(item.name)
+            status = Status.FAIL if item.name in self.unhealthy else Status.PASS
+            health = HostHealth(item.name, suite.name, (Result("plans-a-route", status, "", {}, 1),))
+            each(health)
+            found.append(health)
+        return found
+
+
+def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytest.MonkeyPatch,
+          sleeps: list[float] | None = None) -> tuple[RolloutRunner, Build, RolloutStore]:
+    lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
+    (tmp_path / "lab" / "rollout.yml").write_text(
+        "rollout:\n  group: production\n  health_suite: production-health\n  waves:\n" + waves)
+    config = load_lab(lab_yml)
+    settings = load_rollout_settings(config)
+    for host in settings.hosts:  # provisioned, as far as the rollout can tell
+        facts = config.state_dir / "production" / host / "facts.json"
+        facts.parent.mkdir(parents=True)
+        facts.write_text(json.dumps({"lab_port": 1}))
+    store = Store(config.state_dir / "lab.sqlite3")
+    artifact = tmp_path / "a.tar.gz"
+    artifact.write_bytes(b"A")
+    build = store.register_build("care-planner", "2.0.0", "d" * 64, artifact)
+    store.record_promotion(Campaign("c", build.product, build.version, build.digest, CampaignState.FINISHED, "t",
+                                    "t", (), (), "lab.yml"), "production", {})
+    monkeypatch.setattr("lab.rollout.run_playbook_on", production.run_playbook_on)
+    monkeypatch.setattr("lab.rollout.check_hosts", production.check_hosts)
+    sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda seconds: None)
+    runner = RolloutRunner(config, store, settings, sleep=sleep)
+    return runner, build, RolloutStore(store)
+
+
+def test_a_pause_stops_the_rollout_without_waiting_and_resume_waits_it_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production, sleeps = Production(), []
+    runner, build, rollouts = setup(tmp_path, "    - {hosts: 1, pause: 2h}\n    - {hosts: 100%}\n", production,
+                                    monkeypatch, sleeps)
+    record = runner.start(build, wait=False)
+    assert record.state is RolloutState.PAUSED
+    assert [w.state for w in record.waves] == [WaveState.DONE, WaveState.PLANNED]
+    resume_at = datetime.fromisoformat(str(record.waves[1].resume_at))
+    assert 7190 < (resume_at - datetime.now(UTC)).total_seconds() <= 7200
+    assert runner.resume(build, wait=False).state is RolloutState.PAUSED  # not before its time
+    assert production.runs == [("deploy", ("prod-ts-01",))]
+    done = runner.resume(build, wait=True)
+    assert done.state is RolloutState.COMPLETE and len(sleeps) == 1 and 7180 < sleeps[0] <= 7200
+    assert [len(hosts) for _, hosts in production.runs] == [1, 23]  # one deploy run per wave
+    assert rollouts.last_good("care-planner", "prod-ts-24") == {"version": "2.0.0", "digest": "d" * 64}
+
+
+def test_a_share_threshold_halts_only_above_it_and_rolls_back_only_that_wave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(unhealthy={"prod-ts-02", "prod-ts-05", "prod-ts-06", "prod-ts-07"})
+    runner, build, _ = setup(tmp_path, "    - {hosts: 4, max_failure_rate: 0.25}\n"
+                                       "    - {hosts: 50%, max_failure_rate: 0.25}\n    - {hosts: 100%}\n",
+                             production, monkeypatch)
+    record = runner.start(build)
+    assert record.state is RolloutState.HALTED
+    assert [w.state for w in record.waves] == [WaveState.DONE, WaveState.ROLLED_BACK, WaveState.CANCELLED]
+    assert "3 host(s) failed (prod-ts-05, prod-ts-06, prod-ts-07): 5 of 8 host(s) healthy; at most 25% of 8" \
+        in record.detail
+    wave2 = tuple(f"prod-ts-{i:02d}" for i in range(5, 13))
+    assert production.runs == [("deploy", ("prod-ts-01", "prod-ts-02", "prod-ts-03", "prod-ts-04")),
+                               ("deploy", wave2), ("rollback", wave2)]
+    assert record.waves[0].hosts[1].state is HostState.UNHEALTHY  # 1 of 4 is not above 25%: the wave went on
+    assert {h.state for h in record.waves[2].hosts} == {HostState.CANCELLED}
+    assert sorted(production.checked) == [f"prod-ts-{i:02d}" for i in range(1, 13)]  # no later host
+
+
+def test_an_infrastructure_error_leaves_the_wave_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    production = Production(unreachable_runs=1)
+    runner, build, rollouts = setup(tmp_path, "    - {hosts: 100%}\n", production, monkeypatch)
+    with pytest.raises(InfrastructureError, match=re.escape("wave 1: deploy.yml ended failed (rc 4) without reaching")):
+        runner.start(build)
+    stuck = rollouts.latest("care-planner")
+    assert stuck is not None and stuck.state is RolloutState.RUNNING
+    assert stuck.waves[0].state is WaveState.DEPLOYING and "deploy: deploy.yml ended failed" in stuck.waves[0].detail
+    assert runner.resume(build).state is RolloutState.COMPLETE
+    assert len(production.runs) == 2
