@@ -38,6 +38,7 @@ from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError
 from winrm.protocol import Protocol
 
 from tests.conftest import SHARED
+from tests.integration.winrm_lab import ansible_ready_env
 from tests.winrm_endpoint import WinRMEndpoint, compare_envelopes
 
 pytestmark = pytest.mark.integration
@@ -256,18 +257,7 @@ def test_ansible_raw_module_over_winrm(tmp_path: Path) -> None:
     assert ansible.exists(), f"ansible-core must be installed next to {sys.executable}"
     # Ansible wraps every command as "PowerShell ... -EncodedCommand <UTF-16LE base64>"; a tiny
     # PowerShell stand-in on the endpoint's PATH decodes it and runs it with /bin/sh.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "PowerShell"
-    shim.write_text(
-        f"#!{sys.executable}\n"
-        "import base64, os, sys\n"
-        "args = sys.argv[1:]\n"
-        "script = base64.b64decode(args[args.index('-EncodedCommand') + 1]).decode('utf-16-le')\n"
-        "os.execv('/bin/sh', ['/bin/sh', '-c', script])\n"
-    )
-    shim.chmod(0o755)
-    with WinRMEndpoint(users={USER: PASSWORD}, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}) as ep:
+    with WinRMEndpoint(users={USER: PASSWORD}, env=ansible_ready_env(tmp_path / "bin")) as ep:
         inventory = tmp_path / "hosts.ini"
         inventory.write_text(
             "[windows]\n"
