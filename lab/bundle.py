@@ -23,6 +23,7 @@ from lab.errors import ConfigError
 from lab.model import Build
 from lab.policy import evaluate, evidence_document
 from lab.promotion import decision_payload
+from lab.signers import signers_source
 from lab.signing import verify_with_text
 from lab.store import Store
 from lab.verdict import evidence_of, latest_campaign
@@ -77,6 +78,7 @@ def build_bundle(config: LabConfig, store: Store, build: Build, now: datetime) -
                         "signature": s.signature, "recorded_at": s.recorded_at, "valid": s.id in valid}
                        for s in store.signed(build.product, build.version)],
         "allowed_signers": signers.read_text(encoding="utf-8") if signers and signers.is_file() else None,
+        "allowed_signers_source": signers_source(config.agreement),
         "audit": {"entries": chain.entries, "head": chain.head, "intact": chain.ok},
     }
     return {**body, "bundle_digest": digest_of(body)}

@@ -18,6 +18,7 @@ from lab.checks.windows_types import WINDOWS_CHECK_TYPES
 from lab.errors import ConfigError, NotFoundError
 from lab.inventory import Inventory, load_inventory
 from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
+from lab.signers import override_signers
 from lab.yamlfile import line_of, load_yaml, plain, schema, validate
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -91,11 +92,12 @@ def existing(root: Path, raw: str, what: str, source: Path, data: Any, where: li
     return path
 
 
-def load_lab(path: Path, provider: str | None = None) -> LabConfig:
+def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | None = None) -> LabConfig:
     """Load ``path`` and everything it refers to; raise ConfigError on the first problem found.
 
     ``provider``, when given, runs every sandbox on that provider (e.g. the demo on namespace
-    sandboxes) whatever the inventory says.
+    sandboxes) whatever the inventory says. ``allowed_signers``, when given, replaces the
+    agreement's approver keys (marked as an override, which decisions and bundles record).
     """
     data = load_yaml(path)
     validate(data, schema("lab"), path)
@@ -113,6 +115,8 @@ def load_lab(path: Path, provider: str | None = None) -> LabConfig:
     baseline = existing(root, raw["baseline"], "playbook", path, data, ["baseline"]) if "baseline" in raw else None
     agreement = load_agreement(existing(root, raw.get("agreement", "agreement.yml"), "agreement",
                                         path, data, ["agreement"]), suites)
+    if allowed_signers is not None:
+        agreement = override_signers(agreement, allowed_signers)
     return LabConfig(
         path=path,
         name=raw["name"],

@@ -299,6 +299,7 @@ class Agreement:
     path: Path
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     allowed_signers: Path | None = None  # ssh-keygen ALLOWED SIGNERS file: principal -> public key
+    signers_override: bool = False  # allowed_signers was given on the command line, not by the agreement
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)

@@ -17,6 +17,7 @@ from lab.audit import append
 from lab.clock import iso
 from lab.config import LabConfig
 from lab.model import Build, Verdict
+from lab.signers import signers_source
 from lab.store import Store, insert_promotion
 from lab.verdict import gated_stage, latest_campaign, verdict_for
 
@@ -52,6 +53,11 @@ def decision_payload(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def recorded_decision(config: LabConfig, verdict: Verdict) -> dict[str, Any]:
+    """The decision as the audit log and the promotion record keep it: with the approver keys used."""
+    return {**decision_payload(verdict), "allowed_signers": signers_source(config.agreement)}
+
+
 def subject(build: Build, stage: str) -> str:
     return f"{build.ref} -> {stage}"
 
@@ -61,7 +67,7 @@ def decide(config: LabConfig, store: Store, build: Build, stage: str, now: datet
     gated_stage(config, stage)
     with store.transaction() as db:
         verdict = verdict_for(config, store, build, stage, now=now)
-        append(db, "decision", subject(build, stage), decision_payload(verdict))
+        append(db, "decision", subject(build, stage), recorded_decision(config, verdict))
     return verdict
 
 
@@ -79,7 +85,7 @@ def promote(config: LabConfig, store: Store, build: Build, stage: str, now: date
             return PromotionOutcome(build, stage, None, False, existing["campaign_id"], existing["promoted_at"])
         campaign = latest_campaign(store, build)
         verdict = verdict_for(config, store, build, stage, campaign, now)
-        decision = decision_payload(verdict)
+        decision = recorded_decision(config, verdict)
         append(db, "decision", subject(build, stage), decision)
         if not verdict.allowed or campaign is None:
             return PromotionOutcome(build, stage, verdict, False, campaign.id if campaign else None, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from lab import __version__
@@ -23,9 +25,13 @@ from lab.config import PROVIDER_NAMES
 @click.option("--provider", type=click.Choice(PROVIDER_NAMES), envvar="LAB_PROVIDER",
               help="Run every sandbox on this provider, whatever the inventory says "
                    "(e.g. the demo on namespace sandboxes; needs root).")
+@click.option("--allowed-signers", "allowed_signers", metavar="FILE", envvar="LAB_ALLOWED_SIGNERS",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Verify approvals against this ALLOWED SIGNERS file instead of the agreement's "
+                   "(trials and the demo; every decision and bundle records the override).")
 @click.version_option(__version__, prog_name="lab")
 @click.pass_context
-def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
+def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_signers: Path | None) -> None:
     """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
 
     \b
@@ -35,7 +41,7 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None) -> None:
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    context = LabContext(lab_path, provider)
+    context = LabContext(lab_path, provider, allowed_signers)
     ctx.obj = context
     ctx.call_on_close(context.close)
 

@@ -13,7 +13,7 @@ import click
 
 from lab.approvals import approval_payload, sign_and_record, waiver_payload
 from lab.builds import verified_build
-from lab.cli.cmd_promote import NOW
+from lab.cli.cmd_promote import NOW, note_override
 from lab.cli.context import LabContext, pass_lab
 from lab.clock import current, parse_expiry
 from lab.errors import ConfigError
@@ -61,6 +61,7 @@ def approve(lab: LabContext, build_ref: str, stage: str, key: Path, reject: bool
     payload = approval_payload(build, stage, evidence_digest(evidence), campaign.id if campaign else None,
                                expiry, who, now, reject)
     record = sign_and_record(lab.store, build, payload, key.expanduser(), who, signers, now)
+    note_override(config)
     word = "rejected" if reject else "approved"
     click.echo(f"{build.ref} {word} for {stage} by {who} (record #{record.id}), expires {payload['expires']}")
     click.echo(f"  signed: build sha256 {build.digest}, evidence sha256 {payload['evidence_digest']}"
@@ -113,5 +114,6 @@ def waive(lab: LabContext, build_ref: str, target: str, reason: str, expires: st
     who = signer_identity(key.expanduser(), signers, principal)
     payload = waiver_payload(build, (sandbox, suite, check), reason, expiry, who, now)
     record = sign_and_record(lab.store, build, payload, key.expanduser(), who, signers, now)
+    note_override(config)
     click.echo(f"{target} of {build.ref} waived by {who} (record #{record.id}) until {payload['expires']}: "
                f"{payload['reason']}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from lab import promotion
+from lab import promotion, signers
 from lab.builds import verified_build
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.render import MARK
 from lab.clock import current
+from lab.config import LabConfig
 from lab.errors import GateBlocked
 from lab.model import Verdict
 from lab.reports.data import printable
@@ -31,6 +32,13 @@ def print_decision(verdict: Verdict, evidence: bool) -> None:
         click.echo(f"next open window: {verdict.next_open}")
 
 
+def note_override(config: LabConfig) -> None:
+    """Say so when approvals were verified against an overriding allowed_signers file."""
+    line = signers.describe(config.agreement)
+    if line:
+        click.echo(line)
+
+
 @click.command()
 @click.argument("build_ref", metavar="PRODUCT@VERSION")
 @click.option("--to", "stage", required=True, help="The stage the decision is about (e.g. production).")
@@ -46,6 +54,7 @@ def gate(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> i
     build = verified_build(config.build_spec(build_ref), lab.store)
     verdict = promotion.decide(config, lab.store, build, stage, current(now_text))
     print_decision(verdict, evidence=True)
+    note_override(config)
     return 0 if verdict.allowed else 1
 
 
@@ -68,6 +77,7 @@ def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -
         click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
         return
     print_decision(outcome.verdict, evidence=False)
+    note_override(config)
     if not outcome.verdict.allowed:
         raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(outcome.verdict.reasons))
     if outcome.recorded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import click
 
@@ -15,11 +16,12 @@ from lab.store import Store
 class LabContext:
     lab_option: str | None
     provider: str | None = None
+    allowed_signers: Path | None = None
     _store: Store | None = field(default=None, repr=False)
 
     @cached_property
     def config(self) -> LabConfig:
-        return load_lab(find_lab_file(self.lab_option), self.provider)
+        return load_lab(find_lab_file(self.lab_option), self.provider, self.allowed_signers)
 
     @property
     def store(self) -> Store:
