@@ -6,6 +6,7 @@ import click
 
 from lab.builds import build_and_register
 from lab.cli.context import LabContext, pass_lab
+from lab.describe import describe_agreement
 
 
 @click.command()
@@ -30,6 +31,8 @@ def validate(lab: LabContext) -> None:
         click.echo(f"    {product.name}: builds {', '.join(product.builds)}; suites {', '.join(product.suites)}")
     stages = " -> ".join(s.name for s in config.agreement.stages)
     click.echo(f"  agreement {config.agreement.name}: {stages}")
+    for line in describe_agreement(config.agreement):
+        click.echo(f"    {line}")
     click.echo("valid")
 
 

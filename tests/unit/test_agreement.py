@@ -90,7 +90,26 @@ def test_mistakes_name_file_and_line(lab_yml: Path, old: str, new: str, message:
 def test_validate_shows_the_stages(lab_yml: Path, run_cli: Callable[..., CliResult]) -> None:
     result = run_cli("--lab", str(lab_yml), "validate")
     assert result.code == 0
-    assert "  agreement municipal-it-services-2026: lab -> pilot -> production\n" in result.out
+    assert (
+        "  agreement municipal-it-services-2026: lab -> pilot -> production\n"
+        "    lab: no gate (a registered build is in it)\n"
+        "    pilot: from lab; platforms debian-12; mandatory suites, zero failures; flaky <= 0; no waivers\n"
+        "    production: from pilot; platforms debian-12; mandatory suites, zero failures; flaky <= 0; "
+        "waivers allowed; soak 2d; 2 distinct approval(s) from role change-board\n"
+        "                open: weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki; "
+        "freeze 2026-12-20..2027-01-06 Europe/Helsinki (year-end freeze)\n"
+        "    approver keys: keys/allowed_signers, 0 key(s) listed (no approval can verify)\n"
+    ) in result.out
+
+
+def test_validate_counts_the_approver_keys_and_names_an_override(lab_yml: Path, tmp_path: Path,
+                                                                  run_cli: Callable[..., CliResult]) -> None:
+    signers = tmp_path / "signers"
+    signers.write_text("# comment\n\nmaija.virtanen@example.fi ssh-ed25519 AAAAC3Nza\n"
+                       "juha.korhonen@example.fi ssh-ed25519 AAAAC3Nzb\n")
+    result = run_cli("--lab", str(lab_yml), "--allowed-signers", str(signers), "validate")
+    assert result.code == 0, result.err
+    assert f"    approver keys: {signers} (override), 2 key(s) listed\n" in result.out
 
 
 def test_next_open_window_across_daylight_saving_and_beyond_the_horizon() -> None:
