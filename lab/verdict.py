@@ -8,6 +8,7 @@ stays pure). The clock is passed in; ``lab.clock.current`` is the default.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from lab.approvals import signoffs
 from lab.clock import current
@@ -22,10 +23,15 @@ def stage_entries(config: LabConfig, store: Store, build: Build) -> dict[str, st
     """When the build entered each stage it is in: the first stage at registration (``lab build``),
     the others at their recorded promotion (for this digest only)."""
     entered = {config.agreement.stages[0].name: build.registered_at}
-    for row in store.promotions(build.product, build.version):
-        if row["digest"] == build.digest:
-            entered[row["stage"]] = row["promoted_at"]
+    for row in promotions_of(store, build):
+        entered[row["stage"]] = row["promoted_at"]
     return entered
+
+
+def promotions_of(store: Store, build: Build) -> list[dict[str, Any]]:
+    """The recorded promotions of exactly this build (same digest), oldest first, as stored rows
+    (``stage``, ``campaign_id``, ``promoted_at``, ...)."""
+    return [row for row in store.promotions(build.product, build.version) if row["digest"] == build.digest]
 
 
 def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None) -> Evidence:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from lab.atomic import write_text
-from lab.reports.data import ReportData
+from lab.config import LabConfig
+from lab.model import Build
+from lab.reports.data import ReportData, gather
+from lab.store import Store
+from lab.verdict import latest_campaign
 
 FORMATS = ("html", "junit", "json")
 SUFFIX = {"html": ".html", "junit": ".junit.xml", "json": ".json"}
@@ -35,3 +40,14 @@ def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = 
         write_text(path, render(data, fmt))
         written.append(path)
     return written
+
+
+def refresh(config: LabConfig, store: Store, build: Build, at: datetime | None = None) -> list[Path]:
+    """Re-write the HTML, JUnit and JSON reports of ``build``'s latest campaign in the lab's reports
+    directory (atomically, as ``lab report`` does), decided at ``at`` (default: the clock), so they
+    show the build's current promotion path. Returns the paths written, HTML first; none when the
+    build has no campaign."""
+    campaign = latest_campaign(store, build)
+    if campaign is None:
+        return []
+    return write_reports(gather(config, store, campaign, at), config.reports_dir)

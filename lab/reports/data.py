@@ -1,4 +1,5 @@
-"""What every report shows, gathered once from the store: campaign, verdict, cells, steps."""
+"""What every report shows, gathered once from the store: campaign, verdict, cells, steps, and the
+build's promotion path."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from lab.clock import current
 from lab.config import LabConfig
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
+from lab.reports.path import PromotionPath, promotion_path, verdict_json
 from lab.store import Store, now
 from lab.verdict import first_gate_stage, verdict_for
 
@@ -46,6 +49,7 @@ class ReportData:
     cells: tuple[CellRecord, ...]
     steps: tuple[StepRecord, ...]
     notes: tuple[str, ...]
+    path: PromotionPath  # where the build stands on the agreement's stages, as of the report
 
     def shown_status(self, cell: CellRecord, result: Result) -> str:
         """A result's status as every report shows it: ``waived`` for a failure that a valid waiver
@@ -73,8 +77,7 @@ class ReportData:
             "campaign": asdict(self.campaign),
             "build": {"product": self.build.product, "version": self.build.version, "digest": self.build.digest,
                       "artifact": self.build.artifact.name},
-            "verdict": {"stage": self.verdict.stage, "allowed": self.verdict.allowed,
-                        "clauses": [asdict(c) for c in self.verdict.clauses], "waived": list(self.verdict.waived)},
+            "verdict": verdict_json(self.verdict),
             "counts": self.counts(),
             "cells": [
                 {"sandbox": c.sandbox, "platform": self.platforms.get(c.sandbox), "suite": c.suite,
@@ -85,21 +88,26 @@ class ReportData:
             ],
             "steps": [asdict(s) for s in self.steps],
             "notes": list(self.notes),
+            "promotion_path": self.path.to_json(),
         }
 
 
-def gather(config: LabConfig, store: Store, campaign: Campaign) -> ReportData:
-    """Everything the reports of ``campaign`` need, read from the store in one go."""
+def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | None = None) -> ReportData:
+    """Everything the reports of ``campaign`` need, read from the store in one go: the campaign's
+    verdict into the first gated stage and the build's promotion path, both decided at ``at``
+    (default: ``lab.clock.current()``)."""
+    at = at or current()
     build = store.build(campaign.product, campaign.version)
     if build is None or build.digest != campaign.digest:
         build = Build(campaign.product, campaign.version, config.build_spec(campaign.build_ref).artifact,
                       campaign.digest, campaign.created_at)
-    verdict = verdict_for(config, store, build, first_gate_stage(config), campaign)
+    verdict = verdict_for(config, store, build, first_gate_stage(config), campaign, at)
     platforms = {s.name: s.platform for s in config.sandboxes}
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
     notes = tuple(tls_notes(config, campaign))
     return ReportData(config.name, now(), campaign, build, verdict, platforms, mandatory,
-                      tuple(store.cells(campaign.id)), tuple(store.steps(campaign.id)), notes)
+                      tuple(store.cells(campaign.id)), tuple(store.steps(campaign.id)), notes,
+                      promotion_path(config, store, build, at))
 
 
 def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:

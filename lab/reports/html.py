@@ -1,7 +1,8 @@
 """The change board's report: one self-contained HTML page (no external resources), autoescaped.
 
-Verdict and its reasons first, then the sandbox x suite matrix, then every failing check with
-its evidence, then the digest and the timings.
+Verdict and its reasons first, then the build's promotion path (every stage, the decision now
+for the next one, its signed records and production rollout), then the sandbox x suite matrix,
+then every failing check with its evidence, then the digest and the timings.
 """
 
 from __future__ import annotations
