@@ -13,6 +13,7 @@ import click
 
 from lab.approvals import approval_payload, sign_and_record, waiver_payload
 from lab.builds import verified_build
+from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.cmd_promote import NOW, note_override
 from lab.cli.context import LabContext, pass_lab
 from lab.clock import current, parse_expiry
@@ -66,6 +67,7 @@ def approve(lab: LabContext, build_ref: str, stage: str, key: Path, reject: bool
     click.echo(f"{build.ref} {word} for {stage} by {who} (record #{record.id}), expires {payload['expires']}")
     click.echo(f"  signed: build sha256 {build.digest}, evidence sha256 {payload['evidence_digest']}"
                f"{f', campaign {campaign.id}' if campaign else ''}")
+    refresh_reports(lab, build, now)
 
 
 def parse_target(text: str) -> tuple[str, str, str]:
@@ -117,3 +119,4 @@ def waive(lab: LabContext, build_ref: str, target: str, reason: str, expires: st
     note_override(config)
     click.echo(f"{target} of {build.ref} waived by {who} (record #{record.id}) until {payload['expires']}: "
                f"{payload['reason']}")
+    refresh_reports(lab, build, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -11,8 +12,8 @@ from lab.campaign import CampaignRunner
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.progress import ProgressPrinter
 from lab.cli.render import print_campaign
-from lab.model import Campaign
-from lab.reports import FORMATS, render, write_reports
+from lab.model import Build, Campaign
+from lab.reports import FORMATS, refresh, render, write_reports
 from lab.reports.data import ReportData, gather
 
 
@@ -32,6 +33,22 @@ def finish(lab: LabContext, campaign: Campaign, write: bool) -> int:
         for path in write_reports(data, lab.config.reports_dir):
             click.echo(f"report: {path}")
     return outcome_code(data)
+
+
+def refresh_reports(lab: LabContext, build: Build, at: datetime | None = None) -> None:
+    """After something changed where ``build`` stands (a promotion, a signed record, a rollout):
+    re-write the reports of its latest campaign (``lab.reports.refresh``, decided at ``at``) and
+    say which in one line. A report that cannot be written is said on stderr and does not undo or
+    fail what was recorded; a build without a campaign has no report, and nothing is said."""
+    try:
+        paths = refresh(lab.config, lab.store, build, at)
+    except OSError as exc:
+        click.echo(f"lab: the reports of {build.ref} were not refreshed ({exc}); `lab report CAMPAIGN` writes them",
+                   err=True)
+        return
+    if paths:
+        also = ", ".join(path.name.removeprefix(paths[0].stem) for path in paths[1:])
+        click.echo(f"report refreshed: {paths[0]} (and {also})")
 
 
 @click.command()

@@ -6,6 +6,7 @@ import click
 
 from lab import promotion, signers
 from lab.builds import verified_build
+from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.render import MARK
 from lab.clock import current
@@ -72,7 +73,8 @@ def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -
     """
     config = lab.config
     build = verified_build(config.build_spec(build_ref), lab.store)
-    outcome = promotion.promote(config, lab.store, build, stage, current(now_text))
+    now = current(now_text)
+    outcome = promotion.promote(config, lab.store, build, stage, now)
     if outcome.verdict is None:
         click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
         return
@@ -82,5 +84,6 @@ def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -
         raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(outcome.verdict.reasons))
     if outcome.recorded:
         click.echo(f"{build.ref} promoted to {stage} (evidence: campaign {outcome.campaign_id})")
+        refresh_reports(lab, build, now)
     else:
         click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")

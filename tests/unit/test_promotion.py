@@ -74,7 +74,9 @@ def test_repeating_a_done_promotion_changes_nothing_for_every_stage(seeded: Seed
                           "--now", T0).code == 0
     done = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", T_OPEN)
     assert done.code == 0, done.err
-    assert done.out.endswith(f"{BUILD} promoted to production (evidence: campaign {seeded.campaign.id})\n")
+    assert done.out.endswith(f"{BUILD} promoted to production (evidence: campaign {seeded.campaign.id})\n"
+                             f"report refreshed: {seeded.config.reports_dir / seeded.campaign.id}.html "
+                             "(and .junit.xml, .json)\n")
     before = audit.entries(seeded.store)
     rows = seeded.store.promotions("care-planner", "2.0.0")
     for stage, at in (("pilot", T_OPEN), ("production", "2026-12-25T12:00:00Z")):  # even in the freeze

@@ -1,9 +1,10 @@
 """The report's promotion path: every stage of the agreement, the decision now for the next one,
-the build's signed records and its production rollout."""
+the build's signed records and its production rollout; kept current by promote, approve and waive."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from lab.canonical import canonical_bytes
 from lab.clock import parse_instant
 from lab.reports import refresh
 from lab.reports.data import printable
-from tests.unit.lab_fixtures import PRINCIPALS, T0, SeededLab
+from tests.conftest import CliResult
+from tests.unit.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab, allowed_signers_text
 
-MALLORY = PRINCIPALS["mallory"]
+Cli = Callable[..., CliResult]
+MAIJA, JUHA, MALLORY = PRINCIPALS["maija"], PRINCIPALS["juha"], PRINCIPALS["mallory"]
 HOSTILE_PRINCIPAL = "<script>alert('p')</script>&\"@evil.example"
 HOSTILE_REASON = "<img src=x onerror=alert(1)> ]]> \x00 NUL \x1b[31mred\x1b[0m & \"quotes\""
 
@@ -31,6 +34,70 @@ def table(page: html.HtmlElement, css_class: str) -> list[list[str]]:
 
 def read_page(path: Path) -> html.HtmlElement:
     return html.fromstring(path.read_text(encoding="utf-8"))
+
+
+def refreshed_line(seeded: SeededLab) -> str:
+    return f"report refreshed: {seeded.config.reports_dir / seeded.campaign.id}.html (and .junit.xml, .json)\n"
+
+
+def test_the_path_follows_the_build_from_lab_to_production(seeded: SeededLab, keys: dict[str, Path],
+                                                           lab_cli: Cli) -> None:
+    report = seeded.config.reports_dir / f"{seeded.campaign.id}.html"
+    campaign = f"campaign {seeded.campaign.id}"
+    registered = ["lab", "registered", seeded.build.registered_at, "lab build"]
+    in_pilot = ["pilot", "promoted", "2026-12-01T10:00:00+00:00", campaign]
+    assert not report.exists()
+
+    pilot = seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0)
+    assert pilot.code == 0, pilot.err
+    assert pilot.out.endswith(refreshed_line(seeded))
+    page = read_page(report)
+    assert table(page, "path") == [registered, in_pilot, ["production", "blocked now", "-", campaign]]
+    gate = {row[0]: row[1:] for row in table(page, "next-gate")}
+    assert gate["approvals"] == ["not met", "0 of 2 distinct approver(s) from role change-board: none"]
+    assert gate["soak"] == ["not met", "in pilot for 0s since 2026-12-01T10:00:00+00:00, 2d required: soak ends at "
+                                       "2026-12-03T10:00:00+00:00"]
+    assert gate["mandatory checks"] == ["met", "30 mandatory check(s), none failed"]
+    assert page.find_class("next-open")[0].text_content() == "Next open window: 2026-12-01T16:00:00+00:00"
+    assert "PROMOTABLE to pilot" in page.find_class("verdict")[0].text_content()  # the headline stays
+    assert page.find_class("signed") == [] and "No approval, rejection or waiver recorded." in page.text_content()
+
+    for name in ("maija", "juha"):
+        approved = seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]), "--now", T0)
+        assert approved.code == 0, approved.err
+        assert approved.out.endswith(refreshed_line(seeded))
+    page = read_page(report)
+    assert table(page, "signed") == [
+        ["1", "approval", MAIJA, "production", "2026-12-08T10:00:00+00:00", "verified", "-"],
+        ["2", "approval", JUHA, "production", "2026-12-08T10:00:00+00:00", "verified", "-"]]
+    gate = {row[0]: row[1:] for row in table(page, "next-gate")}
+    assert gate["approvals"] == ["met", f"2 of 2 distinct approver(s) from role change-board: {MAIJA} (until "
+                                        f"2026-12-08T10:00:00+00:00), {JUHA} (until 2026-12-08T10:00:00+00:00)"]
+    assert page.find_class("signers-override") == []
+
+    before = report.read_text()
+    production = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", T_OPEN)
+    assert production.code == 0, production.err
+    assert production.out.endswith(f"{BUILD} promoted to production (evidence: {campaign})\n"
+                                   + refreshed_line(seeded))
+    assert report.read_text() != before  # `lab promote` re-wrote the file on disk
+    page = read_page(report)
+    assert table(page, "path") == [registered, in_pilot,
+                                   ["production", "promoted", "2026-12-04T17:00:00+00:00", campaign]]
+    assert page.find_class("next-gate") == [] and page.find_class("next-open") == []
+    assert "No rollout of this build recorded." in page.text_content()
+
+    exported = json.loads((seeded.config.reports_dir / f"{seeded.campaign.id}.json").read_text())
+    assert exported["verdict"]["stage"] == "pilot" and exported["verdict"]["allowed"] is True
+    path = exported["promotion_path"]
+    assert [(s["stage"], s["status"], s["at"], s["campaign"], s["decision"]) for s in path["stages"]] == [
+        ("lab", "registered", seeded.build.registered_at, None, None),
+        ("pilot", "promoted", "2026-12-01T10:00:00+00:00", seeded.campaign.id, None),
+        ("production", "promoted", "2026-12-04T17:00:00+00:00", seeded.campaign.id, None)]
+    assert [(s["record_id"], s["principal"], s["verified"]) for s in path["signed"]] == [(1, MAIJA, True),
+                                                                                        (2, JUHA, True)]
+    assert path["evaluated_at"] == "2026-12-04T17:00:00+00:00" and path["rollout"] is None
+    assert path["allowed_signers"]["override"] is False
 
 
 def test_unverifiable_records_are_marked_and_hostile_text_is_escaped(seeded: SeededLab, keys: dict[str, Path]) -> None:
@@ -65,6 +132,28 @@ def test_unverifiable_records_are_marked_and_hostile_text_is_escaped(seeded: See
         ("waiver", MALLORY, False, "ts-sbx-01/portfolio-compat/journal-health", HOSTILE_REASON.strip())]
 
 
+def test_an_override_of_the_approver_keys_is_noted_with_its_file(seeded: SeededLab, keys: dict[str, Path],
+                                                                lab_cli: Cli, tmp_path: Path) -> None:
+    (seeded.root / "keys" / "allowed_signers").write_text("")  # the agreement lists no approver
+    override = tmp_path / "demo_signers"
+    override.write_text(allowed_signers_text(keys, ("maija",)))
+    approved = seeded.cli(lab_cli, "--allowed-signers", str(override), "approve", BUILD, "--to", "production",
+                          "--key", str(keys["maija"]), "--now", T0)
+    assert approved.code == 0, approved.err
+    assert approved.out.endswith(refreshed_line(seeded))
+    report = seeded.config.reports_dir / f"{seeded.campaign.id}.html"
+    page = read_page(report)
+    assert [n.text_content() for n in page.find_class("signers-override")] == [
+        f"Signatures in this report were checked with approver keys: {override.resolve()} (--allowed-signers / "
+        "$LAB_ALLOWED_SIGNERS override; not the agreement's file)"]
+    assert table(page, "signed")[0][5] == "verified"
+    # Written again with the agreement's own (empty) file: no note, and the approval no longer verifies.
+    assert seeded.cli(lab_cli, "report", seeded.campaign.id).code == 0
+    page = read_page(report)
+    assert page.find_class("signers-override") == []
+    assert table(page, "signed")[0][5].startswith("not verified: ")
+
+
 def test_the_latest_rollout_of_the_build_is_shown_compactly(seeded: SeededLab) -> None:
     b = seeded.build
     with seeded.store.transaction() as db:  # a canary wave that halted and was rolled back, as the store keeps it
@@ -90,3 +179,12 @@ def test_the_latest_rollout_of_the_build_is_shown_compactly(seeded: SeededLab) -
                    "detail": "rolled back"},
                   {"wave": 2, "name": "early", "state": "cancelled", "hosts": ["prod-ts-02", "prod-ts-03"],
                    "detail": ""}]}
+
+
+def test_a_report_that_cannot_be_written_does_not_undo_the_promotion(seeded: SeededLab, lab_cli: Cli) -> None:
+    seeded.config.reports_dir.write_text("not a directory")
+    promoted = seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0)
+    assert promoted.code == 0
+    assert promoted.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {seeded.campaign.id})\n")
+    assert promoted.err.startswith(f"lab: the reports of {BUILD} were not refreshed ([Errno 17] File exists: ")
+    assert seeded.store.promotion("care-planner", "2.0.0", "pilot") is not None

@@ -36,7 +36,9 @@ def production(lab: SeededLab, at: str = T_OPEN) -> dict[str, tuple[ClauseOutcom
 def into_pilot(lab: SeededLab, cli: Cli) -> None:
     result = lab.cli(cli, "promote", BUILD, "--to", "pilot", "--now", T0)
     assert result.code == 0, result.err
-    assert result.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {lab.campaign.id})\n")
+    report = lab.config.reports_dir / f"{lab.campaign.id}.html"
+    assert result.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {lab.campaign.id})\n"
+                               f"report refreshed: {report} (and .junit.xml, .json)\n")
 
 
 def test_two_valid_approvals_open_production(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> None:
@@ -162,7 +164,9 @@ def test_a_waived_failure_does_not_block_and_stays_visible(tmp_path: Path, keys:
                      "--expires", "2026-12-31", "--key", str(keys["maija"]), "--now", T0)
     assert waived.code == 0, waived.err
     assert waived.out == (f"{failing} of {BUILD} waived by {MAIJA} (record #1) until 2027-01-01T00:00:00+00:00: "
-                          "JRN-42: health probe timing, fixed in 2.0.1\n")
+                          "JRN-42: health probe timing, fixed in 2.0.1\n"
+                          f"report refreshed: {lab.config.reports_dir / lab.campaign.id}.html "
+                          "(and .junit.xml, .json)\n")
     assert lab.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 1  # pilot allows no waivers
     clauses = production(lab)
     assert clauses["mandatory checks"] == (ClauseOutcome.MET, "29 mandatory check(s), none failed; 1 waived "
