@@ -1,9 +1,10 @@
 """Rollout settings: how a build that entered production reaches the production hosts, in waves.
 
-The settings are a ``rollout:`` section, read from ``agreement.yml`` when it has one, else from
-``rollout.yml`` beside ``lab.yml``, and validated against ``lab/schemas/rollout.json``. Every
-error after that names the file and line: an unknown stage, suite or inventory group, a
-missing rollback playbook, a wave that adds no host, a last wave that leaves hosts out.
+The settings are the agreement's ``rollout:`` section (the agreement says how production is
+rolled out), validated against ``lab/schemas/rollout.json`` (which the agreement's schema refers
+to, so any command that loads the lab refuses a malformed section). Every error after that
+names the file and line: an unknown stage, suite or inventory group, a missing rollback
+playbook, a wave that adds no host, a last wave that leaves hosts out.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from lab.config import LabConfig
 from lab.errors import ConfigError
 from lab.yamlfile import line_of, load_yaml, plain, schema, validate
 
-SETTINGS_FILE = "rollout.yml"
+OLD_SETTINGS_FILE = "rollout.yml"  # where the settings lived before; no longer read
 DEFAULT_ROLLBACK = "playbooks/rollback.yml"
 DEFAULT_FORKS = 8
 
@@ -73,29 +74,23 @@ def seconds(value: Any) -> int:
     return 0 if str(value).strip() == "0" else parse_duration(str(value))
 
 
-def find_section(config: LabConfig) -> tuple[Path, Any, list[Any]]:
-    """Where the ``rollout:`` section lives: (file, the whole parsed file, path to the section)."""
-    agreement = load_yaml(config.agreement.path)
+def find_section(config: LabConfig) -> tuple[Path, Any]:
+    """The agreement's file and its parsed content, which has a ``rollout:`` section (else ConfigError)."""
+    path = config.agreement.path
+    agreement = load_yaml(path)
     if isinstance(agreement, dict) and "rollout" in agreement:
-        if (config.root / SETTINGS_FILE).exists():
-            raise ConfigError(f"rollout settings are given twice: here and in {config.root / SETTINGS_FILE}; "
-                              "keep one", source=str(config.agreement.path), line=line_of(agreement, ["rollout"]))
-        return config.agreement.path, agreement, ["rollout"]
-    path = config.root / SETTINGS_FILE
-    if not path.exists():
-        raise ConfigError(f"no rollout settings: add a 'rollout:' section to {config.agreement.path.name} or "
-                          f"create {SETTINGS_FILE} beside {config.path.name}", source=str(path))
-    data = load_yaml(path)
-    if not isinstance(data, dict) or set(map(str, data)) != {"rollout"}:
-        raise ConfigError("the file must hold one top-level key, 'rollout:', with the settings under it",
-                          source=str(path), line=1)
-    return path, data, ["rollout"]
+        return path, agreement
+    old = config.root / OLD_SETTINGS_FILE
+    moved = f"; {old} is no longer read: move its section there" if old.exists() else ""
+    raise ConfigError(f"no rollout settings: add a 'rollout:' section (the waves to production){moved}",
+                      source=str(path))
 
 
 def load_rollout_settings(config: LabConfig) -> RolloutSettings:
     """Load and validate the rollout settings of ``config``'s lab; ConfigError naming file:line otherwise."""
-    path, data, where = find_section(config)
-    section = data[where[0]]
+    path, data = find_section(config)
+    where = ["rollout"]
+    section = data["rollout"]
     validate(section, schema("rollout"), path, base=where)
     raw = plain(section)
 

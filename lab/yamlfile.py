@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -59,9 +61,16 @@ def schema(name: str) -> dict[str, Any]:
     return loaded
 
 
+@cache
+def registry() -> Registry[Any]:
+    """Every schema of ``lab/schemas/``, so that one refers to another by file name (``"$ref": "rollout.json"``)."""
+    names = sorted(p.name for p in resources.files("lab.schemas").iterdir() if p.name.endswith(".json"))
+    return Registry().with_resources((name, DRAFT202012.create_resource(schema(name[:-5]))) for name in names)
+
+
 def validate(data: Any, schema_doc: dict[str, Any], source: Path, base: Sequence[Any] = ()) -> None:
     """Raise ConfigError for the first schema violation, naming file:line and the field."""
-    validator = jsonschema.Draft202012Validator(schema_doc)
+    validator = jsonschema.Draft202012Validator(schema_doc, registry=registry())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if not errors:
         return

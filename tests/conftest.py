@@ -17,7 +17,7 @@ from lab.cli import main
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 JUNIT_XSD = SHARED / "reference" / "schemas" / "junit-10.xsd"
-LAB_FILES = ("lab.yml", "agreement.yml", "rollout.yml", "inventory", "test_suites", "playbooks", "products")
+LAB_FILES = ("lab.yml", "agreement.yml", "inventory", "test_suites", "playbooks", "products")
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,20 @@ def run_lab(lab_yml: Path, *args: str, timeout: float = 600) -> subprocess.Compl
     env = dict(os.environ, CI="1")
     return subprocess.run([*lab_command(), "--lab", str(lab_yml), *args], capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
+
+
+def set_rollout(lab_dir: Path, section: str | None) -> int:
+    """Replace the ``rollout:`` section of the lab's agreement.yml with ``section`` (YAML text that
+    starts with ``rollout:``), or drop it (None). Returns the 1-based line the section starts on."""
+    path = lab_dir / "agreement.yml"
+    lines = path.read_text().splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("rollout:")), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "")), len(lines))
+    kept = lines[:start] + lines[end:]
+    if section is not None and kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+    path.write_text("".join(kept) + (section or ""))
+    return len(kept) + 1
 
 
 def write(path: Path, text: str) -> Path:

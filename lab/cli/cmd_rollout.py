@@ -61,9 +61,9 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
     """Roll a build that entered production out to the production hosts, wave by wave.
 
     Waves, their halt thresholds, pauses, the health suite and the rollback playbook come from
-    the rollout settings (rollout.yml, or a `rollout:` section of the agreement). Each wave is
-    one deploy run over its hosts, then the health suite on each; a wave whose failures exceed
-    its threshold is rolled back and no later wave is touched. Every step is recorded first.
+    the `rollout:` section of the agreement. Each wave is one deploy run over its hosts, then the
+    health suite on each; a wave whose failures exceed its threshold is rolled back and no later
+    wave is touched. Every step is recorded first.
 
     \b
     Exit codes: 0 rolled out (or paused with --no-wait, or aborted), 1 halted or not promoted,

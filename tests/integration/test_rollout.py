@@ -28,7 +28,7 @@ import pytest
 from lab.model import Campaign, CampaignState
 from lab.sandboxes.lease import lease
 from lab.store import Store
-from tests.conftest import copy_default_lab, lab_command, run_lab, stop_local_sandboxes
+from tests.conftest import copy_default_lab, lab_command, run_lab, set_rollout, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def production_lab(root: Path, hosts: int) -> Path:
     kept = [line for line in inventory.read_text().splitlines()
             if not (m := re.match(r"\s+prod-ts-(\d+):", line)) or int(m.group(1)) <= hosts]
     inventory.write_text("\n".join(kept) + "\n")
-    (root / "rollout.yml").write_text(WAVES)
+    set_rollout(root, WAVES)
     for ref in (A, C):
         built = run_lab(lab_yml, "build", ref)
         assert built.returncode == 0, built.stderr

@@ -23,7 +23,7 @@ from lab.rollout import RolloutRunner
 from lab.rollout_settings import load_rollout_settings
 from lab.rollout_store import HostState, RolloutState, RolloutStore, WaveState
 from lab.store import Store
-from tests.conftest import copy_default_lab
+from tests.conftest import copy_default_lab, set_rollout
 
 
 class Production:
@@ -60,8 +60,7 @@ class Production:
 def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytest.MonkeyPatch,
           sleeps: list[float] | None = None) -> tuple[RolloutRunner, Build, RolloutStore]:
     lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
-    (tmp_path / "lab" / "rollout.yml").write_text(
-        "rollout:\n  group: production\n  health_suite: production-health\n  waves:\n" + waves)
+    set_rollout(lab_yml.parent, "rollout:\n  group: production\n  health_suite: production-health\n  waves:\n" + waves)
     config = load_lab(lab_yml)
     settings = load_rollout_settings(config)
     for host in settings.hosts:  # provisioned, as far as the rollout can tell
