@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lab.audit import audit_campaign_event
+from lab.audit import append_campaign_event
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
@@ -22,7 +22,7 @@ from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, StepRecord
 from lab.sandboxes.base import LabSite, SandboxHandle, provider_for
 from lab.sandboxes.lease import lease
-from lab.store import Store, now
+from lab.store import CampaignAudit, Store, now
 from lab.transports.base import transport_class
 
 
@@ -66,21 +66,30 @@ class CampaignRunner:
         self._count_lock = threading.Lock()
 
     def start(self, build: Build) -> Campaign:
-        """Create a campaign of ``build`` over every planned cell and run it to the end."""
+        """Create a campaign of ``build`` over every planned cell and run it to the end.
+
+        The campaign, its cells and its audit entry are recorded in one transaction.
+        """
         cells = plan_cells(self.config, build.product)
-        campaign = self.store.create_campaign(build, cells, self.config.path)
-        audit_campaign_event(self.store, campaign, "start", self.config)
+        campaign = self.store.create_campaign(build, cells, self.config.path, audit=self.audit("start"))
         return self.execute(campaign, build)
 
     def resume(self, campaign_id: str, build: Build) -> Campaign:
-        """Finish an interrupted campaign: its unfinished cells run again, its finished ones stay."""
+        """Finish an interrupted campaign: its unfinished cells run again, its finished ones stay.
+
+        Reopening the campaign and its audit entry are one transaction.
+        """
         campaign = self.store.campaign(campaign_id)
         if build.digest != campaign.digest:
             raise ConfigError(f"campaign {campaign.id} tested sha256 {campaign.digest}, but {build.ref} is now "
                               f"{build.digest}; start a new campaign instead of resuming")
-        self.store.reopen_unfinished(campaign.id)
-        audit_campaign_event(self.store, campaign, "resume", self.config)
+        self.store.reopen_unfinished(campaign.id, audit=self.audit("resume"))
         return self.execute(campaign, build)
+
+    def audit(self, kind: str) -> CampaignAudit:
+        """The audit entry of the campaign event ``kind``, for the store to append in the event's transaction."""
+        config = None if kind == "finish" else self.config
+        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, config)
 
     def execute(self, campaign: Campaign, build: Build) -> Campaign:
         cells = self.store.cells(campaign.id)
@@ -96,10 +105,7 @@ class CampaignRunner:
                        for name, suites in sorted(pending.items())]
             for future in futures:
                 future.result()
-        self.store.finish_campaign(campaign.id)
-        finished = self.store.campaign(campaign.id)
-        audit_campaign_event(self.store, finished, "finish")
-        return finished
+        return self.store.finish_campaign(campaign.id, audit=self.audit("finish"))
 
     # --- one sandbox --------------------------------------------------------------------------
 

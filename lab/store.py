@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +117,11 @@ def statements(script: str) -> list[str]:
     return found
 
 
+CampaignAudit = Callable[[sqlite3.Connection, Campaign], object]
+"""Appends a campaign event's audit entry inside the transaction that records the event, given the
+campaign as it stands after the change (``lab.audit.append_campaign_event``)."""
+
+
 def now() -> str:
     """The current time as an ISO 8601 UTC timestamp."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -199,8 +204,10 @@ class Store:
 
     # --- campaigns ----------------------------------------------------------------------------
 
-    def create_campaign(self, build: Build, cells: list[tuple[str, str]], lab_path: Path) -> Campaign:
-        """Record a new campaign and all its cells as pending, in one transaction."""
+    def create_campaign(self, build: Build, cells: list[tuple[str, str]], lab_path: Path,
+                        audit: CampaignAudit | None = None) -> Campaign:
+        """Record a new campaign and all its cells as pending, and its ``audit`` entry, in one
+        transaction: if ``audit`` raises, nothing is recorded."""
         campaign_id = new_campaign_id()
         sandboxes = sorted({s for s, _ in cells})
         suites = sorted({s for _, s in cells})
@@ -214,7 +221,14 @@ class Store:
                 "INSERT INTO cells VALUES (?,?,?,?,NULL,NULL)",
                 [(campaign_id, sandbox, suite, CellState.PENDING) for sandbox, suite in cells],
             )
-        return self.campaign(campaign_id)
+            return self._audited(db, campaign_id, audit)
+
+    def _audited(self, db: sqlite3.Connection, campaign_id: str, audit: CampaignAudit | None) -> Campaign:
+        """The campaign as ``db``'s open transaction sees it, after ``audit`` (if any) appended its entry there."""
+        campaign = self.campaign(campaign_id)
+        if audit is not None:
+            audit(db, campaign)
+        return campaign
 
     def campaign(self, campaign_id: str) -> Campaign:
         from lab.errors import NotFoundError
@@ -233,10 +247,12 @@ class Store:
             rows = self._db.execute("SELECT * FROM campaigns ORDER BY created_at, id").fetchall()
         return [campaign_from_row(r) for r in rows]
 
-    def finish_campaign(self, campaign_id: str) -> None:
+    def finish_campaign(self, campaign_id: str, audit: CampaignAudit | None = None) -> Campaign:
+        """Mark the campaign finished, with its ``audit`` entry, in one transaction; the finished campaign."""
         with self.transaction() as db:
             db.execute("UPDATE campaigns SET state=?, finished_at=? WHERE id=?",
                        (CampaignState.FINISHED, now(), campaign_id))
+            return self._audited(db, campaign_id, audit)
 
     # --- cells --------------------------------------------------------------------------------
 
@@ -280,13 +296,15 @@ class Store:
                        (CellState.DONE, now(), campaign_id, sandbox, suite))
         return True
 
-    def reopen_unfinished(self, campaign_id: str) -> int:
-        """Put cells that were running when the lab stopped back to pending. Returns how many."""
+    def reopen_unfinished(self, campaign_id: str, audit: CampaignAudit | None = None) -> int:
+        """Put cells that were running when the lab stopped back to pending and the campaign back to
+        running, with its ``audit`` entry, in one transaction. Returns how many cells."""
         with self.transaction() as db:
             cursor = db.execute("UPDATE cells SET state=?, started_at=NULL WHERE campaign_id=? AND state=?",
                                 (CellState.PENDING, campaign_id, CellState.RUNNING))
             db.execute("UPDATE campaigns SET state=?, finished_at=NULL WHERE id=?",
                        (CampaignState.RUNNING, campaign_id))
+            self._audited(db, campaign_id, audit)
             return cursor.rowcount
 
     # --- steps --------------------------------------------------------------------------------
