@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from lab.store import Store
 
 GENESIS = "0" * 64
+ROLLOUT_KINDS = ("rollout-start", "rollout-resume", "rollout-abort", "rollout-wave-start", "rollout-wave-done",
+                 "rollout-wave-halted", "rollout-rollback", "rollout-complete", "rollout-halted", "rollout-aborted",
+                 "rollout-failed")  # lab/rollout_audit.py says what each one holds
 KINDS = ("campaign-start", "campaign-resume", "campaign-finish", "decision", "approval", "rejection", "waiver",
-         "promotion")
+         "promotion", *ROLLOUT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,19 @@ class AuditEntry:
     def data(self) -> Any:
         """The payload as data."""
         return json.loads(self.payload)
+
+
+@dataclass(frozen=True)
+class Note:
+    """An entry still to be appended: a state change carries it into its own transaction."""
+
+    kind: str
+    subject: str
+    payload: dict[str, Any]
+
+    def append_to(self, db: sqlite3.Connection) -> AuditEntry:
+        """Append this entry inside ``db``'s open transaction (see ``append``)."""
+        return append(db, self.kind, self.subject, self.payload)
 
 
 @dataclass(frozen=True)
@@ -148,15 +164,12 @@ def used_files(config: LabConfig, product: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
-                          config: LabConfig | None = None) -> AuditEntry:
-    """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
-    the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
-    and ``finish_campaign``), so neither is committed without the other.
+def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
+    """Record a campaign's ``start``, ``resume`` or ``finish`` in the audit log.
 
-    ``campaign`` is the campaign as it stands after the event. With ``config``, the entry also
-    keeps the sha256 of every file the campaign uses (suites, playbooks, agreement); a finish
-    entry keeps the result counts.
+    For the campaign runner to call right after the store recorded the event. With ``config``,
+    the entry also keeps the sha256 of every file the campaign uses (suites, playbooks,
+    agreement); a finish entry keeps the result counts.
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -173,10 +186,4 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
                 counts[result.status.value] = counts.get(result.status.value, 0) + 1
         payload["counts"] = dict(sorted(counts.items()))
     time = {"start": campaign.created_at, "finish": campaign.finished_at}.get(kind)
-    return append(db, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)
-
-
-def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
-    """Record a campaign event (as ``append_campaign_event``) in a transaction of its own."""
-    with store.transaction() as db:
-        return append_campaign_event(db, store, campaign, kind, config)
+    return record(store, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)

@@ -4,25 +4,31 @@ Per wave: record it as deploying -> ONE deploy playbook run over all its hosts (
 deploy playbook: same artifact, digest checked on every host) -> the health suite on each host
 -> done, or halted when its failures (errors included) exceed the wave's threshold. A halted
 wave is rolled back with the rollback playbook (one run), its hosts are verified healthy again,
-and no host of a later wave is touched. Every state change is committed to the store before
-the next step, so ``resume`` continues after a crash from the last recorded step, and every
-step is idempotent on the hosts (a host records each build it gets exactly once).
+and no host of a later wave is touched. A wave within its threshold whose hosts did not all
+come through has those hosts rolled back on their own (one rollback run limited to them, each
+verified healthy on the build it ran before) before the next wave starts; when that rollback
+leaves a host unhealthy, the rollout stops there. Every state change is committed to the store
+(with its audit entries, ``lab/rollout_audit.py``, in the same transaction) before the next
+step, so ``resume`` continues after a crash from the last recorded step, and every step is
+idempotent on the hosts (a host records each build it gets exactly once).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from lab.audit import Note
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook_on
 from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
 from lab.health import HostHealth, check_hosts
 from lab.model import Build
 from lab.production import Endpoint, endpoint, endpoints, production_lease, require_provisioned
+from lab.rollout_audit import ended, found_at, rolled_back, started, wave_done, wave_halted, wave_started
 from lab.rollout_settings import RolloutSettings
 from lab.rollout_store import (
     FINAL,
@@ -36,6 +42,10 @@ from lab.rollout_store import (
 from lab.store import Store
 
 FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
+RESTORED = (HostState.ROLLED_BACK, HostState.ROLLBACK_FAILED)
+WHY_HALTED = "the wave failed over its threshold"
+WHY_ABORTED = "aborted by the operator"
+WHY_HOSTS = "these hosts failed after the deploy, within the wave's threshold"
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,8 @@ class RolloutRunner:
             hosts = endpoints(self.config, self.settings)
             require_provisioned(self.config, hosts)
             previous = {h.name: self.rollouts.last_good(build.product, h.name) for h in hosts}
-            record = self.rollouts.create(build, self.settings.stage, self.settings.waves, previous)
+            record = self.rollouts.create(build, self.settings.stage, self.settings.waves, previous,
+                                          audit=lambda created: [started(created, self.settings)])
             sizes = "/".join(str(len(w.hosts)) for w in record.waves)
             self.emit(record, 0, "plan", True, f"{build.ref} (sha256 {build.digest[:12]}…) to {len(hosts)} "
                       f"production host(s) in {len(record.waves)} wave(s) of {sizes} host(s)")
@@ -111,6 +122,7 @@ class RolloutRunner:
         require_promotion(self.store, build, self.settings.stage)
         with production_lease(self.config, f"lab rollout {build.ref} --resume"):
             record = self.unfinished_of(build)
+            self.rollouts.set_rollout(record.id, record.state, audit=lambda _: [found_at("rollout-resume", record)])
             self.emit(record, 0, "plan", True, f"resuming rollout {record.id} of {build.ref} ({record.state.value})")
             return self.execute(record.id, build, wait)
 
@@ -119,7 +131,8 @@ class RolloutRunner:
         the waves after it. Waves that were done stay as they are."""
         with production_lease(self.config, f"lab rollout {build.ref} --abort"):
             record = self.unfinished_of(build)
-            self.rollouts.set_rollout(record.id, RolloutState.ABORTING, "aborted by the operator")
+            self.rollouts.set_rollout(record.id, RolloutState.ABORTING, WHY_ABORTED,
+                                      audit=lambda _: [found_at("rollout-abort", record)])
             return self.execute(record.id, build, wait=False)
 
     def unfinished_of(self, build: Build) -> RolloutRecord:
@@ -145,36 +158,54 @@ class RolloutRunner:
                 self.finish_abort(record, wave, build)
                 continue
             if wave is None:
-                self.rollouts.set_rollout(record.id, RolloutState.COMPLETE, "every wave done")
-                self.emit(record, 0, "complete", True, f"{record.build_ref} runs on every production host")
-                continue
-            if wave.state is WaveState.PLANNED:
-                if not self.wait_for(record, wave, wait):
+                self.complete(record)
+            elif wave.state is WaveState.PLANNED:
+                if not self.start_wave(record, wave, wait):
                     return self.rollouts.get(record.id)
-                self.rollouts.set_wave(record.id, wave.index, WaveState.DEPLOYING, f"deploying to {len(wave.hosts)} "
-                                       "host(s)", hosts=(HostState.DEPLOYING, [h.host for h in wave.hosts]),
-                                       rollout=RolloutState.RUNNING)
             elif wave.state is WaveState.DEPLOYING:
                 self.deploy(record, wave, build)
             elif wave.state is WaveState.VERIFYING:
                 self.judge(record, self.verify(record, wave))
+            elif wave.state is WaveState.ROLLING_BACK_HOSTS:
+                self.roll_back_hosts(record, wave, build)
             elif wave.state in (WaveState.HALTED, WaveState.ROLLING_BACK):
-                self.roll_back(record, wave, build)
-            else:  # rolled back or failed to: the rollout ends here
+                self.roll_back(record, wave, build, WHY_HALTED)
+            else:  # rolled back, or failed to: the rollout ends here
                 failed = wave.state is WaveState.ROLLBACK_FAILED
-                self.rollouts.cancel_rest(record.id, wave.index)
-                self.rollouts.set_rollout(record.id, RolloutState.FAILED if failed else RolloutState.HALTED,
-                                          f"halted in wave {wave.index} ({wave.name}): {wave.detail}")
+                self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.HALTED,
+                                  f"halted in wave {wave.index} ({wave.name}): {wave.detail}", wave.index,
+                                  audit=lambda after: [ended(after)])
+
+    def start_wave(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
+        """Record ``wave`` as deploying to all its hosts, once its pause is over; False when it is not
+        (and not ``wait``)."""
+        if not self.wait_for(record, wave, wait):
+            return False
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DEPLOYING, f"deploying to {len(wave.hosts)} host(s)",
+                               hosts=(HostState.DEPLOYING, [h.host for h in wave.hosts]),
+                               rollout=RolloutState.RUNNING, audit=lambda after: [wave_started(after, wave.index)])
+        return True
+
+    def complete(self, record: RolloutRecord) -> None:
+        """Every wave is done: the rollout is complete (naming the hosts rolled back on their own)."""
+        back = record.rolled_back_hosts()
+        total = sum(len(w.hosts) for w in record.waves)
+        extra = f"{failed_hosts(len(back))} rolled back: {', '.join(back)}"
+        self.rollouts.end(record.id, RolloutState.COMPLETE, f"every wave done; {extra}" if back else "every wave done",
+                          len(record.waves), audit=lambda after: [ended(after)])
+        self.emit(record, 0, "complete", True, f"{record.build_ref} runs on {total - len(back)} of {total} production "
+                  f"host(s); {extra}" if back else f"{record.build_ref} runs on every production host")
 
     def finish_abort(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
         """Roll back the current wave if it changed anything, cancel the waves after it, end the rollout."""
         if wave.state not in (WaveState.PLANNED, WaveState.ROLLED_BACK, WaveState.ROLLBACK_FAILED):
-            self.roll_back(record, wave, build)
-            wave = next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
-        self.rollouts.cancel_rest(record.id, wave.index - 1 if wave.state is WaveState.PLANNED else wave.index)
+            self.roll_back(record, wave, build, WHY_ABORTED)
+            wave = self.rollouts.get(record.id).wave(wave.index)
         failed = wave.state is WaveState.ROLLBACK_FAILED
-        self.rollouts.set_rollout(record.id, RolloutState.FAILED if failed else RolloutState.ABORTED,
-                                  f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}")
+        self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.ABORTED,
+                          f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}",
+                          wave.index - 1 if wave.state is WaveState.PLANNED else wave.index,
+                          audit=lambda after: [ended(after)])
         self.emit(record, wave.index, "abort", not failed, f"rollout {record.id} aborted in wave {wave.index}; "
                   "the waves done before it stay as they are")
 
@@ -254,73 +285,134 @@ class RolloutRunner:
             self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
 
         self.run_health(todo, recorded)
-        return next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
+        return self.rollouts.get(record.id).wave(wave.index)
 
     def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
         suite = self.config.suites[self.settings.health_suite]
         check_hosts(items, suite, self.config.timeouts.suite, self.settings.forks, each)
 
     def judge(self, record: RolloutRecord, wave: WaveRecord) -> None:
-        """Done, or halted when the wave's failures exceed its threshold."""
+        """Halted when the wave's failures exceed its threshold; otherwise its failed hosts (if any) are
+        to be rolled back on their own, or it is done."""
         failed = [h.host for h in wave.hosts if h.state in FAILED_HOST]
         plan = wave.plan()
         summary = f"{len(wave.hosts) - len(failed)} of {len(wave.hosts)} host(s) healthy; {plan.threshold()}"
         if plan.breached(len(failed)):
             detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
-            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail)
+            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail,
+                                   audit=lambda after: [wave_halted(after, wave.index, failed)])
             self.rollouts.cancel_rest(record.id, wave.index)
             self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
-            return
+        elif failed:
+            self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK_HOSTS,
+                                   f"{summary}; rolling back {failed_hosts(len(failed))}: {', '.join(failed)}",
+                                   hosts=(HostState.ROLLING_BACK, failed))
+            self.emit(record, wave.index, "rollback", True, f"{summary}: rolling back {failed_hosts(len(failed))} "
+                      f"individually with {self.settings.rollback_playbook.name}: {', '.join(failed)}")
+        else:
+            self.finish_wave(record, wave)
+
+    def finish_wave(self, record: RolloutRecord, wave: WaveRecord) -> None:
+        """Record the wave done (its failed hosts, if any, rolled back on their own), then its pause."""
+        back = [h.host for h in wave.hosts if h.state is HostState.ROLLED_BACK]
+        healthy, total = sum(1 for h in wave.hosts if h.state is HostState.HEALTHY), len(wave.hosts)
+        extra = f"{failed_hosts(len(back))} rolled back: {', '.join(back)}"
+        playbook = self.settings.rollback_playbook.name
+
+        def audit(after: RolloutRecord) -> list[Note]:
+            restored = [rolled_back(after, wave.index, back, WHY_HOSTS, playbook)] if back else []
+            return [*restored, wave_done(after, wave.index)]
+
+        summary = f"{healthy} of {total} host(s) healthy; {wave.plan().threshold()}"
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, f"{summary}; {extra}" if back else summary,
+                               audit=audit)
         pause = wave.pause_seconds if wave.index < len(record.waves) else 0
-        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, summary)
         if pause > 0:
             resume_at = (datetime.now(UTC) + timedelta(seconds=pause)).isoformat(timespec="seconds")
             self.rollouts.set_wave(record.id, wave.index + 1, WaveState.PLANNED, resume_at=resume_at,
                                    rollout=RolloutState.PAUSED)
-        self.emit(record, wave.index, "done", True, summary)
+        self.emit(record, wave.index, "done", True, f"done: {healthy}/{total} healthy, {extra}" if back
+                  else f"done: {healthy}/{total} healthy")
 
-    def roll_back(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+    def roll_back_hosts(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """Roll back the failed hosts of a wave within its threshold (one rollback run limited to them),
+        verify each; the wave is done when every one is healthy again, else the rollout stops there."""
+        todo = [h for h in wave.hosts if h.state is HostState.ROLLING_BACK]
+        self.restore(record, replace(wave, hosts=tuple(todo)), build,
+                     {h.host: f"failed ({h.detail[:400]}), rolled back on its own" for h in todo})
+        after = self.rollouts.get(record.id).wave(wave.index)
+        back = [h.host for h in after.hosts if h.state in RESTORED]
+        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
+        if not failed:
+            self.finish_wave(record, after)
+            return
+        detail = f"{wave.detail}; the rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}"
+        playbook = self.settings.rollback_playbook.name
+        self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLBACK_FAILED, detail,
+                               audit=lambda after: [rolled_back(after, wave.index, back, WHY_HOSTS, playbook)])
+        self.emit(record, wave.index, "rollback", False, f"the rollback left {len(failed)} host(s) unhealthy: "
+                  f"{', '.join(failed)}; the rollout stops here")
+
+    def roll_back(self, record: RolloutRecord, wave: WaveRecord, build: Build, why: str) -> None:
         """Roll the wave's touched hosts back (one rollback run), verify them, record the outcome."""
         touched = [h for h in wave.hosts if h.state not in (HostState.PLANNED, HostState.CANCELLED)]
+        names = [h.host for h in touched]
         self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK, None,
-                               hosts=(HostState.ROLLING_BACK, [h.host for h in touched]))
+                               hosts=(HostState.ROLLING_BACK, names))
         self.emit(record, wave.index, "rollback", True, f"rolling back {len(touched)} host(s) with "
                   f"{self.settings.rollback_playbook.name}")
+        self.restore(record, replace(wave, state=WaveState.ROLLING_BACK, hosts=tuple(touched)), build, {})
+        after = self.rollouts.get(record.id).wave(wave.index)
+        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
+        state = WaveState.ROLLBACK_FAILED if failed else WaveState.ROLLED_BACK
+        detail = (f"rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}" if failed
+                  else f"rolled back {len(touched)} host(s); every one verified")
+        playbook = self.settings.rollback_playbook.name
+        self.rollouts.set_wave(record.id, wave.index, state, f"{wave.detail}; {detail}" if wave.detail else detail,
+                               audit=lambda after: [rolled_back(after, wave.index, names, why, playbook)])
+        self.emit(record, wave.index, "rollback", not failed, detail)
+
+    def restore(self, record: RolloutRecord, scope: WaveRecord, build: Build, reasons: dict[str, str]) -> None:
+        """One rollback run over the hosts of ``scope`` (each host's restore point put back), then the
+        health suite on each that ran an earlier build; each host recorded rolled back or rollback
+        failed, its detail led by ``reasons[host]`` when given."""
+        if not scope.hosts:
+            return
         extravars = {"lab_product": build.product, "lab_version": build.version, "lab_digest": record.digest,
-                     "lab_artifact": str(build.artifact), "lab_rollout": f"rollout={record.id} wave={wave.index}"}
-        scope = WaveRecord(wave.index, wave.name, WaveState.ROLLING_BACK, wave.max_failures, wave.max_failure_rate,
-                           wave.pause_seconds, wave.started_at, wave.finished_at, wave.resume_at, wave.detail,
-                           tuple(touched))
+                     "lab_artifact": str(build.artifact), "lab_rollout": f"rollout={record.id} wave={scope.index}"}
         outcome = self.playbook(record, scope, self.settings.rollback_playbook, "rollback", extravars)
+
+        def why(host: str, text: str) -> str:
+            return f"{reasons[host]}; {text}" if host in reasons else text
+
         to_check = []
-        for host in touched:
+        for host in scope.hosts:
             if not outcome.host_ok(host.host):
-                self.rollouts.set_host(record.id, host.host, HostState.ROLLBACK_FAILED, outcome.detail(host.host))
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLBACK_FAILED,
+                                       why(host.host, outcome.detail(host.host)))
             elif host.previous is None:
-                self.rollouts.set_host(record.id, host.host, HostState.ROLLED_BACK, f"{build.product} removed: the "
-                                       "host ran no earlier build of it through lab, so there is nothing to verify")
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLED_BACK, why(
+                    host.host, f"{build.product} removed: the host ran no earlier build of it through lab, so "
+                    "there is nothing to verify"))
             else:
                 to_check.append(endpoint(self.config, host.host))
 
         def recorded(health: HostHealth) -> None:
             state = HostState.ROLLED_BACK if health.healthy else HostState.ROLLBACK_FAILED
-            previous = next(h.previous for h in touched if h.host == health.host) or {}
-            self.rollouts.set_host(record.id, health.host, state, f"back on {previous.get('version')}: "
-                                   f"{health.detail()}", health=health.summary())
-            self.emit(record, wave.index, "restored", health.healthy, f"{health.host} back on "
-                      f"{previous.get('version')}: {health.detail()}")
+            previous = next(h.previous for h in scope.hosts if h.host == health.host) or {}
+            back = f"back on {previous.get('version')}: {health.detail()}"
+            self.rollouts.set_host(record.id, health.host, state, why(health.host, back), health=health.summary())
+            self.emit(record, scope.index, "restored", health.healthy, f"{health.host} {back}")
 
         self.run_health(to_check, recorded)
-        after = next(w for w in self.rollouts.get(record.id).waves if w.index == wave.index)
-        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
-        state = WaveState.ROLLBACK_FAILED if failed else WaveState.ROLLED_BACK
-        detail = (f"rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}" if failed
-                  else f"rolled back {len(touched)} host(s); every one verified")
-        self.rollouts.set_wave(record.id, wave.index, state, f"{wave.detail}; {detail}" if wave.detail else detail)
-        self.emit(record, wave.index, "rollback", not failed, detail)
 
     def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str) -> None:
         self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail))
+
+
+def failed_hosts(count: int) -> str:
+    """``1 failed host``, ``2 failed hosts``."""
+    return f"{count} failed host{'' if count == 1 else 's'}"
 
 
 def outcome_code(record: RolloutRecord) -> int:

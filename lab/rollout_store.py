@@ -3,7 +3,9 @@
 Tables come from the store's migration 3 (``lab/store.py``: rollouts, rollout_waves,
 rollout_hosts). Each method is one committed transaction, so a rollout's state on disk is
 always the state of its last finished step: a wave is recorded before it starts and after each
-step, and ``lab rollout --resume`` continues from exactly there.
+step, and ``lab rollout --resume`` continues from exactly there. A state change that the audit
+log records takes its entries (``audit``: made from the rollout as it stands after the change)
+into that same transaction, so neither is ever committed without the other.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import enum
 import json
 import secrets
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lab.audit import Note
 from lab.errors import NotFoundError
 from lab.model import Build
 from lab.rollout_settings import WavePlan
@@ -42,6 +45,7 @@ class WaveState(enum.StrEnum):
     ROLLING_BACK = "rolling_back"
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
+    ROLLING_BACK_HOSTS = "rolling_back_hosts"  # within its threshold: its failed hosts are being rolled back
     CANCELLED = "cancelled"  # never started: an earlier wave halted or the rollout was aborted
 
 
@@ -90,6 +94,13 @@ class WaveRecord:
     detail: str
     hosts: tuple[HostRecord, ...]
 
+    def host_counts(self) -> dict[str, int]:
+        """How many of the wave's hosts are in each state, states in the order the hosts first show them."""
+        counts: dict[str, int] = {}
+        for host in self.hosts:
+            counts[host.state.value] = counts.get(host.state.value, 0) + 1
+        return counts
+
     def plan(self) -> WavePlan:
         return WavePlan(self.index, self.name, tuple(h.host for h in self.hosts), self.max_failures,
                         self.max_failure_rate, self.pause_seconds)
@@ -119,6 +130,19 @@ class RolloutRecord:
         """The first wave that is not done (None when every wave is done)."""
         return next((w for w in self.waves if w.state is not WaveState.DONE), None)
 
+    def wave(self, index: int) -> WaveRecord:
+        """The wave numbered ``index`` (1-based)."""
+        return next(w for w in self.waves if w.index == index)
+
+    def rolled_back_hosts(self) -> list[str]:
+        """The hosts of waves that were done although these hosts failed: each was rolled back on its own."""
+        return [h.host for w in self.waves if w.state is WaveState.DONE for h in w.hosts
+                if h.state is HostState.ROLLED_BACK]
+
+
+Describe = Callable[[RolloutRecord], Iterable[Note]]
+"""The audit entries of a state change, made from the rollout as it stands after the change."""
+
 
 class RolloutStore:
     """Rollout records, on top of the lab's ``Store`` (its lock and its transactions)."""
@@ -127,8 +151,8 @@ class RolloutStore:
         self.store = store
 
     def create(self, build: Build, stage: str, waves: Iterable[WavePlan],
-               previous: dict[str, dict[str, Any] | None]) -> RolloutRecord:
-        """Record a new rollout with every wave and host planned, in one transaction."""
+               previous: dict[str, dict[str, Any] | None], audit: Describe) -> RolloutRecord:
+        """Record a new rollout with every wave and host planned, and its audit entries, in one transaction."""
         rollout_id = datetime.now(UTC).strftime("r%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         at = now()
         with self.store.transaction() as db:
@@ -141,18 +165,13 @@ class RolloutStore:
                 db.executemany("INSERT INTO rollout_hosts VALUES (?,?,?,?,?,?,NULL,NULL,'',?)",
                                [(rollout_id, wave.index, host, position, HostState.PLANNED,
                                  dump(previous.get(host)), at) for position, host in enumerate(wave.hosts)])
+            append_all(db, rollout_id, audit)
         return self.get(rollout_id)
 
     def get(self, rollout_id: str) -> RolloutRecord:
         """The rollout ``rollout_id`` as stored now; NotFoundError if there is none."""
         with self.store.reading() as db:
-            row = db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"unknown rollout {rollout_id!r}")
-            waves = db.execute("SELECT * FROM rollout_waves WHERE rollout_id=? ORDER BY wave", (rollout_id,)).fetchall()
-            hosts = db.execute("SELECT * FROM rollout_hosts WHERE rollout_id=? ORDER BY wave, position",
-                               (rollout_id,)).fetchall()
-        return rollout_from_rows(row, waves, hosts)
+            return read(db, rollout_id)
 
     def latest(self, product: str, version: str | None = None) -> RolloutRecord | None:
         """The newest rollout of ``product`` (of that ``version``, if given)."""
@@ -184,14 +203,26 @@ class RolloutStore:
 
     # --- state changes: one transaction each -----------------------------------------------------
 
-    def set_rollout(self, rollout_id: str, state: RolloutState, detail: str | None = None) -> None:
+    def set_rollout(self, rollout_id: str, state: RolloutState, detail: str | None = None,
+                    audit: Describe | None = None) -> None:
+        """Move the rollout to ``state`` (with its audit entries, if any), atomically."""
         with self.store.transaction() as db:
             set_rollout(db, rollout_id, state, detail)
+            append_all(db, rollout_id, audit)
+
+    def end(self, rollout_id: str, state: RolloutState, detail: str, after_wave: int, audit: Describe) -> None:
+        """End the rollout in ``state`` (one of FINAL): the waves after ``after_wave`` that never started
+        are cancelled, and the audit entries appended, in one transaction."""
+        with self.store.transaction() as db:
+            cancel_rest(db, rollout_id, after_wave)
+            set_rollout(db, rollout_id, state, detail)
+            append_all(db, rollout_id, audit)
 
     def set_wave(self, rollout_id: str, wave: int, state: WaveState, detail: str | None = None,
                  hosts: tuple[HostState, Iterable[str]] | None = None, resume_at: str | None = None,
-                 rollout: RolloutState | None = None) -> None:
-        """Move a wave (and optionally some of its hosts, and the rollout) to a new state, atomically."""
+                 rollout: RolloutState | None = None, audit: Describe | None = None) -> None:
+        """Move a wave (and optionally some of its hosts, and the rollout) to a new state, with its
+        audit entries if any, atomically."""
         at = now()
         with self.store.transaction() as db:
             started = at if state is WaveState.DEPLOYING else None
@@ -208,6 +239,7 @@ class RolloutStore:
                 set_rollout(db, rollout_id, rollout, None)
             else:
                 db.execute("UPDATE rollouts SET updated_at=? WHERE id=?", (at, rollout_id))
+            append_all(db, rollout_id, audit)
 
     def set_host(self, rollout_id: str, host: str, state: HostState, detail: str,
                  deployed_digest: str | None = None, health: dict[str, Any] | None = None) -> None:
@@ -220,10 +252,32 @@ class RolloutStore:
     def cancel_rest(self, rollout_id: str, after_wave: int) -> None:
         """Mark every wave after ``after_wave`` (and its hosts) cancelled: they were never started."""
         with self.store.transaction() as db:
-            db.execute("UPDATE rollout_waves SET state=? WHERE rollout_id=? AND wave>? AND state=?",
-                       (WaveState.CANCELLED, rollout_id, after_wave, WaveState.PLANNED))
-            db.execute("UPDATE rollout_hosts SET state=?, updated_at=? WHERE rollout_id=? AND wave>? AND state=?",
-                       (HostState.CANCELLED, now(), rollout_id, after_wave, HostState.PLANNED))
+            cancel_rest(db, rollout_id, after_wave)
+
+
+def read(db: sqlite3.Connection, rollout_id: str) -> RolloutRecord:
+    """The rollout ``rollout_id`` as ``db`` sees it (inside a transaction: with its changes so far)."""
+    row = db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown rollout {rollout_id!r}")
+    waves = db.execute("SELECT * FROM rollout_waves WHERE rollout_id=? ORDER BY wave", (rollout_id,)).fetchall()
+    hosts = db.execute("SELECT * FROM rollout_hosts WHERE rollout_id=? ORDER BY wave, position",
+                       (rollout_id,)).fetchall()
+    return rollout_from_rows(row, waves, hosts)
+
+
+def append_all(db: sqlite3.Connection, rollout_id: str, audit: Describe | None) -> None:
+    """Append the entries ``audit`` makes of the rollout as changed so far, in ``db``'s transaction."""
+    if audit is not None:
+        for note in audit(read(db, rollout_id)):
+            note.append_to(db)
+
+
+def cancel_rest(db: sqlite3.Connection, rollout_id: str, after_wave: int) -> None:
+    db.execute("UPDATE rollout_waves SET state=? WHERE rollout_id=? AND wave>? AND state=?",
+               (WaveState.CANCELLED, rollout_id, after_wave, WaveState.PLANNED))
+    db.execute("UPDATE rollout_hosts SET state=?, updated_at=? WHERE rollout_id=? AND wave>? AND state=?",
+               (HostState.CANCELLED, now(), rollout_id, after_wave, HostState.PLANNED))
 
 
 def set_rollout(db: sqlite3.Connection, rollout_id: str, state: RolloutState, detail: str | None) -> None:

@@ -16,10 +16,12 @@ from lab.cli.context import LabContext, pass_lab
 from lab.clock import current
 from lab.reports.data import printable
 
+KIND_WIDTH = max(map(len, audit.KINDS))
+
 
 @click.group(name="audit")
 def audit_group() -> None:
-    """The audit log: every campaign, decision, approval, rejection, waiver and promotion, hash-chained."""
+    """The audit log, hash-chained: every campaign, decision, approval, rejection, waiver, promotion, rollout step."""
 
 
 @audit_group.command()
@@ -34,7 +36,7 @@ def show(lab: LabContext, kind: str | None, as_json: bool) -> None:
                                    "payload": entry.data(), "prev_hash": entry.prev_hash, "hash": entry.hash},
                                   sort_keys=True))
         else:
-            click.echo(f"{entry.seq:>5}  {entry.time:<29} {entry.kind:<16} {printable(entry.subject)}")
+            click.echo(f"{entry.seq:>5}  {entry.time:<29} {entry.kind:<{KIND_WIDTH}} {printable(entry.subject)}")
 
 
 @audit_group.command(name="verify")

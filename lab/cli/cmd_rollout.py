@@ -14,6 +14,8 @@ from lab.rollout import RolloutEvent, RolloutRunner, outcome_code
 from lab.rollout_settings import load_rollout_settings
 from lab.rollout_store import RolloutRecord, RolloutState, RolloutStore, WaveState
 
+STATE_WIDTH = max(len(state.value) for state in WaveState)
+
 
 def print_event(event: RolloutEvent) -> None:
     """One line per step; a healthy host only counts in its wave's summary line."""
@@ -28,12 +30,9 @@ def print_rollout(record: RolloutRecord) -> None:
     click.echo(f"rollout {record.id}: {record.build_ref} (sha256 {record.digest[:12]}…) to {record.stage}: "
                f"{record.state.value.upper()}" + (f" - {printable(record.detail)}" if record.detail else ""))
     for wave in record.waves:
-        counts: dict[str, int] = {}
-        for host in wave.hosts:
-            counts[host.state.value] = counts.get(host.state.value, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in counts.items())
-        click.echo(f"  wave {wave.index} {wave.name:<10} {wave.state.value:<15} {len(wave.hosts):>3} host(s): "
-                   f"{summary}")
+        summary = ", ".join(f"{n} {state}" for state, n in wave.host_counts().items())
+        click.echo(f"  wave {wave.index} {wave.name:<10} {wave.state.value:<{STATE_WIDTH}} {len(wave.hosts):>3} "
+                   f"host(s): {summary}")
         if wave.state is WaveState.CANCELLED:
             continue
         for host in wave.hosts:
@@ -63,7 +62,8 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
     Waves, their halt thresholds, pauses, the health suite and the rollback playbook come from
     the `rollout:` section of the agreement. Each wave is one deploy run over its hosts, then the
     health suite on each; a wave whose failures exceed its threshold is rolled back and no later
-    wave is touched. Every step is recorded first.
+    wave is touched; a wave within its threshold has its failed hosts rolled back on their own
+    before the next wave. Every step is recorded first, and audited.
 
     \b
     Exit codes: 0 rolled out (or paused with --no-wait, or aborted), 1 halted or not promoted,

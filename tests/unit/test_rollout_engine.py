@@ -1,5 +1,6 @@
 """The rollout's state machine with Ansible and the health suite replaced by stand-ins: pauses,
-thresholds by share, an infrastructure error left resumable, and what is recorded at each step.
+thresholds by share, failed hosts within a threshold rolled back on their own, an infrastructure
+error left resumable, and what is recorded (and audited) at each step.
 (tests/integration/test_rollout.py runs the real thing.)"""
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any
 
 import pytest
 
+from lab import audit
 from lab.config import load_lab
 from lab.deploy import HostOutcome, PlaybookOutcome
 from lab.errors import InfrastructureError
 from lab.health import HostHealth
 from lab.model import Build, Campaign, CampaignState, Result, Status, Suite
 from lab.production import Endpoint
-from lab.rollout import RolloutRunner
+from lab.rollout import RolloutRunner, outcome_code
 from lab.rollout_settings import load_rollout_settings
 from lab.rollout_store import HostState, RolloutState, RolloutStore, WaveState
 from lab.store import Store
@@ -29,9 +31,11 @@ from tests.conftest import copy_default_lab, set_rollout
 class Production:
     """Stand-ins for the playbook runs and health checks, recording every call."""
 
-    def __init__(self, unhealthy: Iterable[str] = (), unreachable_runs: int = 0) -> None:
+    def __init__(self, unhealthy: Iterable[str] = (), unreachable: dict[str, int] | None = None,
+                 rollback_fails: Iterable[str] = ()) -> None:
         self.unhealthy = set(unhealthy)
-        self.unreachable_runs = unreachable_runs
+        self.unreachable = dict(unreachable or {})  # playbook name -> how many of its runs reach no host
+        self.rollback_fails = set(rollback_fails)
         self.runs: list[tuple[str, tuple[str, ...]]] = []
         self.checked: list[str] = []
 
@@ -39,11 +43,13 @@ class Production:
                         host_vars: dict[str, dict[str, Any]], work_dir: Path, timeout: float,
                         forks: int | None = None) -> PlaybookOutcome:
         self.runs.append((playbook.stem, tuple(hosts)))
-        if self.unreachable_runs:
-            self.unreachable_runs -= 1
+        if self.unreachable.get(playbook.stem, 0) > 0:
+            self.unreachable[playbook.stem] -= 1
             return PlaybookOutcome(str(playbook), "failed", 4, {})
-        return PlaybookOutcome(str(playbook), "successful", 0,
-                               {h: HostOutcome(h, True, False, (), 1) for h in hosts})
+        failing = self.rollback_fails if playbook.stem == "rollback" else set()
+        return PlaybookOutcome(str(playbook), "failed" if failing & set(hosts) else "successful", 0,
+                               {h: HostOutcome(h, h not in failing, False, ("restore failed",) if h in failing else (),
+                                               1) for h in hosts})
 
     def check_hosts(self, items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,
                     each: Callable[[HostHealth], None]) -> list[HostHealth]:
@@ -113,14 +119,15 @@ def test_a_share_threshold_halts_only_above_it_and_rolls_back_only_that_wave(
         in record.detail
     wave2 = tuple(f"prod-ts-{i:02d}" for i in range(5, 13))
     assert production.runs == [("deploy", ("prod-ts-01", "prod-ts-02", "prod-ts-03", "prod-ts-04")),
-                               ("deploy", wave2), ("rollback", wave2)]
-    assert record.waves[0].hosts[1].state is HostState.UNHEALTHY  # 1 of 4 is not above 25%: the wave went on
+                               ("rollback", ("prod-ts-02",)), ("deploy", wave2), ("rollback", wave2)]
+    # 1 of 4 is not above 25%: the wave went on once its failed host was rolled back on its own
+    assert record.waves[0].hosts[1].state is HostState.ROLLED_BACK
     assert {h.state for h in record.waves[2].hosts} == {HostState.CANCELLED}
     assert sorted(production.checked) == [f"prod-ts-{i:02d}" for i in range(1, 13)]  # no later host
 
 
 def test_an_infrastructure_error_leaves_the_wave_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    production = Production(unreachable_runs=1)
+    production = Production(unreachable={"deploy": 1})
     runner, build, rollouts = setup(tmp_path, "    - {hosts: 100%}\n", production, monkeypatch)
     with pytest.raises(InfrastructureError, match=re.escape("wave 1: deploy.yml ended failed (rc 4) without reaching")):
         runner.start(build)
@@ -129,3 +136,78 @@ def test_an_infrastructure_error_leaves_the_wave_to_resume(tmp_path: Path, monke
     assert stuck.waves[0].state is WaveState.DEPLOYING and "deploy: deploy.yml ended failed" in stuck.waves[0].detail
     assert runner.resume(build).state is RolloutState.COMPLETE
     assert len(production.runs) == 2
+
+
+def test_failed_hosts_within_the_threshold_are_rolled_back_on_their_own_and_the_next_wave_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(unhealthy={"prod-ts-03"})
+    runner, build, _ = setup(tmp_path, "    - {hosts: 1}\n    - {hosts: 50%, max_failures: 1}\n    - {hosts: 100%}\n",
+                             production, monkeypatch)
+    record = runner.start(build)
+    assert record.state is RolloutState.COMPLETE and outcome_code(record) == 0
+    assert record.detail == "every wave done; 1 failed host rolled back: prod-ts-03"
+    wave2 = tuple(f"prod-ts-{i:02d}" for i in range(2, 13))
+    assert production.runs == [("deploy", ("prod-ts-01",)), ("deploy", wave2), ("rollback", ("prod-ts-03",)),
+                               ("deploy", tuple(f"prod-ts-{i:02d}" for i in range(13, 25)))]
+    assert [w.state for w in record.waves] == [WaveState.DONE] * 3
+    assert record.waves[1].detail == ("10 of 11 host(s) healthy; at most 1 of 11 host(s) may fail; "
+                                      "1 failed host rolled back: prod-ts-03")
+    host = record.waves[1].hosts[1]
+    assert (host.host, host.state) == ("prod-ts-03", HostState.ROLLED_BACK)
+    assert host.detail == ("failed (unhealthy: plans-a-route fail: ), rolled back on its own; care-planner removed: "
+                           "the host ran no earlier build of it through lab, so there is nothing to verify")
+    assert record.rolled_back_hosts() == ["prod-ts-03"]
+    entries = audit.entries(runner.store)
+    assert [(e.kind, e.subject.split(" rollout ")[1].partition(" ")[2]) for e in entries] == [
+        ("rollout-start", ""), ("rollout-wave-start", "wave 1 (wave-1)"), ("rollout-wave-done", "wave 1 (wave-1)"),
+        ("rollout-wave-start", "wave 2 (wave-2)"), ("rollout-rollback", "wave 2 (wave-2)"),
+        ("rollout-wave-done", "wave 2 (wave-2)"), ("rollout-wave-start", "wave 3 (wave-3)"),
+        ("rollout-wave-done", "wave 3 (wave-3)"), ("rollout-complete", "")]
+    rollback, done, complete = entries[4].data(), entries[5].data(), entries[8].data()
+    assert (rollback["hosts"], rollback["rolled_back"], rollback["failed"], rollback["outcome"], rollback["why"]) == (
+        ["prod-ts-03"], ["prod-ts-03"], [], "rolled back", "these hosts failed after the deploy, within the wave's "
+        "threshold")
+    assert (done["hosts"], done["checks"], done["rolled_back"]) == ({"healthy": 10, "rolled_back": 1}, {"pass": 10},
+                                                                    ["prod-ts-03"])
+    assert (complete["state"], complete["rolled_back_hosts"]) == ("complete", ["prod-ts-03"])
+    assert audit.verify(runner.store).ok
+
+
+def test_a_failed_host_whose_rollback_fails_stops_the_rollout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    production = Production(unhealthy={"prod-ts-03"}, rollback_fails={"prod-ts-03"})
+    runner, build, _ = setup(tmp_path, "    - {hosts: 50%, max_failures: 1}\n    - {hosts: 100%}\n", production,
+                             monkeypatch)
+    record = runner.start(build)
+    assert record.state is RolloutState.FAILED and outcome_code(record) == 3
+    assert [w.state for w in record.waves] == [WaveState.ROLLBACK_FAILED, WaveState.CANCELLED]
+    assert record.detail == ("halted in wave 1 (wave-1): 11 of 12 host(s) healthy; at most 1 of 12 host(s) may "
+                             "fail; rolling back 1 failed host: prod-ts-03; the rollback left 1 host(s) unhealthy: "
+                             "prod-ts-03")
+    assert production.runs[-1] == ("rollback", ("prod-ts-03",)) and len(production.runs) == 2  # no later host
+    assert {h.state for h in record.waves[1].hosts} == {HostState.CANCELLED}
+    assert [e.kind for e in audit.entries(runner.store)] == ["rollout-start", "rollout-wave-start", "rollout-rollback",
+                                                            "rollout-failed"]
+    rollback = audit.entries(runner.store, "rollout-rollback")[0].data()
+    assert (rollback["outcome"], [f["host"] for f in rollback["failed"]]) == ("rollback failed", ["prod-ts-03"])
+
+
+def test_a_host_rollback_cut_short_is_finished_by_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    production = Production(unhealthy={"prod-ts-02"}, unreachable={"rollback": 1})
+    runner, build, rollouts = setup(tmp_path, "    - {hosts: 4, max_failures: 1}\n    - {hosts: 100%}\n", production,
+                                    monkeypatch)
+    with pytest.raises(InfrastructureError, match=re.escape("wave 1: rollback.yml ended failed (rc 4) without")):
+        runner.start(build)
+    stuck = rollouts.latest("care-planner")
+    assert stuck is not None and stuck.waves[0].state is WaveState.ROLLING_BACK_HOSTS
+    assert [(h.host, h.state) for h in stuck.waves[0].hosts if h.state is not HostState.HEALTHY] == [
+        ("prod-ts-02", HostState.ROLLING_BACK)]
+    done = runner.resume(build)
+    assert done.state is RolloutState.COMPLETE and done.rolled_back_hosts() == ["prod-ts-02"]
+    assert production.runs[1:] == [("rollback", ("prod-ts-02",)), ("rollback", ("prod-ts-02",)),
+                                   ("deploy", tuple(f"prod-ts-{i:02d}" for i in range(5, 25)))]
+    assert [e.kind for e in audit.entries(runner.store)] == [
+        "rollout-start", "rollout-wave-start", "rollout-resume", "rollout-rollback", "rollout-wave-done",
+        "rollout-wave-start", "rollout-wave-done", "rollout-complete"]
+    resumed = audit.entries(runner.store, "rollout-resume")[0].data()
+    assert (resumed["state"], resumed["wave"], resumed["wave_state"]) == ("running", 1, "rolling_back_hosts")
