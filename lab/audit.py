@@ -164,12 +164,15 @@ def used_files(config: LabConfig, product: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
-    """Record a campaign's ``start``, ``resume`` or ``finish`` in the audit log.
+def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
+                          config: LabConfig | None = None) -> AuditEntry:
+    """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
+    the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
+    and ``finish_campaign``), so neither is committed without the other.
 
-    For the campaign runner to call right after the store recorded the event. With ``config``,
-    the entry also keeps the sha256 of every file the campaign uses (suites, playbooks,
-    agreement); a finish entry keeps the result counts.
+    ``campaign`` is the campaign as it stands after the event. With ``config``, the entry also
+    keeps the sha256 of every file the campaign uses (suites, playbooks, agreement); a finish
+    entry keeps the result counts.
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -186,4 +189,10 @@ def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: La
                 counts[result.status.value] = counts.get(result.status.value, 0) + 1
         payload["counts"] = dict(sorted(counts.items()))
     time = {"start": campaign.created_at, "finish": campaign.finished_at}.get(kind)
-    return record(store, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)
+    return append(db, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)
+
+
+def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
+    """Record a campaign event (as ``append_campaign_event``) in a transaction of its own."""
+    with store.transaction() as db:
+        return append_campaign_event(db, store, campaign, kind, config)
