@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lab.clock import format_duration
 from lab.model import Agreement, Gate, Stage
+from lab.rollout_settings import RolloutSettings
 from lab.windows import describe_freeze, describe_window
 
 
@@ -73,3 +74,17 @@ def count_signers(agreement: Agreement) -> int:
         return 0
     return sum(1 for line in path.read_text(encoding="utf-8").splitlines()
                if line.strip() and not line.lstrip().startswith("#"))
+
+
+def describe_rollout(settings: RolloutSettings) -> list[str]:
+    """The rollout plan: where it goes, the health suite, and one line per wave with its hosts,
+    halt threshold and pause."""
+    sizes = "/".join(str(len(w.hosts)) for w in settings.waves)
+    lines = [f"rollout to {settings.stage}: {len(settings.hosts)} host(s) of group {settings.group} in "
+             f"{len(settings.waves)} wave(s) of {sizes}; health suite {settings.health_suite}; "
+             f"rollback {settings.rollback_playbook.name}"]
+    for wave in settings.waves:
+        hosts = ", ".join(wave.hosts[:3]) + (f" and {len(wave.hosts) - 3} more" if len(wave.hosts) > 3 else "")
+        pause = f"; then pause {format_duration(wave.pause_seconds)}" if wave.pause_seconds else ""
+        lines.append(f"  wave {wave.index} {wave.name}: {hosts}; {wave.threshold()}{pause}")
+    return lines

@@ -74,6 +74,12 @@ def seconds(value: Any) -> int:
     return 0 if str(value).strip() == "0" else parse_duration(str(value))
 
 
+def has_rollout(config: LabConfig) -> bool:
+    """Whether the agreement has a ``rollout:`` section (a lab without production has none)."""
+    agreement = load_yaml(config.agreement.path)
+    return isinstance(agreement, dict) and "rollout" in agreement
+
+
 def find_section(config: LabConfig) -> tuple[Path, Any]:
     """The agreement's file and its parsed content, which has a ``rollout:`` section (else ConfigError)."""
     path = config.agreement.path

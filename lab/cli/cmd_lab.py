@@ -6,7 +6,8 @@ import click
 
 from lab.builds import build_and_register
 from lab.cli.context import LabContext, pass_lab
-from lab.describe import describe_agreement
+from lab.describe import describe_agreement, describe_rollout
+from lab.rollout_settings import has_rollout, load_rollout_settings
 
 
 @click.command()
@@ -17,23 +18,22 @@ def validate(lab: LabContext) -> None:
     Exits 0 when everything is valid, 2 with one message naming file:line otherwise.
     """
     config = lab.config
-    click.echo(f"lab {config.name}: {config.path}")
-    click.echo(f"  sandboxes ({len(config.sandboxes)}):")
-    for spec in config.sandboxes:
-        click.echo(f"    {spec.name:<16} platform {spec.platform:<14} provider {spec.provider}")
-    click.echo(f"  suites ({len(config.suites)}):")
+    # Everything is loaded before anything is printed: an error leaves no half listing behind.
+    rollout = (describe_rollout(load_rollout_settings(config)) if has_rollout(config)
+               else ["rollout: none (no rollout: section in the agreement; `lab rollout` is unavailable)"])
+    lines = [f"lab {config.name}: {config.path}", f"  sandboxes ({len(config.sandboxes)}):"]
+    lines += [f"    {spec.name:<16} platform {spec.platform:<14} provider {spec.provider}" for spec in config.sandboxes]
+    lines.append(f"  suites ({len(config.suites)}):")
     for suite in config.suites.values():
         kind = "mandatory" if suite.mandatory else "advisory"
-        platforms = ", ".join(suite.platforms)
-        click.echo(f"    {suite.name:<24} {len(suite.checks):>3} checks  {kind:<9} platforms {platforms}")
-    click.echo(f"  products ({len(config.products)}):")
-    for product in config.products.values():
-        click.echo(f"    {product.name}: builds {', '.join(product.builds)}; suites {', '.join(product.suites)}")
-    stages = " -> ".join(s.name for s in config.agreement.stages)
-    click.echo(f"  agreement {config.agreement.name}: {stages}")
-    for line in describe_agreement(config.agreement):
-        click.echo(f"    {line}")
-    click.echo("valid")
+        lines.append(f"    {suite.name:<24} {len(suite.checks):>3} checks  {kind:<9} "
+                     f"platforms {', '.join(suite.platforms)}")
+    lines.append(f"  products ({len(config.products)}):")
+    lines += [f"    {product.name}: builds {', '.join(product.builds)}; suites {', '.join(product.suites)}"
+              for product in config.products.values()]
+    lines.append(f"  agreement {config.agreement.name}: {' -> '.join(s.name for s in config.agreement.stages)}")
+    lines += [f"    {line}" for line in [*describe_agreement(config.agreement), *rollout]]
+    click.echo("\n".join([*lines, "valid"]))
 
 
 @click.command()

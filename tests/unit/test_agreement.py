@@ -12,7 +12,7 @@ from lab.config import load_lab
 from lab.errors import ConfigError
 from lab.model import ApprovalRule, Freeze, Stage, Window
 from lab.windows import is_open, next_open
-from tests.conftest import CliResult, copy_default_lab
+from tests.conftest import CliResult, copy_default_lab, set_rollout
 
 EVENINGS = '      - {days: weekdays, from: "18:00", to: "06:00"}'
 BOARD = ("maija.virtanen@example.fi", "juha.korhonen@example.fi", "anna.nieminen@example.fi")
@@ -99,7 +99,28 @@ def test_validate_shows_the_stages(lab_yml: Path, run_cli: Callable[..., CliResu
         "                open: weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki; "
         "freeze 2026-12-20..2027-01-06 Europe/Helsinki (year-end freeze)\n"
         "    approver keys: keys/allowed_signers, 0 key(s) listed (no approval can verify)\n"
+        "    rollout to production: 24 host(s) of group production in 4 wave(s) of 1/2/9/12; "
+        "health suite production-health; rollback rollback.yml\n"
+        "      wave 1 canary: prod-ts-01; at most 0 of 1 host(s) may fail\n"
+        "      wave 2 early: prod-ts-02, prod-ts-03; at most 10% of 2 host(s) may fail\n"
+        "      wave 3 half: prod-ts-04, prod-ts-05, prod-ts-06 and 6 more; at most 5% of 9 host(s) may fail\n"
+        "      wave 4 all: prod-ts-13, prod-ts-14, prod-ts-15 and 9 more; at most 5% of 12 host(s) may fail\n"
+        "valid\n"
     ) in result.out
+
+
+def test_validate_without_a_rollout_section_says_so_and_with_a_broken_one_fails(
+        lab_yml: Path, run_cli: Callable[..., CliResult]) -> None:
+    set_rollout(lab_yml.parent, None)
+    result = run_cli("--lab", str(lab_yml), "validate")
+    assert result.code == 0, result.err
+    assert result.out.endswith("    rollout: none (no rollout: section in the agreement; `lab rollout` is "
+                               "unavailable)\nvalid\n")
+    line = set_rollout(lab_yml.parent, "rollout:\n  group: production\n  health_suite: no-such-suite\n"
+                                       "  waves:\n    - {hosts: 100%}\n")
+    broken = run_cli("--lab", str(lab_yml), "validate")
+    assert broken.code == 2 and broken.out == ""
+    assert broken.err.startswith(f"lab: {lab_yml.parent / 'agreement.yml'}:{line + 2}: unknown suite 'no-such-suite'")
 
 
 def test_validate_counts_the_approver_keys_and_names_an_override(lab_yml: Path, tmp_path: Path,
