@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lab.atomic import write_bytes
@@ -33,24 +34,36 @@ def sha256_file(path: Path) -> str:
 
 def pack(sources: list[Path]) -> bytes:
     """A gzipped tar of the source trees, layered in order (a later tree's file wins)."""
-    files: dict[str, Path] = {}
+    files: dict[str, tuple[Path, int]] = {}
     for source in sources:
         for path in sorted(source.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                files[path.relative_to(source).as_posix()] = path
+                files[path.relative_to(source).as_posix()] = (path, 0o755 if os.access(path, os.X_OK) else 0o644)
+    return pack_tree(files)
+
+
+def pack_tree(files: Mapping[str, tuple[Path, int]], directories: Iterable[str] = ()) -> bytes:
+    """A reproducible gzipped tar: ``files`` (archive name -> (file to read, mode)) and the extra
+    ``directories`` (archive names, e.g. empty ones), each directory entry (0755) before what it holds.
+
+    Promises: the same names, contents and modes always give the same bytes (sorted entries, fixed
+    times, owner root 0/0), so the bytes' sha256 identifies the content.
+    """
+    leaves = {name: files.get(name) for name in [*files, *directories]}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         dirs: set[str] = set()
-        for name in sorted(files):
-            parts = name.split("/")[:-1]
+        for name in sorted(leaves):
+            leaf = leaves[name]
+            parts = name.split("/") if leaf is None else name.split("/")[:-1]
             for depth in range(1, len(parts) + 1):
                 directory = "/".join(parts[:depth])
                 if directory not in dirs:
                     dirs.add(directory)
                     tar.addfile(entry(directory, tarfile.DIRTYPE, 0o755, 0))
-            data = files[name].read_bytes()
-            mode = 0o755 if os.access(files[name], os.X_OK) else 0o644
-            tar.addfile(entry(name, tarfile.REGTYPE, mode, len(data)), io.BytesIO(data))
+            if leaf is not None:
+                data = leaf[0].read_bytes()
+                tar.addfile(entry(name, tarfile.REGTYPE, leaf[1], len(data)), io.BytesIO(data))
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw.getvalue())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.audit import append_campaign_event
+from lab.baseline import baseline_vars
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
@@ -64,13 +65,16 @@ class CampaignRunner:
         self._done = 0
         self._total = 0
         self._count_lock = threading.Lock()
+        self._baseline_vars: dict[str, str] = {}
 
     def start(self, build: Build) -> Campaign:
         """Create a campaign of ``build`` over every planned cell and run it to the end.
 
-        The campaign, its cells and its audit entry are recorded in one transaction.
+        The campaign, its cells and its audit entry are recorded in one transaction, after the
+        baseline is packed (a packing failure records nothing).
         """
         cells = plan_cells(self.config, build.product)
+        self.pack_baseline()
         campaign = self.store.create_campaign(build, cells, self.config.path, audit=self.audit("start"))
         return self.execute(campaign, build)
 
@@ -83,8 +87,14 @@ class CampaignRunner:
         if build.digest != campaign.digest:
             raise ConfigError(f"campaign {campaign.id} tested sha256 {campaign.digest}, but {build.ref} is now "
                               f"{build.digest}; start a new campaign instead of resuming")
+        self.pack_baseline()
         self.store.reopen_unfinished(campaign.id, audit=self.audit("resume"))
         return self.execute(campaign, build)
+
+    def pack_baseline(self) -> None:
+        """Pack the baseline tree once for this campaign run: every sandbox's baseline unpacks it."""
+        self._baseline_vars = {} if self.config.baseline is None else baseline_vars(self.config.baseline,
+                                                                                      self.config.state_dir)
 
     def audit(self, kind: str) -> CampaignAudit:
         """The audit entry of the campaign event ``kind``, for the store to append in the event's transaction."""
@@ -143,7 +153,8 @@ class CampaignRunner:
         self.step(campaign, spec.name, "reset", started, True, False,
                   handle.note or f"reset to a clean tree at {handle.root}", None)
         if self.config.baseline is not None:
-            outcome = self.playbook(campaign, spec, handle, "baseline", self.config.baseline, {})
+            started = now()
+            outcome = self.playbook(campaign, spec, handle, "baseline", self.config.baseline, self._baseline_vars)
             if not outcome.host_ok(spec.name):
                 # A broken baseline is the lab's problem, not the build's: infrastructure.
                 self.step(campaign, spec.name, "baseline", started, False, True, outcome.detail(spec.name), None)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.atomic import write_text
+from lab.baseline import baseline_vars
 from lab.config import LabConfig
 from lab.deploy import run_playbook_on
 from lab.errors import ConfigError, InfrastructureError
@@ -131,15 +132,10 @@ def provision(config: LabConfig, settings: RolloutSettings, rebuild: bool = Fals
             ports.add(port)
             facts[item.name] = local_facts(item.name, item.root, port)
         if todo:
-            work_dir = config.state_dir / "runs" / "production"
-            pack = work_dir / f"baseline-{time.time_ns()}.tar.gz"  # the playbook packs its tree here, once
-            try:
-                outcome = run_playbook_on(config.baseline, inventory=config.inventory.path,
-                                          hosts=[e.name for e in todo], extravars={"lab_baseline_pack": str(pack)},
-                                          host_vars=facts, work_dir=work_dir, timeout=config.timeouts.playbook,
-                                          forks=settings.forks)
-            finally:
-                pack.unlink(missing_ok=True)
+            outcome = run_playbook_on(config.baseline, inventory=config.inventory.path, hosts=[e.name for e in todo],
+                                      extravars=baseline_vars(config.baseline, config.state_dir), host_vars=facts,
+                                      work_dir=config.state_dir / "runs" / "production",
+                                      timeout=config.timeouts.playbook, forks=settings.forks)
             failed = [e.name for e in todo if not outcome.host_ok(e.name)]
             for item in todo:
                 if item.name not in failed:
