@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 GENESIS = "0" * 64
 ROLLOUT_KINDS = ("rollout-start", "rollout-resume", "rollout-abort", "rollout-wave-start", "rollout-wave-done",
                  "rollout-wave-halted", "rollout-rollback", "rollout-complete", "rollout-halted", "rollout-aborted",
-                 "rollout-failed")  # lab/rollout_audit.py says what each one holds
+                 "rollout-failed", "rollout-window-closed")  # lab/rollout_audit.py says what each one holds
 KINDS = ("campaign-start", "campaign-resume", "campaign-finish", "decision", "approval", "rejection", "waiver",
          "promotion", *ROLLOUT_KINDS)
 

@@ -26,9 +26,18 @@ from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook_on
 from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
 from lab.health import HostHealth, check_hosts
-from lab.model import Build
+from lab.model import Build, ClauseOutcome
 from lab.production import Endpoint, endpoint, endpoints, production_lease, require_provisioned
-from lab.rollout_audit import ended, found_at, rolled_back, started, wave_done, wave_halted, wave_started
+from lab.rollout_audit import (
+    ended,
+    found_at,
+    rolled_back,
+    started,
+    wave_done,
+    wave_halted,
+    wave_started,
+    window_closed,
+)
 from lab.rollout_settings import RolloutSettings
 from lab.rollout_store import (
     FINAL,
@@ -40,6 +49,7 @@ from lab.rollout_store import (
     WaveState,
 )
 from lab.store import Store
+from lab.windows import window_clause
 
 FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
 RESTORED = (HostState.ROLLED_BACK, HostState.ROLLBACK_FAILED)
@@ -78,13 +88,15 @@ class RolloutRunner:
     """Starts, resumes and aborts rollouts of one lab to its production hosts."""
 
     def __init__(self, config: LabConfig, store: Store, settings: RolloutSettings,
-                 events: EventHandler | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+                 events: EventHandler | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config = config
         self.store = store
         self.settings = settings
         self.rollouts = RolloutStore(store)
         self.events = events or (lambda event: None)
         self.sleep = sleep
+        self.clock = clock  # when waves start, for the stage's maintenance windows and freezes
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -98,6 +110,9 @@ class RolloutRunner:
         """
         require_promotion(self.store, build, self.settings.stage)
         with production_lease(self.config, f"lab rollout {build.ref}"):
+            closed = self.window_closed()
+            if closed is not None:
+                raise GateBlocked(f"{build.ref} may not be rolled out to {self.settings.stage} now: {closed}")
             latest = self.rollouts.latest(build.product, build.version)
             if latest is not None and latest.digest == build.digest and latest.state in FINAL \
                     and latest.state is not RolloutState.ABORTED:
@@ -210,19 +225,34 @@ class RolloutRunner:
                   "the waves done before it stay as they are")
 
     def wait_for(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
-        """Whether ``wave`` may start now; sleeps through its pause when ``wait``."""
-        if wave.resume_at is None:
+        """Whether ``wave`` may start now: its pause is over (slept through when ``wait``) and the
+        stage's maintenance window is open. A closed window is recorded (the rollout waits for
+        it, naming the next open window; ``resume`` then continues) and never slept through."""
+        if wave.resume_at is not None:
+            remaining = (datetime.fromisoformat(wave.resume_at) - datetime.now(UTC)).total_seconds()
+            if remaining > 0 and not wait:
+                self.rollouts.set_rollout(record.id, RolloutState.PAUSED)
+                return False
+            if remaining > 0:
+                self.emit(record, wave.index, "pause", True, f"pausing {remaining:.0f}s before wave {wave.index} "
+                          f"(until {wave.resume_at})")
+                self.sleep(remaining)
+        closed = self.window_closed()
+        if closed is None:
             return True
-        remaining = (datetime.fromisoformat(wave.resume_at) - datetime.now(UTC)).total_seconds()
-        if remaining <= 0:
-            return True
-        if not wait:
-            self.rollouts.set_rollout(record.id, RolloutState.PAUSED)
-            return False
-        self.emit(record, wave.index, "pause", True, f"pausing {remaining:.0f}s before wave {wave.index} "
-                  f"(until {wave.resume_at})")
-        self.sleep(remaining)
-        return True
+        detail = f"wave {wave.index} ({wave.name}) may not start: {closed}"
+        self.rollouts.set_rollout(record.id, RolloutState.WAITING_WINDOW, detail,
+                                  audit=lambda after: [window_closed(after, wave.index, closed)])
+        self.emit(record, wave.index, "window", False, detail)
+        return False
+
+    def window_closed(self) -> str | None:
+        """Why the rollout's stage is closed now (with its next open window), or None when it is open."""
+        stage = self.config.agreement.stage(self.settings.stage)
+        if stage is None:
+            return None
+        clause, _ = window_clause(stage, self.clock())
+        return clause.detail if clause.outcome is ClauseOutcome.NOT_MET else None
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -417,9 +447,10 @@ def failed_hosts(count: int) -> str:
 
 def outcome_code(record: RolloutRecord) -> int:
     """The CLI's exit code for a rollout as it stands: 0 complete (or paused / aborted cleanly),
-    1 halted (a wave's gate said no), 3 a rollback that left hosts unhealthy."""
+    1 halted (a wave's gate said no) or waiting for the maintenance window, 3 a rollback that
+    left hosts unhealthy."""
     if record.state is RolloutState.FAILED:
         return 3
-    if record.state is RolloutState.HALTED:
+    if record.state in (RolloutState.HALTED, RolloutState.WAITING_WINDOW):
         return 1
     return 0

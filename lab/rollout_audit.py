@@ -9,6 +9,8 @@ build and the rollout (and the wave): ``care-planner@2.0.0 rollout r20261129-210
   wave with its hosts and threshold;
 - ``rollout-resume`` (``lab rollout --resume``) and ``rollout-abort`` (``--abort`` asked for):
   the state and current wave they found;
+- ``rollout-window-closed``: the next wave may not start yet (outside the stage's maintenance
+  window or in a freeze), with the next open window; the rollout waits for ``--resume``;
 - ``rollout-wave-start``: the wave's hosts and threshold, as it starts deploying;
 - ``rollout-wave-done``: hosts per state, the check counts of its healthy hosts, and the failed
   hosts that were rolled back one by one (within the threshold);
@@ -59,6 +61,12 @@ def found_at(kind: str, record: RolloutRecord) -> Note:
     return Note(kind, subject(record), {**base(record), "state": record.state.value,
                                         "wave": None if wave is None else wave.index,
                                         "wave_state": None if wave is None else wave.state.value})
+
+
+def window_closed(record: RolloutRecord, index: int, detail: str) -> Note:
+    """``rollout-window-closed``: the wave may not start now; ``detail`` names the next open window."""
+    wave = record.wave(index)
+    return Note("rollout-window-closed", subject(record, wave), {**base(record, wave), "detail": detail})
 
 
 def wave_started(record: RolloutRecord, index: int) -> Note:

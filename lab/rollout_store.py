@@ -29,6 +29,7 @@ from lab.store import Store, now
 class RolloutState(enum.StrEnum):
     RUNNING = "running"
     PAUSED = "paused"  # between waves, until the next wave's resume_at
+    WAITING_WINDOW = "waiting_window"  # the next wave may not start outside the stage's maintenance window
     COMPLETE = "complete"
     HALTED = "halted"  # a wave breached its threshold and was rolled back
     ABORTING = "aborting"  # --abort is rolling back the current wave

@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from lab.builds import verified_build
+from lab.cli.cmd_campaign import refresh_reports
+from lab.cli.cmd_promote import NOW
 from lab.cli.context import LabContext, pass_lab
+from lab.clock import current
 from lab.errors import ConfigError, NotFoundError
 from lab.model import Build
 from lab.production import describe, endpoints, provision, teardown
@@ -55,25 +58,30 @@ def registered(lab: LabContext, build_ref: str) -> Build:
 @click.option("--abort", is_flag=True, help="Roll back what the current wave changed and end the rollout.")
 @click.option("--status", "show", is_flag=True, help="Show the build's latest rollout; change nothing.")
 @click.option("--no-wait", is_flag=True, help="Stop at a pause between waves (exit 0) instead of waiting it out.")
+@NOW
 @pass_lab
-def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bool, no_wait: bool) -> int:
+def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bool, no_wait: bool,
+            now_text: str | None) -> int:
     """Roll a build that entered production out to the production hosts, wave by wave.
 
     Waves, their halt thresholds, pauses, the health suite and the rollback playbook come from
     the `rollout:` section of the agreement. Each wave is one deploy run over its hosts, then the
     health suite on each; a wave whose failures exceed its threshold is rolled back and no later
     wave is touched; a wave within its threshold has its failed hosts rolled back on their own
-    before the next wave. Every step is recorded first, and audited.
+    before the next wave. A wave starts only inside the production stage's maintenance window
+    (outside it, the rollout waits, naming the next open window; --resume continues). Every
+    step is recorded first, and audited.
 
     \b
-    Exit codes: 0 rolled out (or paused with --no-wait, or aborted), 1 halted or not promoted,
-    2 bad usage or configuration, 3 infrastructure error or a rollback that left hosts unhealthy.
+    Exit codes: 0 rolled out (or paused with --no-wait, or aborted), 1 halted, not promoted or
+    outside the maintenance window, 2 bad usage or configuration, 3 infrastructure error or a
+    rollback that left hosts unhealthy.
     """
     if sum((resume, abort, show)) > 1:
         raise ConfigError("use at most one of --resume, --abort and --status")
     config = lab.config
     settings = load_rollout_settings(config)
-    runner = RolloutRunner(config, lab.store, settings, print_event)
+    runner = RolloutRunner(config, lab.store, settings, print_event, clock=lambda: current(now_text))
     if show:
         spec = config.build_spec(build_ref)
         record = RolloutStore(lab.store).latest(spec.product, spec.version)
@@ -97,6 +105,9 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
         wave = record.current_wave()
         when = wave.resume_at if wave is not None else "now"
         click.echo(f"paused until {when}; `lab rollout {build.ref} --resume` continues")
+    if record.state is RolloutState.WAITING_WINDOW:
+        click.echo(f"waiting for the maintenance window; `lab rollout {build.ref} --resume` continues once it is open")
+    refresh_reports(lab, build, current(now_text))
     return outcome_code(record)
 
 

@@ -17,7 +17,7 @@ import pytest
 from lab import audit
 from lab.config import load_lab
 from lab.deploy import HostOutcome, PlaybookOutcome
-from lab.errors import InfrastructureError
+from lab.errors import GateBlocked, InfrastructureError
 from lab.health import HostHealth
 from lab.model import Build, Campaign, CampaignState, Result, Status, Suite
 from lab.production import Endpoint
@@ -26,6 +26,9 @@ from lab.rollout_settings import load_rollout_settings
 from lab.rollout_store import HostState, RolloutState, RolloutStore, WaveState
 from lab.store import Store
 from tests.conftest import copy_default_lab, set_rollout
+
+OPEN = datetime(2026, 12, 4, 17, tzinfo=UTC)  # Friday 19:00 in Helsinki: production's window is open
+CLOSED = datetime(2026, 12, 4, 10, tzinfo=UTC)  # Friday 12:00 in Helsinki: closed until 18:00
 
 
 class Production:
@@ -64,7 +67,11 @@ class Production:
 
 
 def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytest.MonkeyPatch,
-          sleeps: list[float] | None = None) -> tuple[RolloutRunner, Build, RolloutStore]:
+          sleeps: list[float] | None = None, clock: list[datetime] | None = None,
+          ) -> tuple[RolloutRunner, Build, RolloutStore]:
+    """A rollout runner over the default lab's 24 production hosts with fake deploys and health;
+    its clock is ``clock[0]`` (default: a time production's maintenance window is open)."""
+    clock = clock if clock is not None else [OPEN]
     lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
     set_rollout(lab_yml.parent, "rollout:\n  group: production\n  health_suite: production-health\n  waves:\n" + waves)
     config = load_lab(lab_yml)
@@ -82,7 +89,7 @@ def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytes
     monkeypatch.setattr("lab.rollout.run_playbook_on", production.run_playbook_on)
     monkeypatch.setattr("lab.rollout.check_hosts", production.check_hosts)
     sleep: Callable[[float], None] = sleeps.append if sleeps is not None else (lambda seconds: None)
-    runner = RolloutRunner(config, store, settings, sleep=sleep)
+    runner = RolloutRunner(config, store, settings, sleep=sleep, clock=lambda: clock[0])
     return runner, build, RolloutStore(store)
 
 
@@ -211,3 +218,47 @@ def test_a_host_rollback_cut_short_is_finished_by_resume(tmp_path: Path, monkeyp
         "rollout-wave-start", "rollout-wave-done", "rollout-complete"]
     resumed = audit.entries(runner.store, "rollout-resume")[0].data()
     assert (resumed["state"], resumed["wave"], resumed["wave_state"]) == ("running", 1, "rolling_back_hosts")
+
+
+def test_waves_start_only_in_the_maintenance_window_and_resume_continues_once_it_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production, clock = Production(), [CLOSED]
+    runner, build, rollouts = setup(tmp_path, "    - {hosts: 1}\n    - {hosts: 100%}\n", production, monkeypatch,
+                                    clock=clock)
+    next_open = "next open window: 2026-12-04 18:00 Europe/Helsinki (Fri) (2026-12-04T16:00:00+00:00)"
+    with pytest.raises(GateBlocked) as refused:
+        runner.start(build)
+    assert str(refused.value) == (
+        "care-planner@2.0.0 may not be rolled out to production now: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
+        f"(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); {next_open}")
+    assert (rollouts.latest("care-planner"), production.runs, audit.entries(runner.store)) == (None, [], [])
+
+    clock[0] = OPEN
+    checked = production.check_hosts
+
+    def then_the_window_closes(*args: Any, **kwargs: Any) -> list[HostHealth]:
+        found = checked(*args, **kwargs)
+        clock[0] = CLOSED
+        return found
+
+    monkeypatch.setattr("lab.rollout.check_hosts", then_the_window_closes)
+    record = runner.start(build)
+    assert (record.state, outcome_code(record)) == (RolloutState.WAITING_WINDOW, 1)
+    assert record.detail == ("wave 2 (wave-2) may not start: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
+                             "(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); "
+                             f"{next_open}")
+    assert [w.state for w in record.waves] == [WaveState.DONE, WaveState.PLANNED]
+    assert production.runs == [("deploy", ("prod-ts-01",))]
+    closed = audit.entries(runner.store)[-1]
+    assert (closed.kind, closed.data()["wave"], closed.data()["detail"].endswith(next_open)) == (
+        "rollout-window-closed", 2, True)
+    assert runner.resume(build).state is RolloutState.WAITING_WINDOW  # still closed: nothing touched
+    assert production.runs == [("deploy", ("prod-ts-01",))]
+
+    clock[0] = OPEN
+    monkeypatch.setattr("lab.rollout.check_hosts", checked)
+    record = runner.resume(build)
+    assert record.state is RolloutState.COMPLETE
+    assert production.runs == [("deploy", ("prod-ts-01",)), ("deploy", tuple(f"prod-ts-{i:02d}" for i in range(2, 25)))]
+    assert audit.verify(runner.store).ok
