@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo campaign on the embedded default lab: build A passes and is promoted to pilot,
-# build B breaks the baseline journal service and is blocked. Exits 0 when the lab judged
-# both builds as the story says, non-zero otherwise.
+# build B breaks the baseline journal service and is blocked. Then production: A is promoted
+# and rolled out in waves; build C passes the lab but fails the production health suite, so
+# its rollout halts in the first wave, which is rolled back. Exits 0 when the lab judged every
+# build as the story says, non-zero otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,8 +30,60 @@ step "Promote A to pilot: allowed"
 expect 0 lab promote care-planner@2.0.0 --to pilot
 step "Promote B to pilot: refused with the verdict's reasons (exit 1)"
 expect 1 lab promote care-planner@2.1.0 --to pilot
+
+# --- Production: staged rollout (the rollout section of agreement.yml) ------------------------
+# The production gate asks for 48h in pilot, two change-board approvals signed with the
+# approvers' SSH keys and an open maintenance window. The agreement's keys/allowed_signers lists
+# no real keys, so the demo makes two throwaway approver keys under .lab/demo-approvers/ and
+# points lab at their allowed_signers with $LAB_ALLOWED_SIGNERS (every decision records that
+# override). It decides "as of" PROD_NOW: three days from now at 20:00 UTC (evening in
+# Helsinki), after the year-end freeze if it falls in it.
+prod_now() {
+    local day=3
+    while case $(date -u -d "+$day days" +%m-%d) in 12-2[0-9] | 12-3[01] | 01-0[1-6]) true ;; *) false ;; esac; do
+        day=$((day + 1))
+    done
+    date -u -d "+$day days" +%Y-%m-%dT20:00:00Z
+}
+PROD_NOW=$(prod_now)
+APPROVERS=(maija.virtanen juha.korhonen)  # members of the change-board role in agreement.yml
+KEYS=.lab/demo-approvers
+demo_approver_keys() {  # one ed25519 key per approver (no passphrase: demo only) and their allowed_signers
+    mkdir -p "$KEYS" && chmod 700 "$KEYS"
+    local name signers=""
+    for name in "${APPROVERS[@]}"; do
+        [ -f "$KEYS/$name" ] || ssh-keygen -q -t ed25519 -N '' -C "demo approver $name" -f "$KEYS/$name" || return 1
+        signers+="$name@example.fi namespaces=\"lab-approval\" $(cut -d' ' -f1,2 "$KEYS/$name.pub")"$'\n'
+    done
+    printf '%s' "$signers" >"$KEYS/allowed_signers.tmp" && mv "$KEYS/allowed_signers.tmp" "$KEYS/allowed_signers"
+}
+to_production() {  # to_production BUILD: two signed approvals, then the promotion, as of PROD_NOW
+    local name
+    for name in "${APPROVERS[@]}"; do
+        expect 0 lab approve "$1" --to production --key "$KEYS/$name" --now "$PROD_NOW"
+    done
+    expect 0 lab promote "$1" --to production --now "$PROD_NOW"
+}
+
+step "Demo approvers: two throwaway SSH keys of the change board under $KEYS/"
+expect 0 demo_approver_keys
+export LAB_ALLOWED_SIGNERS="$KEYS/allowed_signers"
+step "Production: 24 local hosts (prod-ts-01..24, site profile 'production'), provisioned once"
+expect 0 lab production up
+step "Promote A to production: two change-board approvals, soaked in pilot, in the window ($PROD_NOW)"
+to_production care-planner@2.0.0
+step "Roll A out to production in waves of 1%, 10%, 50%, 100%: expected to complete (exit 0)"
+expect 0 lab rollout care-planner@2.0.0 --now "$PROD_NOW"
+step "Build C (care-planner 2.2.0): passes every lab suite (exit 0), promoted to pilot and production"
+expect 0 lab build care-planner@2.2.0
+expect 0 lab run care-planner@2.2.0
+expect 0 lab promote care-planner@2.2.0 --to pilot
+to_production care-planner@2.2.0
+step "Roll C out: it crashes under the production site profile; halted in wave 1, rolled back (exit 1)"
+expect 1 lab rollout care-planner@2.2.0 --now "$PROD_NOW"
 step "Campaigns in the store"
 expect 0 lab list
 echo
-echo "Demo done: A is promotable (promoted to pilot), B is blocked. Reports for the change board are in reports/:"
+echo "Demo done: A went through pilot to production in waves; B is blocked in the lab; C halted in its first"
+echo "production wave, which was rolled back (the other production hosts kept A). Reports for the change board:"
 ls -1 reports/*.html

@@ -48,14 +48,16 @@ def test_the_demo_script_succeeds_and_tells_the_story(demo: tuple[Path, subproce
     assert "BLOCKED from pilot" in result.stdout
     assert "lab: care-planner@2.1.0 may not enter pilot: 12 mandatory check(s) failed: portfolio-compat on " \
            "ts-sbx-01, portfolio-compat on ts-sbx-02, portfolio-compat on ts-sbx-03" in result.stderr
-    assert "Demo done: A is promotable (promoted to pilot), B is blocked." in result.stdout
+    assert "Demo done: A went through pilot to production in waves; B is blocked in the lab; C halted in its " \
+           "first\nproduction wave, which was rolled back (the other production hosts kept A)." in result.stdout
 
 
 def test_builds_are_registered_with_the_artifacts_digests(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, _ = demo
     db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
     rows = dict(db.execute("SELECT version, digest FROM builds"))
-    assert rows == {v: sha256_file(root / "artifacts" / f"care-planner-{v}.tar.gz") for v in ("2.0.0", "2.1.0")}
+    versions = ("2.0.0", "2.1.0", "2.2.0")
+    assert rows == {v: sha256_file(root / "artifacts" / f"care-planner-{v}.tar.gz") for v in versions}
     deployed = {d for (d,) in db.execute("SELECT DISTINCT deployed_digest FROM steps WHERE step='deploy'")}
     assert deployed == set(rows.values())
 
@@ -86,11 +88,11 @@ def test_reports_are_written_and_valid(demo: tuple[Path, subprocess.CompletedPro
         assert schema.validate(junit), schema.error_log
         assert len(junit.findall("testsuite")) == 9
         page = (root / "reports" / f"{campaign}.html").read_text()
-        word = "PROMOTABLE to pilot" if version == "2.0.0" else "BLOCKED from pilot"
+        word = "BLOCKED from pilot" if version == "2.1.0" else "PROMOTABLE to pilot"
         assert word in page
     listing = subprocess.run([*lab_command(), "--lab", str(root / "lab.yml"), "list"], capture_output=True, text=True,
                              check=True).stdout
-    assert listing.count("finished") == 2 and listing.count(" 9/9 ") == 2
+    assert listing.count("finished") == 3 and listing.count(" 9/9 ") == 3
 
 
 def test_promoting_again_changes_nothing(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
@@ -100,4 +102,44 @@ def test_promoting_again_changes_nothing(demo: tuple[Path, subprocess.CompletedP
     assert again.returncode == 0
     assert again.stdout.endswith("care-planner@2.0.0 was already promoted to pilot; nothing changed\n")
     db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
-    assert db.execute("SELECT version, stage FROM promotions").fetchall() == [("2.0.0", "pilot")]
+    assert sorted(db.execute("SELECT version, stage FROM promotions").fetchall()) == [
+        ("2.0.0", "pilot"), ("2.0.0", "production"), ("2.2.0", "pilot"), ("2.2.0", "production")]
+
+
+def test_a_rolls_out_to_every_production_host_and_c_halts_in_its_first_wave(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, result = demo
+    assert "rollout " in result.stdout and "care-planner@2.0.0 (sha256 " in result.stdout
+    assert "to production: COMPLETE - every wave done" in result.stdout
+    assert "to production: HALTED - halted in wave 1 (canary)" in result.stdout
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    assert db.execute("SELECT version, state FROM rollouts ORDER BY created_at").fetchall() == [
+        ("2.0.0", "complete"), ("2.2.0", "halted")]
+    for number in range(1, 25):  # what each production host itself recorded
+        host = root / ".lab" / "production" / f"prod-ts-{number:02d}" / "root"
+        assert json.loads((host / "var/lib/lab/installed/care-planner.json").read_text())["version"] == "2.0.0"
+        log = (host / "var/log/lab-deploy.log").read_text()
+        assert log.count(" deploy care-planner 2.0.0 ") == 1
+        assert log.count(" deploy care-planner 2.2.0 ") == log.count(" rollback care-planner ") == (number == 1)
+
+
+def test_production_approvals_are_signed_by_the_demo_approvers_keys(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, _ = demo
+    keys = root / ".lab" / "demo-approvers"
+    assert sorted(p.name for p in keys.iterdir()) == [
+        "allowed_signers", "juha.korhonen", "juha.korhonen.pub", "maija.virtanen", "maija.virtanen.pub"]
+    assert (keys.stat().st_mode & 0o777, (keys / "maija.virtanen").stat().st_mode & 0o777) == (0o700, 0o600)
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    signed = sorted(db.execute("SELECT version, kind, principal FROM signatures"))
+    assert signed == [(v, "approval", p) for v in ("2.0.0", "2.2.0")
+                      for p in ("juha.korhonen@example.fi", "maija.virtanen@example.fi")]
+    promoted = [json.loads(payload) for (payload,) in db.execute(
+        "SELECT payload FROM audit WHERE kind = 'promotion' OR kind = 'decision' ORDER BY seq")]
+    production = [d for d in promoted if d.get("stage") == "production" and "allowed_signers" in d]
+    assert production and all(d["allowed_signers"]["override"] is True for d in production)
+    private = (keys / "maija.virtanen").read_text().split("\n")[1]  # a line of the key's base64 body
+    dump = "\n".join(db.iterdump())
+    assert private not in dump
