@@ -165,14 +165,15 @@ def used_files(config: LabConfig, product: str) -> dict[str, str]:
 
 
 def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
-                          config: LabConfig | None = None) -> AuditEntry:
+                          config: LabConfig | None = None, baseline_pack: str | None = None) -> AuditEntry:
     """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
     the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
     and ``finish_campaign``), so neither is committed without the other.
 
     ``campaign`` is the campaign as it stands after the event. With ``config``, the entry also
     keeps the sha256 of every file the campaign uses (suites, playbooks, agreement); a finish
-    entry keeps the result counts.
+    entry keeps the result counts; ``baseline_pack`` is the sha256 of the baseline tree as packed
+    for the sandboxes (the files baseline.yml installs, which its own hash does not cover).
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -182,6 +183,8 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
     }
     if config is not None:
         payload["files"] = used_files(config, campaign.product)
+    if baseline_pack is not None:
+        payload["baseline_pack"] = baseline_pack
     if kind == "finish":
         counts: dict[str, int] = {}
         for cell in store.cells(campaign.id):

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from lab import audit
 from lab.baseline import baseline_pack, baseline_tree, baseline_vars, pack_baseline
 from lab.config import load_lab
 from lab.deploy import run_playbook
 from lab.sandboxes.base import SandboxProvider
 from lab.sandboxes.local import LocalProvider, stop_processes
 from lab.sandboxes.namespace import NamespaceProvider
+from lab.store import Store
 from tests.conftest import copy_default_lab, run_lab, stop_local_sandboxes, write
 from tests.integration.test_namespace import require_root_and_sshd
 
@@ -130,3 +132,10 @@ def test_a_campaign_installs_the_baseline_as_it_is_now_and_audits_itself(tmp_pat
     verified = run_lab(lab_yml, "audit", "verify")
     assert (verified.returncode, verified.stdout.split(":")[0]) == (0, "audit log intact")
     assert verified.stdout.startswith("audit log intact: 2 entries, head ")
+    store = Store(config.state_dir / "lab.sqlite3")
+    try:
+        started = audit.entries(store, "campaign-start")[0].data()
+    finally:
+        store.close()
+    assert started["baseline_pack"] == fresh.name.removeprefix("baseline-").removesuffix(".tar.gz") \
+        == hashlib.sha256(fresh.read_bytes()).hexdigest()
