@@ -354,13 +354,11 @@ class RolloutRunner:
             return [*restored, wave_done(after, wave.index)]
 
         summary = f"{healthy} of {total} host(s) healthy; {wave.plan().threshold()}"
-        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, f"{summary}; {extra}" if back else summary,
-                               audit=audit)
         pause = wave.pause_seconds if wave.index < len(record.waves) else 0
-        if pause > 0:
-            resume_at = (datetime.now(UTC) + timedelta(seconds=pause)).isoformat(timespec="seconds")
-            self.rollouts.set_wave(record.id, wave.index + 1, WaveState.PLANNED, resume_at=resume_at,
-                                   rollout=RolloutState.PAUSED)
+        resume_at = (datetime.now(UTC) + timedelta(seconds=pause)).isoformat(timespec="seconds") if pause else None
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, f"{summary}; {extra}" if back else summary,
+                               audit=audit, next_resume_at=resume_at,
+                               rollout=RolloutState.PAUSED if resume_at else None)
         self.emit(record, wave.index, "done", True, f"done: {healthy}/{total} healthy, {extra}" if back
                   else f"done: {healthy}/{total} healthy")
 

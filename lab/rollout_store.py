@@ -221,11 +221,16 @@ class RolloutStore:
 
     def set_wave(self, rollout_id: str, wave: int, state: WaveState, detail: str | None = None,
                  hosts: tuple[HostState, Iterable[str]] | None = None, resume_at: str | None = None,
-                 rollout: RolloutState | None = None, audit: Describe | None = None) -> None:
+                 rollout: RolloutState | None = None, audit: Describe | None = None,
+                 next_resume_at: str | None = None) -> None:
         """Move a wave (and optionally some of its hosts, and the rollout) to a new state, with its
-        audit entries if any, atomically."""
+        audit entries if any, atomically. ``next_resume_at`` holds the next wave until then (its
+        pause), in the same transaction: a wave is never recorded done without its pause."""
         at = now()
         with self.store.transaction() as db:
+            if next_resume_at is not None:
+                db.execute("UPDATE rollout_waves SET resume_at=? WHERE rollout_id=? AND wave=?",
+                           (next_resume_at, rollout_id, wave + 1))
             started = at if state is WaveState.DEPLOYING else None
             finished = at if state in (WaveState.DONE, WaveState.ROLLED_BACK, WaveState.ROLLBACK_FAILED) else None
             db.execute("UPDATE rollout_waves SET state=?, detail=COALESCE(?, detail), "
