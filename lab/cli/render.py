@@ -6,6 +6,7 @@ import click
 
 from lab.model import CellState, ClauseOutcome, Status, Verdict
 from lab.reports.data import ReportData, printable
+from lab.reports.path import PromotionPath
 
 MARK = {ClauseOutcome.MET: "ok ", ClauseOutcome.NOT_MET: "NO ", ClauseOutcome.NOT_APPLICABLE: " - "}
 
@@ -34,3 +35,31 @@ def print_campaign(data: ReportData, *, details: bool) -> None:
                     click.echo(f"      {result.status.value.upper():<5} {printable(result.check_id)}: "
                                f"{printable(result.message)[:300]}")
     print_verdict(data.verdict)
+    if details:
+        print_path(data.path)
+
+
+def print_path(path: PromotionPath) -> None:
+    """Where the build stands: one line per stage, its signed records and its latest rollout."""
+    click.echo(f"promotion path (as of {path.evaluated_at}):")
+    for row in path.stages:
+        if row.status == "next" and row.decision is not None:
+            word = "PROMOTABLE" if row.decision.allowed else "BLOCKED"
+            why = "; ".join(row.decision.reasons)
+            state = f"next: {word}" + (f" ({printable(why)})" if why else "")
+        elif row.status in ("registered", "promoted"):
+            state = f"{row.status} {row.at}" + (f" on campaign {row.campaign_id}" if row.status == "promoted" else "")
+        else:
+            state = row.status
+        click.echo(f"  {row.stage:<12} {state}")
+    for record in path.signed:
+        where = record.stage or record.waives
+        check = "verified" if record.verified else f"NOT verified: {printable(record.problem)[:200]}"
+        click.echo(f"  #{record.record_id} {record.kind} {where} by {printable(record.principal)}, "
+                   f"until {record.expires}: {check}")
+    if path.signers_note:
+        click.echo(f"  {path.signers_note}")
+    if path.rollout is not None:
+        rollout = path.rollout
+        click.echo(f"  rollout {rollout.id}: {rollout.state.value}"
+                   + (f" - {printable(rollout.detail)[:300]}" if rollout.detail else ""))

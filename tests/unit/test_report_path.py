@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from lxml import html
 
 from lab import approvals, signing
@@ -188,3 +189,26 @@ def test_a_report_that_cannot_be_written_does_not_undo_the_promotion(seeded: See
     assert promoted.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {seeded.campaign.id})\n")
     assert promoted.err.startswith(f"lab: the reports of {BUILD} were not refreshed ([Errno 17] File exists: ")
     assert seeded.store.promotion("care-planner", "2.0.0", "pilot") is not None
+
+
+def test_lab_show_prints_the_path_in_the_terminal(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
+    assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["maija"]),
+                      "--now", T0).code == 0
+    assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["mallory"]),
+                      "--as", "mallory@example.org", "--now", T0).code == 2  # unlisted: refused, nothing recorded
+    monkeypatch.setenv("LAB_NOW", T0)
+    shown = seeded.cli(lab_cli, "show", "latest")
+    assert shown.code == 0, shown.err
+    path = shown.out[shown.out.index("promotion path"):]
+    assert path == (
+        "promotion path (as of 2026-12-01T10:00:00+00:00):\n"
+        f"  lab          registered {seeded.build.registered_at}\n"
+        f"  pilot        promoted 2026-12-01T10:00:00+00:00 on campaign {seeded.campaign.id}\n"
+        "  production   next: BLOCKED (in pilot for 0s since 2026-12-01T10:00:00+00:00, 2d required: soak ends at "
+        "2026-12-03T10:00:00+00:00; 1 of 2 distinct approver(s) from role change-board: "
+        f"{MAIJA} (until 2026-12-08T10:00:00+00:00); closed at 2026-12-01 12:00 Europe/Helsinki (Tue) (outside "
+        "weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); next open window: "
+        "2026-12-01 18:00 Europe/Helsinki (Tue) (2026-12-01T16:00:00+00:00))\n"
+        f"  #1 approval production by {MAIJA}, until 2026-12-08T10:00:00+00:00: verified\n")
