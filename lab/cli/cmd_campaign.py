@@ -11,7 +11,7 @@ from lab.builds import verified_build
 from lab.campaign import CampaignRunner
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.progress import ProgressPrinter
-from lab.cli.render import print_campaign
+from lab.cli.render import print_campaign, print_path
 from lab.model import Build, Campaign
 from lab.reports import FORMATS, refresh, render, write_reports
 from lab.reports.data import ReportData, gather
@@ -113,9 +113,11 @@ def list_campaigns(lab: LabContext) -> None:
 @click.argument("campaign_id", metavar="CAMPAIGN")
 @pass_lab
 def show(lab: LabContext, campaign_id: str) -> None:
-    """Show a campaign: every cell, every failing check and the verdict. CAMPAIGN may be `latest`."""
+    """Show a campaign: every cell, every failing check, the verdict and where its build stands on
+    the promotion path (stages, signed records, latest rollout). CAMPAIGN may be `latest`."""
     data = gather(lab.config, lab.store, lab.store.campaign(campaign_id))
     print_campaign(data, details=True)
+    print_path(data.path)
 
 
 @click.command()

@@ -35,8 +35,6 @@ def print_campaign(data: ReportData, *, details: bool) -> None:
                     click.echo(f"      {result.status.value.upper():<5} {printable(result.check_id)}: "
                                f"{printable(result.message)[:300]}")
     print_verdict(data.verdict)
-    if details:
-        print_path(data.path)
 
 
 def print_path(path: PromotionPath) -> None:
