@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lab.baseline import baseline_tree, pack_baseline
 from lab.canonical import canonical_json, sha256_hex
 
 if TYPE_CHECKING:
@@ -146,7 +147,9 @@ def verify(store: Store) -> AuditCheck:
 
 
 def used_files(config: LabConfig, product: str) -> dict[str, str]:
-    """sha256 of every file a campaign of ``product`` uses: lab.yml, agreement, suites, playbooks.
+    """sha256 of every file a campaign of ``product`` uses: lab.yml, agreement, suites, playbooks,
+    and the baseline tree the baseline playbook installs (key ending in ``/``: the sha256 of its
+    reproducible pack, the very bytes the sandboxes unpack).
 
     Keys are paths relative to the lab's directory (absolute when outside it).
     """
@@ -154,26 +157,29 @@ def used_files(config: LabConfig, product: str) -> dict[str, str]:
     if config.baseline is not None:
         paths.append(config.baseline)
     paths.extend(config.suites[name].path for name in config.products[product].suites)
-    found = {}
-    for path in paths:
+
+    def name_of(path: Path) -> str:
         try:
-            name = path.resolve().relative_to(config.root.resolve()).as_posix()
+            return path.resolve().relative_to(config.root.resolve()).as_posix()
         except ValueError:
-            name = str(path.resolve())
-        found[name] = sha256_hex(path.read_bytes())
+            return str(path.resolve())
+
+    found = {name_of(path): sha256_hex(path.read_bytes()) for path in paths}
+    tree = baseline_tree(config.baseline) if config.baseline is not None else None
+    if tree is not None and tree.is_dir():
+        found[f"{name_of(tree)}/"] = sha256_hex(pack_baseline(tree))
     return dict(sorted(found.items()))
 
 
 def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
-                          config: LabConfig | None = None, baseline_pack: str | None = None) -> AuditEntry:
+                          config: LabConfig | None = None) -> AuditEntry:
     """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
     the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
     and ``finish_campaign``), so neither is committed without the other.
 
     ``campaign`` is the campaign as it stands after the event. With ``config``, the entry also
     keeps the sha256 of every file the campaign uses (suites, playbooks, agreement); a finish
-    entry keeps the result counts; ``baseline_pack`` is the sha256 of the baseline tree as packed
-    for the sandboxes (the files baseline.yml installs, which its own hash does not cover).
+    entry keeps the result counts.
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -183,8 +189,6 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
     }
     if config is not None:
         payload["files"] = used_files(config, campaign.product)
-    if baseline_pack is not None:
-        payload["baseline_pack"] = baseline_pack
     if kind == "finish":
         counts: dict[str, int] = {}
         for cell in store.cells(campaign.id):

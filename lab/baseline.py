@@ -67,9 +67,3 @@ def baseline_vars(playbook: Path, state_dir: Path) -> dict[str, str]:
     """The extra variables that send the baseline ``playbook`` down its packed path (none without a tree)."""
     pack = baseline_pack(playbook, state_dir)
     return {} if pack is None else {PACK_VARIABLE: str(pack)}
-
-
-def pack_digest(variables: dict[str, str]) -> str | None:
-    """The sha256 of the pack ``baseline_vars`` chose (its name carries it); None without a pack."""
-    pack = variables.get(PACK_VARIABLE)
-    return None if pack is None else Path(pack).name.removeprefix("baseline-").removesuffix(".tar.gz")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.audit import append_campaign_event
-from lab.baseline import baseline_vars, pack_digest
+from lab.baseline import baseline_vars
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
@@ -99,8 +99,7 @@ class CampaignRunner:
     def audit(self, kind: str) -> CampaignAudit:
         """The audit entry of the campaign event ``kind``, for the store to append in the event's transaction."""
         config = None if kind == "finish" else self.config
-        pack = None if kind == "finish" else pack_digest(self._baseline_vars)
-        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, config, pack)
+        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, config)
 
     def execute(self, campaign: Campaign, build: Build) -> Campaign:
         cells = self.store.cells(campaign.id)

@@ -137,5 +137,4 @@ def test_a_campaign_installs_the_baseline_as_it_is_now_and_audits_itself(tmp_pat
         started = audit.entries(store, "campaign-start")[0].data()
     finally:
         store.close()
-    assert started["baseline_pack"] == fresh.name.removeprefix("baseline-").removesuffix(".tar.gz") \
-        == hashlib.sha256(fresh.read_bytes()).hexdigest()
+    assert started["files"]["playbooks/files/baseline/"] == hashlib.sha256(fresh.read_bytes()).hexdigest()

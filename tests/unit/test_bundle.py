@@ -47,6 +47,7 @@ def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, seeded: See
     assert data["build"] == {"product": "care-planner", "version": "2.0.0", "digest": seeded.build.digest,
                              "artifact": "care-planner-2.0.0.tar.gz"}
     assert sorted(data["files"]) == ["agreement.yml", "lab.yml", "playbooks/baseline.yml", "playbooks/deploy.yml",
+                                     "playbooks/files/baseline/",
                                      "test_suites/care-planner-hygiene.yml", "test_suites/care-planner-smoke.yml",
                                      "test_suites/portfolio-compat.yml"]
     assert data["files"] == data["files_at_campaign_start"]
@@ -106,17 +107,21 @@ def test_signatures_are_checked_against_the_allowed_signers_given(bundle: Path, 
         f"  BAD approval #1 by {PRINCIPALS['maija']}: does not verify (signatur"[:60]]
 
 
-def test_a_suite_changed_since_the_campaign_is_reported(seeded: SeededLab, lab_cli: Cli) -> None:
+@pytest.mark.parametrize(("changed", "key"), [
+    ("test_suites/portfolio-compat.yml", "test_suites/portfolio-compat.yml"),
+    ("playbooks/files/baseline/opt/shared/python/carefmt.py", "playbooks/files/baseline/"),  # the installed tree
+], ids=["suite", "baseline-tree"])
+def test_a_file_changed_since_the_campaign_is_reported(seeded: SeededLab, lab_cli: Cli, changed: str,
+                                                       key: str) -> None:
     audit.audit_campaign_event(seeded.store, seeded.campaign, "start", seeded.config)
-    suite = seeded.root / "test_suites" / "portfolio-compat.yml"
-    before = audit.used_files(seeded.config, "care-planner")["test_suites/portfolio-compat.yml"]
-    suite.write_text(suite.read_text() + "# edited after the campaign\n")
+    edited = seeded.root / changed
+    before = audit.used_files(seeded.config, "care-planner")[key]
+    edited.write_text(edited.read_text() + "# edited after the campaign\n")
     path = seeded.root / "evidence.json"
     assert seeded.cli(lab_cli, "evidence", "write", BUILD, "-o", str(path), "--now", T_OPEN).code == 0
     check = verify_bundle(read_bundle(path))
-    now = read_bundle(path)["files"]["test_suites/portfolio-compat.yml"]
-    assert check.problems == [f"test_suites/portfolio-compat.yml changed since the campaign started ({before[:12]} "
-                              f"then, {now[:12]} now)"]
+    now = read_bundle(path)["files"][key]
+    assert check.problems == [f"{key} changed since the campaign started ({before[:12]} then, {now[:12]} now)"]
 
 
 def test_not_a_bundle(tmp_path: Path) -> None:
