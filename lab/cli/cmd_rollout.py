@@ -90,8 +90,10 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
         print_rollout(record)
         return 0
     if abort:
-        record = runner.abort(registered(lab, build_ref))
+        aborted = registered(lab, build_ref)
+        record = runner.abort(aborted)
         print_rollout(record)
+        refresh_reports(lab, aborted, current(now_text))
         return 3 if record.state is RolloutState.FAILED else 0
     build = verified_build(config.build_spec(build_ref), lab.store)
     try:
