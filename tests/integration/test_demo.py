@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lxml import etree
+from lxml import etree, html
 
 from lab.builds import sha256_file
 from tests.conftest import JUNIT_XSD, REPO, copy_default_lab, lab_command, stop_local_sandboxes
@@ -143,3 +143,25 @@ def test_production_approvals_are_signed_by_the_demo_approvers_keys(
     private = (keys / "maija.virtanen").read_text().split("\n")[1]  # a line of the key's base64 body
     dump = "\n".join(db.iterdump())
     assert private not in dump
+
+
+def test_the_change_boards_reports_show_where_each_build_stands(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, _ = demo
+    ids = campaigns(root)
+
+    def cells(version: str, css_class: str) -> list[list[str]]:
+        page = html.fromstring((root / "reports" / f"{ids[version]}.html").read_text(encoding="utf-8"))
+        (found,) = page.find_class(css_class)
+        return [[" ".join("".join(td.itertext()).split()) for td in tr.findall("td")]
+                for tr in found.findall("tr") if tr.findall("td")]
+
+    assert [row[:2] for row in cells("2.0.0", "path")] == [["lab", "registered"], ["pilot", "promoted"],
+                                                           ["production", "promoted"]]
+    assert cells("2.0.0", "rollout")[0][:3] == ["1 canary", "1: prod-ts-01", "done"]
+    assert [row[2] for row in cells("2.0.0", "rollout")] == ["done"] * 4
+    assert [row[2] for row in cells("2.2.0", "rollout")] == ["rolled_back", "cancelled", "cancelled", "cancelled"]
+    assert [row[:2] for row in cells("2.1.0", "path")] == [["lab", "registered"], ["pilot", "blocked now"],
+                                                           ["production", "later"]]
+    assert [row[1] for row in cells("2.0.0", "signed")] == ["approval", "approval"]
