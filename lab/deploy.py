@@ -35,6 +35,7 @@ class HostOutcome:
     unreachable: bool
     failures: tuple[str, ...]
     changed: int
+    finished: bool = False  # the host is in the run's final stats: its play ran to the end
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,12 @@ class PlaybookOutcome:
     artifact_dir: str = ""
 
     def host_ok(self, host: str) -> bool:
+        """Whether ``host`` came through: its own tasks succeeded and the run was successful, or
+        (in a run over several hosts that another host failed) its play ran to the end."""
         outcome = self.hosts.get(host)
-        return self.status == "successful" and outcome is not None and outcome.ok
+        if outcome is None or not outcome.ok:
+            return False
+        return self.status == "successful" or (self.status == "failed" and outcome.finished)
 
     def infrastructure_error(self, host: str) -> bool:
         """True when the run says nothing about the build: timeout, crash, unreachable host."""
@@ -189,6 +194,7 @@ def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
     seen: set[str] = set()
     stats: dict[str, Any] = {}
     counts: dict[str, dict[str, int]] = {}
+    finished: set[str] = set()
     for event in runner.events:
         data = event.get("event_data", {})
         kind = event.get("event")
@@ -205,6 +211,7 @@ def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
             for key in ("ok", "failures", "dark", "changed"):
                 for name, count in (data.get(key) or {}).items():
                     seen.add(name)
+                    finished.add(name)
                     counts.setdefault(name, {})[key] = count
     hosts = {
         name: HostOutcome(
@@ -213,6 +220,7 @@ def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
             unreachable=name in unreachable,
             failures=tuple(failures.get(name, ())),
             changed=counts.get(name, {}).get("changed", 0),
+            finished=name in finished,
         )
         for name in sorted(seen)
     }

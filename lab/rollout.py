@@ -276,7 +276,7 @@ class RolloutRunner:
     def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
                  extravars: dict[str, Any]) -> PlaybookOutcome:
         """Run ``path`` once over the wave's hosts; InfrastructureError (wave left as it is, for
-        ``resume``) when Ansible could not run or reached none of them."""
+        ``resume``) when Ansible could not run, timed out, or reached none of them (all unreachable)."""
         hosts = {h.host: endpoint(self.config, h.host) for h in wave.hosts}
         host_vars = {name: {**item.facts, **self.previous_vars(record, wave, name)} for name, item in hosts.items()}
         try:
@@ -287,7 +287,7 @@ class RolloutRunner:
         except InfrastructureError as exc:
             self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {exc}")
             raise
-        if outcome.status in ("timeout", "canceled") or not any(h in outcome.hosts for h in hosts):
+        if not any(h in outcome.hosts for h in hosts) or all(outcome.infrastructure_error(h) for h in hosts):
             detail = outcome.detail(next(iter(hosts)))
             self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
             raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "

@@ -35,10 +35,13 @@ class Production:
     """Stand-ins for the playbook runs and health checks, recording every call."""
 
     def __init__(self, unhealthy: Iterable[str] = (), unreachable: dict[str, int] | None = None,
-                 rollback_fails: Iterable[str] = ()) -> None:
+                 rollback_fails: Iterable[str] = (), deploy_fails: Iterable[str] = (),
+                 dark: dict[str, int] | None = None) -> None:
         self.unhealthy = set(unhealthy)
         self.unreachable = dict(unreachable or {})  # playbook name -> how many of its runs reach no host
+        self.dark = dict(dark or {})  # playbook name -> how many of its runs find every host unreachable
         self.rollback_fails = set(rollback_fails)
+        self.deploy_fails = set(deploy_fails)
         self.runs: list[tuple[str, tuple[str, ...]]] = []
         self.checked: list[str] = []
 
@@ -49,10 +52,15 @@ class Production:
         if self.unreachable.get(playbook.stem, 0) > 0:
             self.unreachable[playbook.stem] -= 1
             return PlaybookOutcome(str(playbook), "failed", 4, {})
-        failing = self.rollback_fails if playbook.stem == "rollback" else set()
-        return PlaybookOutcome(str(playbook), "failed" if failing & set(hosts) else "successful", 0,
-                               {h: HostOutcome(h, h not in failing, False, ("restore failed",) if h in failing else (),
-                                               1) for h in hosts})
+        if self.dark.get(playbook.stem, 0) > 0:
+            self.dark[playbook.stem] -= 1
+            return PlaybookOutcome(str(playbook), "failed", 4, {h: HostOutcome(h, False, True, ("Connection refused",),
+                                                                               0, True) for h in hosts})
+        failing = {"rollback": self.rollback_fails, "deploy": self.deploy_fails}.get(playbook.stem, set())
+        # As Ansible reports it: one failing host fails the run; every host still ends in its stats.
+        return PlaybookOutcome(str(playbook), "failed" if failing & set(hosts) else "successful", 2 * bool(failing),
+                               {h: HostOutcome(h, h not in failing, False, ("task failed",) if h in failing else (),
+                                               1, True) for h in hosts})
 
     def check_hosts(self, items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,
                     each: Callable[[HostHealth], None]) -> list[HostHealth]:
@@ -262,3 +270,29 @@ def test_waves_start_only_in_the_maintenance_window_and_resume_continues_once_it
     assert record.state is RolloutState.COMPLETE
     assert production.runs == [("deploy", ("prod-ts-01",)), ("deploy", tuple(f"prod-ts-{i:02d}" for i in range(2, 25)))]
     assert audit.verify(runner.store).ok
+
+
+def test_one_host_failing_its_deploy_fails_only_that_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    production = Production(deploy_fails={"prod-ts-02"})
+    runner, build, _ = setup(tmp_path, "    - {hosts: 4, max_failures: 1}\n    - {hosts: 100%}\n", production,
+                             monkeypatch)
+    record = runner.start(build)
+    assert record.state is RolloutState.COMPLETE
+    assert [(h.host, h.state) for h in record.waves[0].hosts] == [
+        ("prod-ts-01", HostState.HEALTHY), ("prod-ts-02", HostState.ROLLED_BACK),
+        ("prod-ts-03", HostState.HEALTHY), ("prod-ts-04", HostState.HEALTHY)]
+    assert production.runs[:2] == [("deploy", ("prod-ts-01", "prod-ts-02", "prod-ts-03", "prod-ts-04")),
+                                   ("rollback", ("prod-ts-02",))]
+    assert record.rolled_back_hosts() == ["prod-ts-02"]
+
+
+def test_a_wave_that_reaches_no_host_stays_resumable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    production = Production(dark={"deploy": 1})
+    runner, build, rollouts = setup(tmp_path, "    - {hosts: 2}\n    - {hosts: 100%}\n", production, monkeypatch)
+    with pytest.raises(InfrastructureError, match=re.escape("wave 1: deploy.yml: prod-ts-01 unreachable: Connection "
+                                                            "refused; fix it, then")):
+        runner.start(build)
+    stuck = rollouts.latest("care-planner")
+    assert stuck is not None and (stuck.state, stuck.waves[0].state) == (RolloutState.RUNNING, WaveState.DEPLOYING)
+    assert {h.state for h in stuck.waves[0].hosts} == {HostState.DEPLOYING}
+    assert runner.resume(build).state is RolloutState.COMPLETE
