@@ -8,6 +8,7 @@ and allowed_signers text through files in a private temporary directory.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -67,6 +68,14 @@ def verify(payload: bytes, signature: str, principal: str, allowed_signers: Path
         return Verification(False, f"allowed_signers file {allowed_signers} does not exist")
     if "BEGIN SSH SIGNATURE" not in signature:
         return Verification(False, "not an SSH signature")
+    return verified(payload, signature, principal, allowed_signers, allowed_signers.read_bytes())
+
+
+@functools.lru_cache(maxsize=1024)
+def verified(payload: bytes, signature: str, principal: str, allowed_signers: Path, listed: bytes) -> Verification:
+    """``verify``'s ssh-keygen run, remembered for this process by everything its outcome depends
+    on (``listed`` is the allowed_signers content, so an edited file is checked afresh): one
+    command decides several gates and renders reports over the same records, each checked once."""
     with tempfile.TemporaryDirectory(prefix="lab-verify-") as scratch:
         sig = Path(scratch) / "payload.sig"
         write_text(sig, signature, 0o600)

@@ -18,7 +18,16 @@ from lab.model import ClauseOutcome
 from lab.policy import evidence_digest
 from lab.verdict import evidence_of, verdict_for
 from tests.conftest import CliResult
-from tests.unit.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab, finished_campaign, seed_lab
+from tests.unit.lab_fixtures import (
+    BUILD,
+    PRINCIPALS,
+    T0,
+    T_OPEN,
+    SeededLab,
+    allowed_signers_text,
+    finished_campaign,
+    seed_lab,
+)
 
 Cli = Callable[..., CliResult]
 MAIJA, JUHA, ANNA = PRINCIPALS["maija"], PRINCIPALS["juha"], PRINCIPALS["anna"]
@@ -199,3 +208,25 @@ def test_only_a_failed_check_can_be_waived_with_a_reason_and_a_future_expiry(see
                                  datetime(2026, 12, 1, tzinfo=UTC))
     past = waive("ts-sbx-01/portfolio-compat/journal-health", "why", "2026-11-30")
     assert "expiry '2026-11-30' is not in the future (now is 2026-12-01T10:00:00+00:00)" in past.err
+
+
+def test_a_signature_is_checked_once_per_process_until_allowed_signers_changes(
+        keys: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[str] = []
+    real = signing.subprocess.run
+
+    def spy(args: list[str], **options: object) -> object:
+        runs.append(args[2])
+        return real(args, **options)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(signing.subprocess, "run", spy)
+    listed = tmp_path / "allowed_signers"
+    listed.write_text(allowed_signers_text(keys, ("maija",)))
+    payload = b"the same record, checked by several gates and a report"
+    signature = signing.sign(payload, keys["maija"])
+    first = [signing.verify(payload, signature, MAIJA, listed) for _ in range(3)]
+    assert first == [signing.Verification(True)] * 3 and runs == ["sign", "verify"]
+    listed.write_text(allowed_signers_text(keys, ("juha",)))  # maija's key removed: checked afresh
+    after = signing.verify(payload, signature, MAIJA, listed)
+    assert (after.ok, runs) == (False, ["sign", "verify", "verify"])
+    assert after.problem.startswith(f"signature does not verify as {MAIJA} against allowed_signers: ")
