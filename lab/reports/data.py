@@ -13,6 +13,7 @@ from lab.config import LabConfig
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
 from lab.store import Store, now
+from lab.transports.winrm_settings import cert_validation
 from lab.verdict import first_gate_stage, verdict_for
 
 # Control characters other than tab and newline; shown as visible escapes, never passed through.
@@ -116,7 +117,7 @@ def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:
     for spec in config.sandboxes:
         if spec.name not in campaign.sandboxes:
             continue
-        if str(spec.host_vars.get("ansible_winrm_server_cert_validation", "validate")).lower() == "ignore":
+        if cert_validation(spec.host_vars) == "ignore":
             notes.append(f"TLS certificate validation was turned OFF for {spec.name} "
                          "(ansible_winrm_server_cert_validation: ignore)")
     return notes

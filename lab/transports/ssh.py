@@ -119,7 +119,10 @@ class SSHSettings:
 
     def ssh_command(self, control_path: Path, master: str) -> list[str]:
         """``ssh`` with the transport's options first, then the host's, up to (not including) the host."""
-        command = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
+        # ssh keeps the first value of an option: these cannot be weakened by the inventory or by
+        # ~/.ssh/config (no trust on first use, StrictHostKeyChecking=yes whatever else says).
+        command = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+                   "-o", f"ConnectTimeout={self.connect_timeout}",
                    "-o", f"ControlPath={control_path}", "-o", f"ControlMaster={master}", *SERVER_ALIVE]
         if self.port is not None:
             command += ["-p", str(self.port)]

@@ -229,7 +229,7 @@ def settings_from_variables(host: str, variables: Mapping[str, Any]) -> WinRMSet
         password = text(host, password_name, password, secret=True)
     elif transport != "kerberos":
         raise ConfigError(f"host {host}: ansible_password is not set; {transport} authentication needs one")
-    validation = str(variables.get("ansible_winrm_server_cert_validation", "validate")).strip().lower()
+    validation = cert_validation(variables)
     if validation not in ("validate", "ignore"):
         raise ConfigError(f"host {host}: ansible_winrm_server_cert_validation must be validate or ignore, "
                           f"not {variables['ansible_winrm_server_cert_validation']!r}")
@@ -276,3 +276,9 @@ def settings_from_variables(host: str, variables: Mapping[str, Any]) -> WinRMSet
                              minimum=0),
         retry_delay=number(host, "lab_winrm_retry_delay", variables.get("lab_winrm_retry_delay", 5), minimum=0),
     )
+
+
+def cert_validation(variables: Mapping[str, Any]) -> str:
+    """``ansible_winrm_server_cert_validation`` as lab reads it everywhere (``validate`` by default):
+    the transport to decide, the reports to say so when it is ``ignore``."""
+    return str(variables.get("ansible_winrm_server_cert_validation", "validate")).strip().lower()

@@ -80,16 +80,17 @@ def test_the_transports_own_options_come_first_so_the_inventory_cannot_override_
     settings = SSHSettings.from_variables("h", {**NAMESPACE_FACTS, "ansible_ssh_extra_args":
                                                 "-o ControlPath=/tmp/elsewhere -o ConnectTimeout=600"})
     command = settings.ssh_command(Path("/tmp/lab-ssh-x/master"), "no")
-    assert command[:11] == ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+    assert command[:13] == ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10",
                             "-o", "ControlPath=/tmp/lab-ssh-x/master", "-o", "ControlMaster=no",
                             "-o", "ServerAliveInterval=5"]
-    assert command[13:19] == ["-p", "40137", "-l", "root", "-i", "/srv/lab/.lab/ssh/id_ed25519"]
+    assert command[15:21] == ["-p", "40137", "-l", "root", "-i", "/srv/lab/.lab/ssh/id_ed25519"]
     assert command[-4:] == ["-o", "ControlPath=/tmp/elsewhere", "-o", "ConnectTimeout=600"]
     pairs = option_values(command[1:])
     first = {}
     for key, value in pairs:
         first.setdefault(key, value)  # ssh keeps the first value it sees for an option
     assert first["ControlPath"] == "/tmp/lab-ssh-x/master"
+    assert first["StrictHostKeyChecking"] == "yes"  # not weakened by accept-new in the inventory either
     assert first["ConnectTimeout"] == "10"
     assert first["StrictHostKeyChecking"] == "yes"
 

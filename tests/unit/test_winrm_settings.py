@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lab.errors import ConfigError
-from lab.transports.winrm_settings import MAX_ENVELOPE_SIZE, STDIN_CHUNK, settings_from_variables
+from lab.transports.winrm_settings import MAX_ENVELOPE_SIZE, STDIN_CHUNK, cert_validation, settings_from_variables
 
 SECRET = "Not-In-Any-Message-42"
 
@@ -99,3 +99,9 @@ def test_unsupported_and_unknown_values_are_refused() -> None:
 def test_a_stdin_chunk_fits_one_envelope() -> None:
     encoded = 4 * math.ceil(STDIN_CHUNK / 3)
     assert STDIN_CHUNK > 64 * 1024 and encoded + 8192 < MAX_ENVELOPE_SIZE
+
+
+@pytest.mark.parametrize(("value", "read"), [(None, "validate"), ("Ignore ", "ignore"), ("VALIDATE", "validate")])
+def test_cert_validation_is_read_one_way_for_the_transport_and_the_reports(value: str | None, read: str) -> None:
+    variables = {} if value is None else {"ansible_winrm_server_cert_validation": value}
+    assert cert_validation(variables) == read
