@@ -1,4 +1,4 @@
-"""Fixtures of the policy half's tests: approvers' SSH keys, a seeded lab, the policy CLI."""
+"""Fixtures of the policy half's tests: approvers' SSH keys, a seeded lab, the ``lab`` CLI."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliResult
-from tests.unit.lab_fixtures import PRINCIPALS, SeededLab, invoke, make_key, seed_lab
+from tests.unit.lab_fixtures import PRINCIPALS, SeededLab, make_key, seed_lab
 
 
 @pytest.fixture
-def lab_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    def runner(*args: str) -> CliResult:
-        code = invoke(list(args))
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return runner
+def lab_cli(run_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
+    """The real ``lab`` entry point (``lab.cli.main``) run in-process, as tests/conftest.py's ``run_cli``."""
+    return run_cli
 
 
 @pytest.fixture(scope="session")

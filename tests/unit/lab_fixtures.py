@@ -1,5 +1,5 @@
-"""A default lab with a finished campaign in its store (no sandboxes run), approvers' SSH keys,
-and a CLI group that has the policy commands, for the policy half's tests."""
+"""A default lab with a finished campaign in its store (no sandboxes run) and approvers' SSH keys,
+for the policy half's tests."""
 
 from __future__ import annotations
 
@@ -9,15 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
 from lab.campaign import plan_cells
-from lab.cli.app import cli
-from lab.cli.cmd_approve import approve, waive
-from lab.cli.cmd_audit import audit_group, evidence_group
-from lab.cli.cmd_promote import gate
 from lab.config import LabConfig, load_lab
-from lab.errors import LabError
 from lab.model import Build, Campaign, Result, Status, StepRecord
 from lab.store import Store, now
 from tests.conftest import CliResult, copy_default_lab
@@ -29,28 +22,6 @@ BUILD = "care-planner@2.0.0"
 # Tuesday 2026-12-01 10:00 UTC; three days later (Friday 19:00 Helsinki) production's window is open.
 T0 = "2026-12-01T10:00:00Z"
 T_OPEN = "2026-12-04T17:00:00Z"
-
-
-def policy_cli() -> click.Group:
-    """The ``lab`` group with the policy commands added (as app.py will register them)."""
-    group = click.Group(name="lab", commands=dict(cli.commands), callback=cli.callback, params=cli.params,
-                        context_settings=cli.context_settings, help=cli.help)
-    for command in (gate, approve, waive, audit_group, evidence_group):
-        group.commands.setdefault(str(command.name), command)
-    return group
-
-
-def invoke(args: list[str]) -> int:
-    """Run the policy CLI like ``lab.cli.main`` does: library errors become their exit codes."""
-    try:
-        code = policy_cli().main(args=args, prog_name="lab", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except LabError as exc:
-        click.echo(f"lab: {exc}", err=True)
-        return exc.exit_code
-    return code if isinstance(code, int) else 0
 
 
 def make_key(directory: Path, name: str) -> Path:

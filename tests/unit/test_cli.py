@@ -23,7 +23,8 @@ ALL = list(commands(cli))
 
 def test_the_cli_has_the_commands_the_lab_needs() -> None:
     names = {" ".join(path) for path, _ in ALL}
-    assert {"validate", "build", "run", "resume", "list", "show", "report", "promote"} <= names
+    assert {"validate", "build", "run", "resume", "list", "show", "report", "promote", "gate", "approve", "waive",
+            "audit", "evidence", "rollout", "production"} <= names
 
 
 @pytest.mark.parametrize(("path", "command"), ALL, ids=[" ".join(p) for p, _ in ALL])

@@ -7,8 +7,9 @@ from collections.abc import Callable
 import click
 import pytest
 
+from lab.cli.app import cli
 from tests.conftest import CliResult
-from tests.unit.lab_fixtures import BUILD, T0, SeededLab, policy_cli
+from tests.unit.lab_fixtures import BUILD, T0, SeededLab
 
 COMMANDS = [("gate",), ("approve",), ("waive",), ("promote",), ("audit",), ("audit", "show"), ("audit", "verify"),
             ("evidence",), ("evidence", "write"), ("evidence", "verify")]
@@ -16,7 +17,7 @@ COMMANDS = [("gate",), ("approve",), ("waive",), ("promote",), ("audit",), ("aud
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
 def test_every_policy_command_has_help(path: tuple[str, ...], lab_cli: Callable[..., CliResult]) -> None:
-    command: click.Command = policy_cli()
+    command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group)
         command = command.commands[name]
