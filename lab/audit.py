@@ -105,27 +105,34 @@ def append(db: sqlite3.Connection, kind: str, subject: str, payload: dict[str, A
     return AuditEntry(seq, time, kind, subject, text, prev, digest)
 
 
-def record(store: Store, kind: str, subject: str, payload: dict[str, Any], time: str | None = None) -> AuditEntry:
-    """Append one entry in a transaction of its own (``time`` as for ``append``)."""
-    with store.transaction() as db:
-        return append(db, kind, subject, payload, time)
-
-
 def entries(store: Store, kind: str | None = None, subject_prefix: str | None = None) -> list[AuditEntry]:
     """The log in seq order, optionally only one kind and/or subjects starting with ``subject_prefix``."""
+    query, args = "SELECT * FROM audit WHERE 1=1", list[object]()
+    if kind is not None:
+        query, args = query + " AND kind = ?", [kind]
+    if subject_prefix is not None:  # substr, not LIKE: a subject may hold % or _
+        query, args = query + " AND substr(subject, 1, ?) = ?", [*args, len(subject_prefix), subject_prefix]
     with store.reading() as db:
-        rows = db.execute("SELECT * FROM audit ORDER BY seq").fetchall()
-    found = [AuditEntry(r["seq"], r["time"], r["kind"], r["subject"], r["payload"], r["prev_hash"], r["hash"])
-             for r in rows]
-    return [e for e in found if (kind is None or e.kind == kind)
-            and (subject_prefix is None or e.subject.startswith(subject_prefix))]
+        return [entry_of(row) for row in db.execute(query + " ORDER BY seq", args).fetchall()]
+
+
+def entry_of(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(row["seq"], row["time"], row["kind"], row["subject"], row["payload"], row["prev_hash"],
+                      row["hash"])
 
 
 def verify(store: Store) -> AuditCheck:
-    """Check the whole chain and the head; the first entry that was edited, removed or moved is named."""
-    log = entries(store)
+    """Check the whole chain and the head; the first entry that was edited, removed or moved is named.
+
+    The log and its head are read in one snapshot, so an entry another process appends meanwhile
+    is never mistaken for tampering."""
     with store.reading() as db:
-        head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        db.execute("BEGIN")
+        try:
+            log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        finally:
+            db.execute("COMMIT")
     prev, expected = GENESIS, 1
     for entry in log:
         if entry.seq != expected:

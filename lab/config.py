@@ -18,13 +18,14 @@ from lab.checks.windows_types import WINDOWS_CHECK_TYPES
 from lab.errors import ConfigError, NotFoundError
 from lab.inventory import Inventory, load_inventory
 from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
+from lab.sandboxes.base import PROVIDERS
 from lab.signers import override_signers
 from lab.yamlfile import line_of, load_yaml, plain, schema, validate
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROVIDER_FACTS = frozenset({"lab_port", "sandbox_root", "sandbox_name"})
 DEFAULT_LAB_FILE = "lab.yml"
-PROVIDER_NAMES = ("local", "namespace", "static")
+PROVIDER_NAMES = tuple(PROVIDERS)
 
 
 @dataclass(frozen=True)

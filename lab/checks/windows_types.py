@@ -24,12 +24,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab.checks.types import ARGV, CHECK_TYPES, REGEX, STRING, params
+from lab.checks.types import (
+    ARGV,
+    BOOLEAN,
+    CHECK_TYPES,
+    CONSTRAINT,
+    NO_VERSION_WHEN_ABSENT,  # a package that must be absent has no version to constrain (as on Linux)
+    REGEX,
+    STRING,
+    params,
+)
 
-BOOLEAN = {"type": "boolean"}
-CONSTRAINT = {"type": "string", "pattern": r"^\s*(~=|==|!=|>=|<=|>|<)"}
-# A package that must be absent has no version to constrain (as on Linux).
-NO_VERSION_WHEN_ABSENT = {"dependentSchemas": {"version": {"properties": {"installed": {"const": True}}}}}
 VARIABLE_REF = r"\$\{[A-Za-z_][A-Za-z0-9_]*\}"
 TIMESTAMP = {
     "type": "string",
