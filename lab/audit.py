@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lab.baseline import baseline_tree, pack_baseline
+from lab.baseline import baseline_tree, pack_baseline, pack_digest
 from lab.canonical import canonical_json, sha256_hex
 
 if TYPE_CHECKING:
@@ -153,12 +153,14 @@ def verify(store: Store) -> AuditCheck:
     return AuditCheck(len(log), prev)
 
 
-def used_files(config: LabConfig, product: str) -> dict[str, str]:
+def used_files(config: LabConfig, product: str, baseline_pack: Path | None = None) -> dict[str, str]:
     """sha256 of every file a campaign of ``product`` uses: lab.yml, agreement, suites, playbooks,
     and the baseline tree the baseline playbook installs (key ending in ``/``: the sha256 of its
     reproducible pack, the very bytes the sandboxes unpack).
 
-    Keys are paths relative to the lab's directory (absolute when outside it).
+    Keys are paths relative to the lab's directory (absolute when outside it). ``baseline_pack``
+    is the pack a campaign already made (``lab.baseline.baseline_pack``, named by its sha256); without
+    it the tree is packed here.
     """
     paths: list[Path] = [config.path, config.agreement.path, config.products[product].deploy_playbook]
     if config.baseline is not None:
@@ -173,20 +175,22 @@ def used_files(config: LabConfig, product: str) -> dict[str, str]:
 
     found = {name_of(path): sha256_hex(path.read_bytes()) for path in paths}
     tree = baseline_tree(config.baseline) if config.baseline is not None else None
-    if tree is not None and tree.is_dir():
+    if baseline_pack is not None and tree is not None:
+        found[f"{name_of(tree)}/"] = pack_digest(baseline_pack)
+    elif tree is not None and tree.is_dir():
         found[f"{name_of(tree)}/"] = sha256_hex(pack_baseline(tree))
     return dict(sorted(found.items()))
 
 
 def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
-                          config: LabConfig | None = None) -> AuditEntry:
+                          files: dict[str, str] | None = None) -> AuditEntry:
     """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
     the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
     and ``finish_campaign``), so neither is committed without the other.
 
-    ``campaign`` is the campaign as it stands after the event. With ``config``, the entry also
-    keeps the sha256 of every file the campaign uses (suites, playbooks, agreement); a finish
-    entry keeps the result counts.
+    ``campaign`` is the campaign as it stands after the event. ``files`` (``used_files``, computed
+    before the transaction: hashing and packing never hold the write lock) are kept with it; a
+    finish entry keeps the result counts.
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -194,8 +198,8 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
         "campaign": campaign.id, "build": campaign.build_ref, "digest": campaign.digest,
         "sandboxes": list(campaign.sandboxes), "suites": list(campaign.suites), "state": campaign.state.value,
     }
-    if config is not None:
-        payload["files"] = used_files(config, campaign.product)
+    if files is not None:
+        payload["files"] = files
     if kind == "finish":
         counts: dict[str, int] = {}
         for cell in store.cells(campaign.id):
@@ -208,5 +212,6 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
 
 def audit_campaign_event(store: Store, campaign: Campaign, kind: str, config: LabConfig | None = None) -> AuditEntry:
     """Record a campaign event (as ``append_campaign_event``) in a transaction of its own."""
+    files = used_files(config, campaign.product) if config is not None else None
     with store.transaction() as db:
-        return append_campaign_event(db, store, campaign, kind, config)
+        return append_campaign_event(db, store, campaign, kind, files)

@@ -67,3 +67,8 @@ def baseline_vars(playbook: Path, state_dir: Path) -> dict[str, str]:
     """The extra variables that send the baseline ``playbook`` down its packed path (none without a tree)."""
     pack = baseline_pack(playbook, state_dir)
     return {} if pack is None else {PACK_VARIABLE: str(pack)}
+
+
+def pack_digest(pack: Path) -> str:
+    """The sha256 of ``pack``'s bytes, which ``baseline_pack`` put in its name."""
+    return pack.name.removeprefix("baseline-").removesuffix(".tar.gz")

@@ -12,10 +12,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from lab.audit import append_campaign_event
-from lab.baseline import baseline_vars
+from lab.audit import append_campaign_event, used_files
+from lab.baseline import PACK_VARIABLE, baseline_vars
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
@@ -75,7 +76,7 @@ class CampaignRunner:
         """
         cells = plan_cells(self.config, build.product)
         self.pack_baseline()
-        campaign = self.store.create_campaign(build, cells, self.config.path, audit=self.audit("start"))
+        campaign = self.store.create_campaign(build, cells, self.config.path, audit=self.audit("start", build.product))
         return self.execute(campaign, build)
 
     def resume(self, campaign_id: str, build: Build) -> Campaign:
@@ -88,7 +89,7 @@ class CampaignRunner:
             raise ConfigError(f"campaign {campaign.id} tested sha256 {campaign.digest}, but {build.ref} is now "
                               f"{build.digest}; start a new campaign instead of resuming")
         self.pack_baseline()
-        self.store.reopen_unfinished(campaign.id, audit=self.audit("resume"))
+        self.store.reopen_unfinished(campaign.id, audit=self.audit("resume", campaign.product))
         return self.execute(campaign, build)
 
     def pack_baseline(self) -> None:
@@ -96,10 +97,12 @@ class CampaignRunner:
         self._baseline_vars = {} if self.config.baseline is None else baseline_vars(self.config.baseline,
                                                                                       self.config.state_dir)
 
-    def audit(self, kind: str) -> CampaignAudit:
-        """The audit entry of the campaign event ``kind``, for the store to append in the event's transaction."""
-        config = None if kind == "finish" else self.config
-        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, config)
+    def audit(self, kind: str, product: str) -> CampaignAudit:
+        """The audit entry of the campaign event ``kind``, for the store to append in the event's
+        transaction; the files a start or resume keeps are hashed now, before that transaction."""
+        pack = self._baseline_vars.get(PACK_VARIABLE)
+        files = None if kind == "finish" else used_files(self.config, product, Path(pack) if pack else None)
+        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, files)
 
     def execute(self, campaign: Campaign, build: Build) -> Campaign:
         cells = self.store.cells(campaign.id)
@@ -115,7 +118,7 @@ class CampaignRunner:
                        for name, suites in sorted(pending.items())]
             for future in futures:
                 future.result()
-        return self.store.finish_campaign(campaign.id, audit=self.audit("finish"))
+        return self.store.finish_campaign(campaign.id, audit=self.audit("finish", campaign.product))
 
     # --- one sandbox --------------------------------------------------------------------------
 
