@@ -282,29 +282,29 @@ def test_killing_a_sandboxs_sshd_mid_campaign_gives_errors_not_a_hang(
     config, store, builds = namespace_lab
     provider = NamespaceProvider(config.state_dir)
     victim = config.sandbox("ts-sbx-01")
-    killed: list[tuple[str, list[int], float]] = []  # (first suite, sshd pids, when)
-    victim_cells_at: list[float] = []
+    killed: list[tuple[str, list[int]]] = []  # (first suite, sshd pids)
+    victim_cell_events: list[str] = []
 
     def progress(event: Progress) -> None:
         if event.what == "cell" and event.sandbox == victim.name:
             if not killed:
-                killed.append((event.name, kill_sshd(provider, victim), time.monotonic()))
-            victim_cells_at.append(time.monotonic())
+                killed.append((event.name, kill_sshd(provider, victim)))
+            victim_cell_events.append(event.name)
 
     campaign = CampaignRunner(config, store, progress).start(builds["2.0.0"])
     data = gather(config, store, campaign)
-    first_suite, pids, killed_at = killed[0]
-    lost = victim_cells_at[-1] - killed_at
-    print(f"sshd of {victim.name} killed (pids {pids}); its remaining cells ended {lost:.2f}s later")
-    assert pids and len(victim_cells_at) == 3
-    assert lost < 30  # errors at once, not after the suite timeout (120 s)
+    first_suite, pids = killed[0]
+    assert pids and len(victim_cell_events) == 3
     victim_cells = {c.suite: c for c in data.cells if c.sandbox == victim.name}
     first = victim_cells.pop(first_suite)
     assert {r.status for r in first.results} == {Status.PASS}
+    # The lost connection is the error, not a timeout: no check waited for the suite timeout (120 s),
+    # which would read "the suite timed out after 120s before this check reported".
+    lost = re.compile(rf"transport failed: ssh connection to {victim.name} \(root@127\.0\.0\.1:\d+\) lost: .+")
     for cell in victim_cells.values():
         assert {r.status for r in cell.results} == {Status.ERROR}
-        assert all(r.message.startswith(f"transport failed: ssh connection to {victim.name} (root@127.0.0.1:")
-                   for r in cell.results)
+        for r in cell.results:
+            assert lost.fullmatch(r.message) and "timed out" not in r.message, r.message
     assert {r.status for c in data.cells if c.sandbox == "ts-sbx-02" for r in c.results} == {Status.PASS}
     assert (data.verdict.allowed, outcome_code(data)) == (False, 3)
     clauses = {c.name: c.outcome for c in data.verdict.clauses}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
+import sqlite3
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,7 +235,9 @@ def test_the_password_is_nowhere_the_lab_wrote(winrm_campaign: tuple[WinRMLab, l
     assert not any(p.startswith(str(root / "inventory")) for p in blobs)
     store = root / ".lab" / "lab.sqlite3"  # the CLI has exited: its WAL is checkpointed into this file
     blobs.update({f"cli output {i}": text.encode() for i, text in enumerate(outputs)})
-    dump = subprocess.run(["sqlite3", str(store), ".dump"], capture_output=True, check=False).stdout
+    with closing(sqlite3.connect(store)) as db:
+        dump = "\n".join(db.iterdump()).encode()
+    assert b"CREATE TABLE" in dump and b"INSERT INTO" in dump  # the whole store, as text
     blobs["sqlite dump"] = dump
     leaks = [f"{where} ({form})" for where, blob in blobs.items() for form, secret in secret_forms().items()
              if secret in blob]

