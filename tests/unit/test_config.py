@@ -48,10 +48,11 @@ def test_the_default_lab_is_valid(lab_yml: Path) -> None:
 def test_malformed_yaml_names_file_and_line(lab_yml: Path) -> None:
     suite = lab_yml.parent / SUITE
     lines = suite.read_text().splitlines()
-    lines[9] = "  - id: [unclosed"
+    assert lines[10] == "    type: process"
+    lines[9] = "  - id: [unclosed"  # line 10; the parser notices at line 11, whose ':' cannot follow it
     suite.write_text("\n".join(lines) + "\n")
     message = error_of(lab_yml)
-    assert message.startswith(f"{suite}:1")
+    assert message.startswith(f"{suite}:11: ")
     assert "malformed YAML" in message
 
 

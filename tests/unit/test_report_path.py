@@ -15,7 +15,6 @@ from lab import approvals, signing
 from lab.canonical import canonical_bytes
 from lab.clock import parse_instant
 from lab.reports import refresh
-from lab.reports.data import printable
 from tests.conftest import CliResult
 from tests.unit.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab, allowed_signers_text
 
@@ -126,7 +125,9 @@ def test_unverifiable_records_are_marked_and_hostile_text_is_escaped(seeded: See
     assert rows[0][5].startswith(f"not verified: signature does not verify as {HOSTILE_PRINCIPAL} against "
                                  "allowed_signers: ")
     assert rows[1][5].startswith(f"not verified: signature does not verify as {MALLORY} against allowed_signers: ")
-    assert rows[1][6] == " ".join(f"ts-sbx-01/portfolio-compat/journal-health: {printable(HOSTILE_REASON)}".split())
+    # control bytes shown as \xNN, markup as text
+    assert rows[1][6] == (r'ts-sbx-01/portfolio-compat/journal-health: <img src=x onerror=alert(1)> ]]> \x00 NUL '
+                          r'\x1b[31mred\x1b[0m & "quotes"')
     signed = json.loads(paths[2].read_text())["promotion_path"]["signed"]
     assert [(s["kind"], s["principal"], s["verified"], s["waives"], s["reason"]) for s in signed] == [
         ("approval", HOSTILE_PRINCIPAL, False, None, None),

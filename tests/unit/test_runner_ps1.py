@@ -376,7 +376,9 @@ def test_bootstrap_parses_and_calls_functions_the_runner_defines(source: str) ->
     assert called <= set(functions(source))
 
 
-def test_payload_round_trips_through_the_framing(source: str) -> None:
+def test_payload_round_trips_through_the_framing_and_its_python_model(source: str) -> None:
+    """The payload's framing, read back by ``split_payload``: a Python model of the bootstrap's line
+    reading, not the PowerShell bootstrap itself (no PowerShell runs in these tests)."""
     manifest = {
         "format": 1, "suite": "smoke", "root": "C:\\",
         "checks": [{"id": "greeting", "type": "command", "timeout": 5.0, "retries": 0,
@@ -394,7 +396,9 @@ def test_payload_round_trips_through_the_framing(source: str) -> None:
     assert back["checks"][0]["params"]["command"][3] == "Grüße\nzwei Zeilen"
 
 
-def test_payload_with_crlf_lines_still_splits(source: str) -> None:
+def test_the_python_model_of_the_bootstrap_splits_crlf_payloads(source: str) -> None:
+    """``split_payload`` (the Python model of the bootstrap) drops the CR of CRLF line ends. This checks
+    the model only; that the PowerShell bootstrap strips CR too is not proven here."""
     manifest = {"format": 1, "suite": "s", "root": "/", "checks": []}
     payload = powershell.powershell_payload(manifest).replace(b"\n", b"\r\n")
     script, back = powershell.split_payload(payload)
