@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lab.atomic import write_bytes
-from lab.errors import ConfigError
+from lab.errors import ConfigError, NotFoundError
 from lab.model import Build, BuildSpec
 from lab.store import Store
 
@@ -105,11 +105,17 @@ def build_and_register(spec: BuildSpec, store: Store) -> tuple[Build, bool]:
     return store.register_build(spec.product, spec.version, digest, spec.artifact), known is None
 
 
-def verified_build(spec: BuildSpec, store: Store) -> Build:
-    """The registered build for ``spec`` whose artifact still has the registered digest."""
+def registered_build(spec: BuildSpec, store: Store) -> Build:
+    """The build registered for ``spec`` (its artifact not re-hashed); NotFoundError if there is none."""
     build = store.build(spec.product, spec.version)
     if build is None:
-        raise ConfigError(f"build {spec.ref} is not registered; run `lab build {spec.ref}` first")
+        raise NotFoundError(f"build {spec.ref} is not registered; run `lab build {spec.ref}` first")
+    return build
+
+
+def verified_build(spec: BuildSpec, store: Store) -> Build:
+    """The registered build for ``spec`` whose artifact still has the registered digest."""
+    build = registered_build(spec, store)
     if not build.artifact.is_file():
         raise ConfigError(f"build {spec.ref}: artifact {build.artifact} is missing; restore it or rebuild with "
                           f"`lab build {spec.ref}`")

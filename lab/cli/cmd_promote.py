@@ -8,29 +8,13 @@ from lab import promotion, signers
 from lab.builds import verified_build
 from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.context import LabContext, pass_lab
-from lab.cli.render import MARK
+from lab.cli.render import print_verdict
 from lab.clock import current
 from lab.config import LabConfig
 from lab.errors import GateBlocked
-from lab.model import Verdict
-from lab.reports.data import printable
 
 NOW = click.option("--now", "now_text", hidden=True, metavar="ISO-TIME",
                    help="Decide as if it were this time (tests, replays); default $LAB_NOW or the clock.")
-
-
-def print_decision(verdict: Verdict, evidence: bool) -> None:
-    """The decision, one line per clause; with ``evidence``, what each clause looked at and the clock."""
-    word = "PROMOTABLE to" if verdict.allowed else "BLOCKED from"
-    click.echo(f"{verdict.build_ref} (sha256 {verdict.digest[:12]}…): {word} {verdict.stage}")
-    for clause in verdict.clauses:
-        click.echo(f"  [{MARK[clause.outcome]}] {clause.name}: {printable(clause.detail)}")
-        if evidence and clause.evidence:
-            click.echo(f"        used: {printable('; '.join(clause.evidence))}")
-    if evidence:
-        click.echo(f"evidence sha256 {verdict.evidence_digest} (what approvers sign); clock {verdict.evaluated_at}")
-    if verdict.next_open:
-        click.echo(f"next open window: {verdict.next_open}")
 
 
 def note_override(config: LabConfig) -> None:
@@ -54,7 +38,7 @@ def gate(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> i
     config = lab.config
     build = verified_build(config.build_spec(build_ref), lab.store)
     verdict = promotion.decide(config, lab.store, build, stage, current(now_text))
-    print_decision(verdict, evidence=True)
+    print_verdict(verdict, evidence=True)
     note_override(config)
     return 0 if verdict.allowed else 1
 
@@ -78,7 +62,7 @@ def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -
     if outcome.verdict is None:
         click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
         return
-    print_decision(outcome.verdict, evidence=False)
+    print_verdict(outcome.verdict)
     note_override(config)
     if not outcome.verdict.allowed:
         raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(outcome.verdict.reasons))

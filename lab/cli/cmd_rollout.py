@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import click
 
-from lab.builds import verified_build
+from lab.builds import registered_build, verified_build
 from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.cmd_promote import NOW
 from lab.cli.context import LabContext, pass_lab
 from lab.clock import current
 from lab.errors import ConfigError, NotFoundError
-from lab.model import Build
 from lab.production import describe, endpoints, provision, teardown
 from lab.reports.data import printable
 from lab.rollout import RolloutEvent, RolloutRunner, outcome_code
@@ -43,15 +42,6 @@ def print_rollout(record: RolloutRecord) -> None:
                 click.echo(f"      {host.host}: {host.state.value}: {printable(host.detail)[:300]}")
 
 
-def registered(lab: LabContext, build_ref: str) -> Build:
-    """The registered build (not re-hashed: aborting or showing a rollout needs no artifact)."""
-    spec = lab.config.build_spec(build_ref)
-    build = lab.store.build(spec.product, spec.version)
-    if build is None:
-        raise NotFoundError(f"{build_ref} is not registered; `lab build {build_ref}` first")
-    return build
-
-
 @click.command()
 @click.argument("build_ref", metavar="PRODUCT@VERSION")
 @click.option("--resume", is_flag=True, help="Continue the build's unfinished rollout (after a crash or a pause).")
@@ -80,21 +70,21 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
     if sum((resume, abort, show)) > 1:
         raise ConfigError("use at most one of --resume, --abort and --status")
     config = lab.config
-    settings = load_rollout_settings(config)
-    runner = RolloutRunner(config, lab.store, settings, print_event, clock=lambda: current(now_text))
-    if show:
+    if show:  # reads the store only: no settings, no runner
         spec = config.build_spec(build_ref)
         record = RolloutStore(lab.store).latest(spec.product, spec.version)
         if record is None:
             raise NotFoundError(f"{build_ref} has no rollout")
         print_rollout(record)
         return 0
+    runner = RolloutRunner(config, lab.store, load_rollout_settings(config), print_event,
+                           clock=lambda: current(now_text))
     if abort:
-        aborted = registered(lab, build_ref)
+        aborted = registered_build(config.build_spec(build_ref), lab.store)
         record = runner.abort(aborted)
         print_rollout(record)
         refresh_reports(lab, aborted, current(now_text))
-        return 3 if record.state is RolloutState.FAILED else 0
+        return outcome_code(record)
     build = verified_build(config.build_spec(build_ref), lab.store)
     try:
         record = runner.resume(build, wait=not no_wait) if resume else runner.start(build, wait=not no_wait)

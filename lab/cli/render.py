@@ -11,11 +11,19 @@ from lab.reports.path import PromotionPath
 MARK = {ClauseOutcome.MET: "ok ", ClauseOutcome.NOT_MET: "NO ", ClauseOutcome.NOT_APPLICABLE: " - "}
 
 
-def print_verdict(verdict: Verdict) -> None:
+def print_verdict(verdict: Verdict, evidence: bool = False) -> None:
+    """The decision, one line per clause, and the next open window when the stage is closed; with
+    ``evidence``, also what each clause looked at, the evidence digest and the clock."""
     word = "PROMOTABLE to" if verdict.allowed else "BLOCKED from"
     click.echo(f"{verdict.build_ref} (sha256 {verdict.digest[:12]}…): {word} {verdict.stage}")
     for clause in verdict.clauses:
         click.echo(f"  [{MARK[clause.outcome]}] {clause.name}: {printable(clause.detail)}")
+        if evidence and clause.evidence:
+            click.echo(f"        used: {printable('; '.join(clause.evidence))}")
+    if evidence:
+        click.echo(f"evidence sha256 {verdict.evidence_digest} (what approvers sign); clock {verdict.evaluated_at}")
+    if verdict.next_open:
+        click.echo(f"next open window: {verdict.next_open}")
 
 
 def print_campaign(data: ReportData, *, details: bool) -> None:
