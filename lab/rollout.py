@@ -329,9 +329,8 @@ class RolloutRunner:
         summary = f"{len(wave.hosts) - len(failed)} of {len(wave.hosts)} host(s) healthy; {plan.threshold()}"
         if plan.breached(len(failed)):
             detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
-            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail,
+            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail, cancel_later=True,
                                    audit=lambda after: [wave_halted(after, wave.index, failed)])
-            self.rollouts.cancel_rest(record.id, wave.index)
             self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
         elif failed:
             self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK_HOSTS,

@@ -192,14 +192,14 @@ class RolloutStore:
                               tuple(s.value for s in FINAL)).fetchall()
         return [self.get(str(r[0])) for r in rows]
 
-    def last_good(self, product: str, host: str, excluding: str | None = None) -> dict[str, Any] | None:
+    def last_good(self, product: str, host: str) -> dict[str, Any] | None:
         """The build ``host`` last ran healthy from a rollout of ``product`` (None when it never did)."""
         with self.store.reading() as db:
             row = db.execute(
                 "SELECT r.version, r.digest FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id "
-                "WHERE r.product=? AND h.host=? AND h.state=? AND r.id IS NOT ? "
+                "WHERE r.product=? AND h.host=? AND h.state=? "
                 "ORDER BY h.updated_at DESC, r.created_at DESC LIMIT 1",
-                (product, host, HostState.HEALTHY, excluding)).fetchone()
+                (product, host, HostState.HEALTHY)).fetchone()
         return None if row is None else {"version": str(row[0]), "digest": str(row[1])}
 
     # --- state changes: one transaction each -----------------------------------------------------
@@ -222,12 +222,15 @@ class RolloutStore:
     def set_wave(self, rollout_id: str, wave: int, state: WaveState, detail: str | None = None,
                  hosts: tuple[HostState, Iterable[str]] | None = None, resume_at: str | None = None,
                  rollout: RolloutState | None = None, audit: Describe | None = None,
-                 next_resume_at: str | None = None) -> None:
+                 next_resume_at: str | None = None, cancel_later: bool = False) -> None:
         """Move a wave (and optionally some of its hosts, and the rollout) to a new state, with its
         audit entries if any, atomically. ``next_resume_at`` holds the next wave until then (its
-        pause), in the same transaction: a wave is never recorded done without its pause."""
+        pause), in the same transaction: a wave is never recorded done without its pause;
+        ``cancel_later`` cancels the waves after it (a halt) in that transaction too."""
         at = now()
         with self.store.transaction() as db:
+            if cancel_later:
+                cancel_rest(db, rollout_id, wave)
             if next_resume_at is not None:
                 db.execute("UPDATE rollout_waves SET resume_at=? WHERE rollout_id=? AND wave=?",
                            (next_resume_at, rollout_id, wave + 1))
@@ -254,11 +257,6 @@ class RolloutStore:
             db.execute("UPDATE rollout_hosts SET state=?, detail=?, deployed_digest=COALESCE(?, deployed_digest), "
                        "health=COALESCE(?, health), updated_at=? WHERE rollout_id=? AND host=?",
                        (state, detail, deployed_digest, dump(health), now(), rollout_id, host))
-
-    def cancel_rest(self, rollout_id: str, after_wave: int) -> None:
-        """Mark every wave after ``after_wave`` (and its hosts) cancelled: they were never started."""
-        with self.store.transaction() as db:
-            cancel_rest(db, rollout_id, after_wave)
 
 
 def read(db: sqlite3.Connection, rollout_id: str) -> RolloutRecord:
