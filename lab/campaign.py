@@ -17,7 +17,7 @@ from typing import Any
 
 from lab.audit import append_campaign_event, used_files
 from lab.baseline import PACK_VARIABLE, baseline_vars
-from lab.checks.manifest import compile_suite, parse_results, suite_budget
+from lab.checks.manifest import error_results, run_suite
 from lab.config import LabConfig
 from lab.deploy import PlaybookOutcome, run_playbook
 from lab.errors import ConfigError, InfrastructureError, LabError
@@ -25,7 +25,7 @@ from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, S
 from lab.sandboxes.base import LabSite, SandboxHandle, provider_for
 from lab.sandboxes.lease import lease
 from lab.store import CampaignAudit, Store, now
-from lab.transports.base import transport_class
+from lab.transports.base import transport_for
 
 
 @dataclass(frozen=True)
@@ -188,10 +188,9 @@ class CampaignRunner:
     def verify(self, campaign: Campaign, spec: SandboxSpec, handle: SandboxHandle, suites: list[str]) -> None:
         """One transport session for the sandbox; one round trip per suite."""
         variables = {**spec.host_vars, **handle.facts}
-        connection = str(variables.get("ansible_connection", "ssh"))
         started = now()
         try:
-            transport = transport_class(connection, host=spec.name)(spec.name, variables)
+            transport = transport_for(spec.name, variables)
             transport.open()
         except (LabError, OSError) as exc:
             self.step(campaign, spec.name, "connect", started, False, True, str(exc), None)
@@ -202,12 +201,10 @@ class CampaignRunner:
             for name in suites:
                 suite = self.config.suites[name]
                 self.store.start_cell(campaign.id, spec.name, name)
-                manifest = compile_suite(suite, handle.root, variables)
                 try:
-                    output = transport.run_runner(manifest, suite_budget(suite, self.config.timeouts.suite))
-                    results = parse_results(suite, output)
+                    results = run_suite(transport, suite, handle.root, variables, self.config.timeouts.suite)
                 except (InfrastructureError, OSError) as exc:
-                    results = [Result(c.id, Status.ERROR, f"transport failed: {exc}", {}, 0, 0) for c in suite.checks]
+                    results = error_results(suite, f"transport failed: {exc}")
                     self.step(campaign, spec.name, "verify", now(), False, True, f"suite {name}: {exc}", None)
                 self.finish(campaign, spec.name, name, results)
         finally:

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from lab.checks.manifest import compile_suite, parse_results, suite_budget
+from lab.checks.manifest import error_results, run_suite
 from lab.errors import InfrastructureError, LabError
 from lab.model import Result, Status, Suite
 from lab.production import Endpoint
-from lab.transports.base import transport_class
+from lab.transports.base import transport_for
 
 FAILING = (Status.FAIL, Status.ERROR)
 
@@ -55,24 +55,17 @@ class HostHealth:
 def check_host(item: Endpoint, suite: Suite, cap: float) -> HostHealth:
     """Run ``suite`` on ``item`` and return every check's result (an unreachable host: all ``error``)."""
     variables = item.variables()
-    connection = str(variables.get("ansible_connection", "ssh"))
     try:
-        transport = transport_class(connection, host=item.name)(item.name, variables)
+        transport = transport_for(item.name, variables)
         transport.open()
     except (LabError, OSError) as exc:
-        return HostHealth(item.name, suite.name, errors(suite, f"could not connect: {exc}"))
+        return HostHealth(item.name, suite.name, tuple(error_results(suite, f"could not connect: {exc}")))
     try:
-        manifest = compile_suite(suite, item.root, variables)
-        output = transport.run_runner(manifest, suite_budget(suite, cap))
-        return HostHealth(item.name, suite.name, tuple(parse_results(suite, output)))
+        return HostHealth(item.name, suite.name, tuple(run_suite(transport, suite, item.root, variables, cap)))
     except (InfrastructureError, OSError) as exc:
-        return HostHealth(item.name, suite.name, errors(suite, f"transport failed: {exc}"))
+        return HostHealth(item.name, suite.name, tuple(error_results(suite, f"transport failed: {exc}")))
     finally:
         transport.close()
-
-
-def errors(suite: Suite, message: str) -> tuple[Result, ...]:
-    return tuple(Result(c.id, Status.ERROR, message, {}, 0, 0) for c in suite.checks)
 
 
 def check_hosts(items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,

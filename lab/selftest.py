@@ -6,11 +6,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from lab.checks.manifest import compile_suite, parse_results, suite_budget
+from lab.checks.manifest import run_suite
 from lab.config import LabConfig, load_suite
 from lab.errors import NotFoundError
 from lab.model import Result, Suite
-from lab.transports.base import transport_class
+from lab.transports.base import transport_for
 
 
 def selftest_suite() -> Suite:
@@ -31,9 +31,6 @@ def run_selftest(config: LabConfig, host: str, timeout: float) -> tuple[Suite, l
                             f"hosts: {', '.join(sorted(known)) or '(none)'}")
     variables = config.inventory.variables(host)
     suite = selftest_suite()
-    connection = str(variables.get("ansible_connection", "ssh"))
-    transport = transport_class(connection, host=host)(host, variables)
     root = str(variables.get("lab_sandbox_root", "C:\\"))
-    with transport:
-        output = transport.run_runner(compile_suite(suite, root, variables), suite_budget(suite, timeout))
-    return suite, parse_results(suite, output)
+    with transport_for(host, variables) as transport:
+        return suite, run_suite(transport, suite, root, variables, timeout)

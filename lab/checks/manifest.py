@@ -7,7 +7,7 @@ from typing import Any
 
 from lab.config import VARIABLE
 from lab.model import Result, Status, Suite
-from lab.transports.base import CommandResult
+from lab.transports.base import CommandResult, Transport
 
 FORMAT = 1
 MAX_LINE = 1024 * 1024  # one result line; the runner clips evidence to far less
@@ -102,3 +102,15 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
         # A check may report parts of itself as "<id>/<part>" (e.g. each test of a Pester file).
         results.extend(r for key, r in reported.items() if key.startswith(f"{check.id}/"))
     return results
+
+
+def run_suite(transport: Transport, suite: Suite, root: str, variables: dict[str, Any], cap: float) -> list[Result]:
+    """One round trip on an open ``transport``: ``suite`` compiled for the host, run by its runner
+    within the suite's budget (at most ``cap``), one result per check. Transport errors propagate."""
+    output = transport.run_runner(compile_suite(suite, root, variables), suite_budget(suite, cap))
+    return parse_results(suite, output)
+
+
+def error_results(suite: Suite, message: str) -> list[Result]:
+    """Every check of ``suite`` as ``error`` with ``message``: the suite could not be run at all."""
+    return [Result(c.id, Status.ERROR, message, {}, 0, 0) for c in suite.checks]

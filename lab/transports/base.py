@@ -110,3 +110,8 @@ def transport_class(connection: str, *, host: str) -> type[Transport]:
         ) from exc
     cls: type[Transport] = getattr(module, class_name)
     return cls
+
+
+def transport_for(host: str, variables: dict[str, Any]) -> Transport:
+    """A (not yet opened) transport to ``host``, chosen by its ``ansible_connection`` (default ssh)."""
+    return transport_class(str(variables.get("ansible_connection", "ssh")), host=host)(host, variables)
