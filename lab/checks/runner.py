@@ -206,17 +206,32 @@ def pid_alive(pid):
     return state not in (b"Z", b"X")
 
 
-def process_names(pid, proc=PROC):
-    """The names a process goes by: its comm and the basenames of argv[0] and argv[1]."""
+def process_identity(pid, proc=PROC):
+    """(the names a process goes by: its comm and the basenames of argv[0] and argv[1]; its argv),
+    from one read of each; (empty, empty) for a process that is gone."""
     try:
         with open(os.path.join(proc, str(pid), "cmdline"), "rb") as handle:
             raw = handle.read()
         with open(os.path.join(proc, str(pid), "comm"), "rb") as handle:
             comm = decode(handle.read()).strip()
     except OSError:
-        return set()
+        return set(), []
     argv = [decode(a) for a in raw.split(b"\0") if a]
-    return {comm} | {os.path.basename(a) for a in argv[:2]}
+    return {comm} | {os.path.basename(a) for a in argv[:2]}, argv
+
+
+def process_names(pid, proc=PROC):
+    """The names a process goes by: its comm and the basenames of argv[0] and argv[1]."""
+    return process_identity(pid, proc)[0]
+
+
+def pid_from_file(root, path):
+    """The pid a pid file (``path`` under ``root``) holds; 0 when it is absent, empty or not a number."""
+    try:
+        with open(under_root(root, path)) as handle:
+            return int(handle.read().strip() or "0")
+    except (OSError, ValueError):
+        return 0
 
 
 def processes_named(name, root):
@@ -224,9 +239,8 @@ def processes_named(name, root):
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or not pid_alive(entry):
             continue
-        raw = read_proc(entry, "cmdline") or b""
-        argv = [decode(a) for a in raw.split(b"\0") if a]
-        if name not in process_names(entry):
+        names, argv = process_identity(entry)
+        if name not in names:
             continue
         if root not in ("", "/") and not any(a.startswith(root) for a in argv):
             continue  # a process of another sandbox on the same machine
@@ -237,13 +251,8 @@ def processes_named(name, root):
 def check_process(params, ctx):
     want_running = params.get("running", True)
     if "pid_file" in params:
-        path = under_root(ctx["root"], params["pid_file"])
         evidence = {"pid_file": params["pid_file"]}
-        try:
-            with open(path) as handle:
-                pid = int(handle.read().strip() or "0")
-        except (OSError, ValueError):
-            pid = 0
+        pid = pid_from_file(ctx["root"], params["pid_file"])
         evidence["pid"] = pid
         pids = [pid] if pid > 0 and pid_alive(pid) else []
     elif "name" in params:
@@ -898,11 +907,7 @@ def service_running(name, params, ctx):
     root = ctx["root"]
     if "pid_file" in params:
         path = param_text(params, "pid_file")
-        try:
-            with open(under_root(root, path)) as handle:
-                pid = int(handle.read().strip() or "0")
-        except (OSError, ValueError):
-            pid = 0
+        pid = pid_from_file(root, path)
         alive = pid > 0 and pid_alive(pid)
         detail = "pid file %s: %s" % (path, "pid %d is alive" % pid if alive else
                                        "pid %d is not running" % pid if pid else "absent or empty")
