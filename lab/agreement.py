@@ -165,4 +165,4 @@ def load_agreement(path: Path, suites: dict[str, Suite]) -> Agreement:
         stages.append(parser.stage(body, stages[-1].name if stages else None, ["stages", index]))
     signers = raw.get("allowed_signers")
     return Agreement(raw["agreement"], tuple(stages), path, roles,
-                     (path.parent / signers).resolve() if signers else None)
+                     (path.parent / signers).resolve() if signers else None, document=data)

@@ -300,6 +300,8 @@ class Agreement:
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)
     allowed_signers: Path | None = None  # ssh-keygen ALLOWED SIGNERS file: principal -> public key
     signers_override: bool = False  # allowed_signers was given on the command line, not by the agreement
+    # The file as parsed (with line numbers), for the sections other modules read: ``rollout:``.
+    document: Any = field(default=None, repr=False, compare=False)
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)

@@ -17,7 +17,7 @@ from typing import Any
 from lab.clock import parse_duration
 from lab.config import LabConfig
 from lab.errors import ConfigError
-from lab.yamlfile import line_of, load_yaml, plain, schema, validate
+from lab.yamlfile import line_of, plain
 
 OLD_SETTINGS_FILE = "rollout.yml"  # where the settings lived before; no longer read
 DEFAULT_ROLLBACK = "playbooks/rollback.yml"
@@ -76,16 +76,16 @@ def seconds(value: Any) -> int:
 
 def has_rollout(config: LabConfig) -> bool:
     """Whether the agreement has a ``rollout:`` section (a lab without production has none)."""
-    agreement = load_yaml(config.agreement.path)
+    agreement = config.agreement.document
     return isinstance(agreement, dict) and "rollout" in agreement
 
 
 def find_section(config: LabConfig) -> tuple[Path, Any]:
-    """The agreement's file and its parsed content, which has a ``rollout:`` section (else ConfigError)."""
+    """The agreement's file and its content as loaded with the lab (already validated against the
+    agreement's schema, which includes the rollout schema); ConfigError without a ``rollout:``."""
     path = config.agreement.path
-    agreement = load_yaml(path)
-    if isinstance(agreement, dict) and "rollout" in agreement:
-        return path, agreement
+    if has_rollout(config):
+        return path, config.agreement.document
     old = config.root / OLD_SETTINGS_FILE
     moved = f"; {old} is no longer read: move its section there" if old.exists() else ""
     raise ConfigError(f"no rollout settings: add a 'rollout:' section (the waves to production){moved}",
@@ -96,9 +96,7 @@ def load_rollout_settings(config: LabConfig) -> RolloutSettings:
     """Load and validate the rollout settings of ``config``'s lab; ConfigError naming file:line otherwise."""
     path, data = find_section(config)
     where = ["rollout"]
-    section = data["rollout"]
-    validate(section, schema("rollout"), path, base=where)
-    raw = plain(section)
+    raw = plain(data["rollout"])
 
     def error(message: str, *at: Any) -> ConfigError:
         return ConfigError(message, source=str(path), line=line_of(data, [*where, *at]))
