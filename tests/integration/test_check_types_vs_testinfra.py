@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra  # a declared test dependency (pyproject's dev extra)
 
 from lab.checks import runner
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
@@ -27,7 +28,6 @@ pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux checks need a Linux host"),
 ]
-testinfra = pytest.importorskip("testinfra", reason="needs pytest-testinfra (pip install pytest-testinfra)")
 
 DPKG = os.path.exists("/var/lib/dpkg/status")
 needs_dpkg = pytest.mark.skipif(not DPKG or shutil.which("dpkg") is None, reason="needs a dpkg-based host")
@@ -308,7 +308,8 @@ esac
 
 needs_sysv_host = pytest.mark.skipif(
     os.geteuid() != 0 or os.path.isdir("/run/systemd/system") or shutil.which("service") is None,
-    reason="needs root on a host without systemd as PID 1, with service(8), to install a SysV probe service",
+    reason="installs a SysV probe service: run as root in a container without systemd as PID 1 and with "
+    "service(8) (Debian's init-system-helpers), as CI does: sudo make test",
 )
 
 
@@ -391,7 +392,8 @@ def test_kernel_module() -> None:
         return
     lines = modules.read_text().splitlines()
     if not lines:
-        pytest.skip("no kernel module is loaded on this host")
+        pytest.skip("no kernel module is loaded on this host; run on a host or VM with a loaded module "
+                    "(any line in /proc/modules, e.g. after sudo modprobe loop)")
     name = lines[0].split()[0]
     results = lab((name, "kernel_module", {"name": name}),
                   ("absent", "kernel_module", {"name": "lab_no_such_module"}))

@@ -38,6 +38,8 @@ from tests.conftest import copy_default_lab, lab_command, run_lab, set_rollout, 
 pytestmark = pytest.mark.integration
 
 A, C = "care-planner@2.0.0", "care-planner@2.2.0"
+# The tests of a lab build on one another, in order; run alone, a later one skips and says so.
+WHOLE_MODULE = "; run the whole module: pytest tests/integration/test_rollout.py"
 WAVES = """rollout:
   group: production
   health_suite: production-health
@@ -110,8 +112,6 @@ def query(lab_yml: Path, sql: str) -> list[tuple[object, ...]]:
     db = sqlite3.connect(f"file:{lab_yml.parent / '.lab' / 'lab.sqlite3'}?mode=ro", uri=True, timeout=10)
     try:
         return db.execute(sql).fetchall()
-    except sqlite3.OperationalError:
-        return []
     finally:
         db.close()
 
@@ -267,7 +267,7 @@ def test_build_a_rolls_out_wave_by_wave_to_every_host(lab1: Path) -> None:
 
 def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(lab1: Path) -> None:
     if waves_of(lab1, "2.0.0") == [] or installed(lab1, "prod-ts-06") != "2.0.0":
-        pytest.skip("needs build A rolled out (the test before)")
+        pytest.skip(f"needs build A rolled out by the test before it{WHOLE_MODULE}")
     before = {host: snapshot(lab1, host) for host in HOSTS_1[1:]}
     result = run_lab(lab1, "rollout", C)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -323,7 +323,7 @@ def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(la
 
 def test_a_tampered_rollout_entry_is_detected(lab1: Path, tmp_path: Path) -> None:
     if not query(lab1, "SELECT seq FROM audit WHERE kind='rollout-halted'"):
-        pytest.skip("needs build C's halted rollout (the test before)")
+        pytest.skip(f"needs build C's rollout halted by the test before it{WHOLE_MODULE}")
     copy = tmp_path / "lab.sqlite3"
     source = sqlite3.connect(lab1.parent / ".lab" / "lab.sqlite3")
     target = sqlite3.connect(copy, isolation_level=None)
@@ -367,7 +367,7 @@ def test_resume_after_kill_9_mid_wave_deploys_each_host_once(lab2: Path) -> None
 
 def test_abort_rolls_back_the_current_wave(lab2: Path) -> None:
     if [row[2] for row in waves_of(lab2, "2.0.0")] != ["done", "done", "done"]:
-        pytest.skip("needs build A rolled out (the test before)")
+        pytest.skip(f"needs build A rolled out by the test before it{WHOLE_MODULE}")
     before = {host: snapshot(lab2, host) for host in HOSTS_2[1:]}
     kill_when(lab2, ["rollout", C], lambda: bool(deploys(lab2, "prod-ts-01", "2.2.0")))
     assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["deploying", "planned", "planned"]
@@ -376,7 +376,8 @@ def test_abort_rolls_back_the_current_wave(lab2: Path) -> None:
     assert "to production: ABORTED - aborted by the operator during wave 1 (first)" in aborted.stdout
     assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["rolled_back", "cancelled", "cancelled"]
     assert installed(lab2, "prod-ts-01") == "2.0.0"
-    assert planner(lab2, "prod-ts-01", "plan", "--demo").returncode == 0
+    route = planner(lab2, "prod-ts-01", "plan", "--demo")
+    assert (route.returncode, route.stdout.splitlines()[0], route.stderr) == (0, "Route for team North (3 visits)", "")
     assert [entry[1:4] for entry in host_log(lab2, "prod-ts-01")][-2:] == [
         ["deploy", "care-planner", "2.2.0"], ["rollback", "care-planner", str(query(
             lab2, "SELECT digest FROM builds WHERE version='2.2.0'")[0][0])]]
@@ -390,7 +391,7 @@ ROSTER = {"North": [["08:00", "Aino K.", "medication"], ["09:15", "Eero L.", "sh
 
 def test_a_failed_host_within_the_threshold_is_rolled_back_on_its_own_and_the_rollout_goes_on(lab2: Path) -> None:
     if [row[2] for row in waves_of(lab2, "2.2.0")] != ["rolled_back", "cancelled", "cancelled"]:
-        pytest.skip("needs build C's aborted rollout (the test before)")
+        pytest.skip(f"needs build C's rollout aborted by the test before it{WHOLE_MODULE}")
     for host in HOSTS_2[:3]:  # C needs the municipal roster under its production profile; prod-ts-04 lacks it
         roster = host_root(lab2, host) / "var" / "lib" / "care-planner" / "roster.json"
         roster.parent.mkdir(parents=True, exist_ok=True)
@@ -418,7 +419,9 @@ def test_a_failed_host_within_the_threshold_is_rolled_back_on_its_own_and_the_ro
         assert installed(lab2, host) == "2.2.0"
         assert deploys(lab2, host, "2.2.0")[-1][-1] == f"wave={wave}"
         assert planner(lab2, host, "--version").stdout == "care-planner 2.2.0\n"
-        assert planner(lab2, host, "plan", "--demo").returncode == 0
+        route = planner(lab2, host, "plan", "--demo")
+        assert (route.returncode, route.stdout.splitlines()[0], route.stderr) == (0, "Route for team North (3 visits)",
+                                                                                  "")
     status = run_lab(lab2, "rollout", C, "--status")
     assert status.returncode == 0
     assert "  wave 3 all        done                 2 host(s): 1 healthy, 1 rolled_back" in status.stdout

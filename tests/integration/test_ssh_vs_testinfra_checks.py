@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import testinfra  # a declared test dependency (pyproject's dev extra)
 
 from benchmarks.ssh_vs_testinfra_checks import checks, harness_module, module_for_testinfra, write_lab_suite
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
@@ -23,7 +24,6 @@ from lab.model import Status
 from lab.transports.local import LocalTransport
 
 pytestmark = pytest.mark.integration
-testinfra = pytest.importorskip("testinfra", reason="needs pytest-testinfra (pip install pytest-testinfra)")
 
 
 @pytest.fixture

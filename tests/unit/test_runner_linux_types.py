@@ -249,7 +249,9 @@ DPKG_PAIRS = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs dpkg to confirm dpkg's version order")
+@pytest.mark.skipif(shutil.which("dpkg") is None,
+                    reason="needs dpkg on PATH to confirm dpkg's version order: run on Debian or Ubuntu "
+                    "(or a debian container), as CI does: make test")
 def test_dpkg_order_agrees_with_dpkg() -> None:
     for a, b in DPKG_PAIRS:
         for op, sign in (("lt", -1), ("eq", 0), ("gt", 1)):
