@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from lab.model import SandboxSpec
-from lab.sandboxes.namespace import NamespaceProvider
+from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.ssh import SSHTransport
 
 TARGET_S = 2.0

@@ -75,10 +75,10 @@ from pathlib import Path
 
 from benchmarks.ssh_vs_testinfra_backends import Run, Target, Testinfra, run_floor, run_lab, sampled
 from benchmarks.ssh_vs_testinfra_checks import checks, write_lab_suite
-from lab.config import load_suite
+from lab.config.labfile import load_suite
 from lab.errors import LabError
 from lab.model import SandboxSpec
-from lab.sandboxes.namespace import NamespaceProvider
+from lab.sandboxes.namespace.provider import NamespaceProvider
 
 SANDBOXES = 4
 ACCEPTED = re.compile(r"^Accepted publickey for root from 127\.0\.0\.1 port \d+ ssh2", re.M)

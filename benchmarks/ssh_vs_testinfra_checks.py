@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.checks.manifest import substitute
-from lab.config import load_suite
+from lab.config.labfile import load_suite
 from lab.model import Suite
 
 CHECK_TIMEOUT = 10.0

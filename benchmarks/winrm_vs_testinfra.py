@@ -36,8 +36,8 @@ import testinfra  # noqa: E402
 
 from lab.checks.manifest import compile_suite, parse_results  # noqa: E402
 from lab.model import Check, Status, Suite  # noqa: E402
-from lab.transports.winrm import WinRMTransport  # noqa: E402
-from tests.winrm_endpoint import Counters, WinRMEndpoint  # noqa: E402
+from lab.transports.winrm.transport import WinRMTransport  # noqa: E402
+from tests.support.winrm_endpoint import Counters, WinRMEndpoint  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-pass-7d1e"  # URL-safe: testinfra takes it in a winrm:// URL
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from lab.config import VARIABLE
 from lab.model import Result, Status, Suite
 from lab.transports.base import CommandResult, Transport
 
 FORMAT = 1
 MAX_LINE = 1024 * 1024  # one result line; the runner clips evidence to far less
 MAX_MESSAGE = 4096
+
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name}: an inventory variable, filled in per host
 
 
 def substitute(value: Any, variables: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ from lab.cli.cmd_rollout import production, rollout
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.cmd_selftest import selftest
 from lab.cli.context import LabContext
-from lab.config import PROVIDER_NAMES
+from lab.config.labfile import PROVIDER_NAMES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import click
 
-from lab.approvals import approval_payload, sign_and_record, waiver_payload
-from lab.builds import verified_build
+from lab.campaign.builds import verified_build
 from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.cmd_promote import NOW, note_override
 from lab.cli.context import LabContext, pass_lab
-from lab.clock import current, parse_expiry
+from lab.decision.evaluate import evidence_digest
+from lab.decision.gather import evidence_of, gated_stage, latest_campaign
 from lab.errors import ConfigError
 from lab.model import CellState, Status
-from lab.policy import evidence_digest
-from lab.signing import signer_identity
-from lab.verdict import evidence_of, gated_stage, latest_campaign
+from lab.signoff.approvals import approval_payload, sign_and_record, waiver_payload
+from lab.signoff.signing import signer_identity
+from lab.util.clock import current, parse_expiry
 
 KEY = click.option("--key", "key", required=True, type=click.Path(dir_okay=False, path_type=Path),
                    help="Your SSH private key (its path only is given to ssh-keygen), e.g. ~/.ssh/id_ed25519.")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from lab import audit
-from lab.atomic import write_text
-from lab.builds import verified_build
-from lab.bundle import build_bundle, read_bundle, verify_bundle
+from lab.campaign.builds import verified_build
 from lab.cli.cmd_promote import NOW
 from lab.cli.context import LabContext, pass_lab
-from lab.clock import current
+from lab.evidence import audit
+from lab.reports.bundle import build_bundle, read_bundle, verify_bundle
 from lab.reports.data import printable
+from lab.util.atomic import write_text
+from lab.util.clock import current
 
 KIND_WIDTH = max(map(len, audit.KINDS))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from lab.builds import verified_build
-from lab.campaign import CampaignRunner
+from lab.campaign.builds import verified_build
+from lab.campaign.runner import CampaignRunner
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.progress import ProgressPrinter
 from lab.cli.render import print_campaign, print_path
@@ -134,7 +134,7 @@ def report(lab: LabContext, campaign_id: str, fmt: str, output: Path | None) -> 
         click.echo(render(data, fmt), nl=False)
         return
     if output is not None:
-        from lab.atomic import write_text
+        from lab.util.atomic import write_text
 
         write_text(output, render(data, fmt))
         click.echo(f"report: {output}")

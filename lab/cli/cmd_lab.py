@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from lab.builds import build_and_register
+from lab.campaign.builds import build_and_register
 from lab.cli.context import LabContext, pass_lab
-from lab.describe import describe_agreement, describe_rollout
-from lab.rollout_settings import has_rollout, load_rollout_settings
+from lab.config.rollout_plan import has_rollout, load_rollout_settings
+from lab.decision.describe import describe_agreement, describe_rollout
 
 
 @click.command()

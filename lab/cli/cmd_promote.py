@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from lab import promotion, signers
-from lab.builds import verified_build
+from lab.campaign.builds import verified_build
 from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.context import LabContext, pass_lab
 from lab.cli.render import print_verdict
-from lab.clock import current
-from lab.config import LabConfig
+from lab.config import allowed_signers as signers
+from lab.config.labfile import LabConfig
+from lab.decision import promotion
 from lab.errors import GateBlocked
+from lab.util.clock import current
 
 NOW = click.option("--now", "now_text", hidden=True, metavar="ISO-TIME",
                    help="Decide as if it were this time (tests, replays); default $LAB_NOW or the clock.")

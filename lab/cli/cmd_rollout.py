@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import click
 
-from lab.builds import registered_build, verified_build
+from lab.campaign.builds import registered_build, verified_build
 from lab.cli.cmd_campaign import refresh_reports
 from lab.cli.cmd_promote import NOW
 from lab.cli.context import LabContext, pass_lab
-from lab.clock import current
+from lab.config.rollout_plan import load_rollout_settings
 from lab.errors import ConfigError, NotFoundError
-from lab.production import describe, endpoints, provision, teardown
 from lab.reports.data import printable
-from lab.rollout import RolloutEvent, RolloutRunner, outcome_code
-from lab.rollout_settings import load_rollout_settings
-from lab.rollout_store import RolloutRecord, RolloutState, RolloutStore, WaveState
+from lab.rollout.endpoints import describe, endpoints, provision, teardown
+from lab.rollout.engine import RolloutEvent, RolloutRunner, outcome_code
+from lab.rollout.records import RolloutRecord, RolloutState, RolloutStore, WaveState
+from lab.util.clock import current
 
 STATE_WIDTH = max(len(state.value) for state in WaveState)
 

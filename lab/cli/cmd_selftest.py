@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from lab.campaign.selftest import run_selftest
 from lab.cli.context import LabContext, pass_lab
 from lab.model import Status
 from lab.reports.data import printable
-from lab.selftest import run_selftest
 
 
 @click.command()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from lab.config import LabConfig, find_lab_file, load_lab
-from lab.store import Store
+from lab.config.labfile import LabConfig, find_lab_file, load_lab
+from lab.evidence.store import Store
 
 
 @dataclass

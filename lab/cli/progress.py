@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import TextIO
 
-from lab.campaign import Progress
+from lab.campaign.runner import Progress
 
 
 def wants_live(stream: TextIO) -> bool:

@@ -6,12 +6,12 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from lab.atomic import write_text
-from lab.config import LabConfig
+from lab.config.labfile import LabConfig
+from lab.decision.gather import latest_campaign
+from lab.evidence.store import Store
 from lab.model import Build
 from lab.reports.data import ReportData, gather
-from lab.store import Store
-from lab.verdict import latest_campaign
+from lab.util.atomic import write_text
 
 FORMATS = ("html", "junit", "json")
 SUFFIX = {"html": ".html", "junit": ".junit.xml", "json": ".json"}

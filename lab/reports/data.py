@@ -8,13 +8,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from lab.clock import current
-from lab.config import LabConfig
+from lab.config.labfile import LabConfig
+from lab.decision.gather import first_gate_stage, verdict_for
+from lab.evidence.store import Store
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
-from lab.store import Store, now
-from lab.transports.winrm_settings import cert_validation
-from lab.verdict import first_gate_stage, verdict_for
+from lab.transports.winrm.settings import cert_validation
+from lab.util.clock import current, now
 
 # Control characters other than tab and newline; shown as visible escapes, never passed through.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
@@ -96,7 +96,7 @@ class ReportData:
 def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | None = None) -> ReportData:
     """Everything the reports of ``campaign`` need, read from the store in one go: the campaign's
     verdict into the first gated stage and the build's promotion path, both decided at ``at``
-    (default: ``lab.clock.current()``)."""
+    (default: ``lab.util.clock.current()``)."""
     at = at or current()
     build = store.build(campaign.product, campaign.version)
     if build is None or build.digest != campaign.digest:

@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from lab import signers
-from lab.approvals import signoffs
-from lab.clock import iso
-from lab.config import LabConfig
+from lab.config import allowed_signers as signers
+from lab.config.labfile import LabConfig
+from lab.decision.gather import latest_campaign, promotions_of, verdict_for
+from lab.evidence.store import Store
 from lab.model import Build, Verdict
-from lab.rollout_store import RolloutRecord, RolloutStore
-from lab.store import Store
-from lab.verdict import latest_campaign, promotions_of, verdict_for
+from lab.rollout.records import RolloutRecord, RolloutStore
+from lab.signoff.approvals import signoffs
+from lab.util.clock import iso
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class SignedRow:
 class PromotionPath:
     """A build's stages, signed records and latest production rollout, as of ``evaluated_at``.
 
-    ``signers`` is where signatures were verified (``lab.signers.signers_source``);
+    ``signers`` is where signatures were verified (``lab.config.allowed_signers.signers_source``);
     ``signers_note`` the line saying an override file was used (None when it was the agreement's).
     """
 
@@ -131,7 +131,7 @@ def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime) -> 
 
 def signed_rows(config: LabConfig, store: Store, build: Build) -> tuple[SignedRow, ...]:
     """The build's approvals, rejections and waivers in recording order, each verified against the
-    allowed_signers in effect (``lab.approvals.signoffs``)."""
+    allowed_signers in effect (``lab.signoff.approvals.signoffs``)."""
     approvals, waivers = signoffs(store, build, config.agreement.allowed_signers)
     rows = [SignedRow(a.record_id, a.word, a.principal, a.stage, a.expires, a.signature_valid, a.problem)
             for a in approvals]

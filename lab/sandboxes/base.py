@@ -60,7 +60,7 @@ class SandboxProvider(ABC):
 
 PROVIDERS = {
     "local": ("lab.sandboxes.local", "LocalProvider"),
-    "namespace": ("lab.sandboxes.namespace", "NamespaceProvider"),
+    "namespace": ("lab.sandboxes.namespace.provider", "NamespaceProvider"),
     "static": ("lab.sandboxes.static", "StaticProvider"),
 }
 

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.atomic import write_text
 from lab.model import SandboxSpec
 from lab.sandboxes.base import SandboxHandle, SandboxProvider
+from lab.util.atomic import write_text
 
 SKELETON = ("etc", "opt", "run", "tmp", "usr/local/bin", "var/lib/lab/installed", "var/log")
 

@@ -25,11 +25,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lab.atomic import write_text
-from lab.deploy import run_playbook
+from lab.ansible.playbook import run_playbook
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import SandboxSpec
 from lab.sandboxes.base import SandboxHandle, SandboxProvider
+from lab.util.atomic import write_text
 
 WINDOWS_CONNECTIONS = ("winrm", "psrp")
 WINDOWS_SHELLS = ("powershell", "cmd")

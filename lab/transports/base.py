@@ -86,7 +86,7 @@ class Transport(ABC):
 TRANSPORTS = {
     "local": ("lab.transports.local", "LocalTransport", None),
     "ssh": ("lab.transports.ssh", "SSHTransport", None),
-    "winrm": ("lab.transports.winrm", "WinRMTransport", "winrm"),
+    "winrm": ("lab.transports.winrm.transport", "WinRMTransport", "winrm"),
 }
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from lab import audit
-from lab.baseline import baseline_pack, baseline_tree, baseline_vars, pack_baseline
-from lab.config import load_lab
-from lab.deploy import run_playbook
+from lab.ansible.playbook import run_playbook
+from lab.campaign.baseline import baseline_pack, baseline_tree, baseline_vars, pack_baseline
+from lab.config.labfile import load_lab
+from lab.evidence import audit
+from lab.evidence.store import Store
 from lab.sandboxes.base import SandboxProvider
 from lab.sandboxes.local import LocalProvider, stop_processes
-from lab.sandboxes.namespace import NamespaceProvider
-from lab.store import Store
-from tests.conftest import copy_default_lab, run_lab, stop_local_sandboxes, write
+from lab.sandboxes.namespace.provider import NamespaceProvider
 from tests.integration.test_namespace import require_root_and_sshd
+from tests.support.labfiles import copy_default_lab, run_lab, stop_local_sandboxes, write
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from lxml import etree, html
 
-from lab.builds import sha256_file
-from tests.conftest import JUNIT_XSD, REPO, copy_default_lab, lab_command, stop_local_sandboxes
+from lab.campaign.builds import sha256_file
+from tests.support.labfiles import JUNIT_XSD, REPO, copy_default_lab, lab_command, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
 

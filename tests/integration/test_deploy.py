@@ -1,4 +1,4 @@
-"""lab/deploy.py against real ansible-playbook runs (no mocks): outcomes, privacy, binary choice."""
+"""lab/ansible/playbook.py against real ansible-playbook runs (no mocks): outcomes, privacy, binary choice."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.deploy import run_playbook
-from tests.conftest import write
+from lab.ansible.playbook import run_playbook
+from tests.support.labfiles import write
 
 pytestmark = pytest.mark.integration
 

@@ -19,19 +19,19 @@ from pathlib import Path
 
 import pytest
 
-from lab.builds import build_and_register
-from lab.campaign import CampaignRunner, Progress
+from lab.campaign.builds import build_and_register
+from lab.campaign.runner import CampaignRunner, Progress
 from lab.cli.cmd_campaign import outcome_code
-from lab.config import LabConfig, load_lab
+from lab.config.labfile import LabConfig, load_lab
 from lab.errors import InfrastructureError
+from lab.evidence.store import Store
 from lab.model import Build, ClauseOutcome, SandboxSpec, Status
 from lab.reports.data import gather
-from lab.sandboxes import linux, sshkeys
 from lab.sandboxes.lease import lease
-from lab.sandboxes.namespace import NamespaceProvider
-from lab.store import Store
+from lab.sandboxes.namespace import linux, sshkeys
+from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.ssh import SSHTransport
-from tests.conftest import CliResult, copy_default_lab, run_lab
+from tests.support.labfiles import CliResult, copy_default_lab, run_lab
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.config import load_lab
-from tests.conftest import copy_default_lab, lab_command, run_lab, stop_local_sandboxes
+from lab.config.labfile import load_lab
+from tests.support.labfiles import copy_default_lab, lab_command, run_lab, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
 

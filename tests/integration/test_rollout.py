@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import audit
+from lab.evidence import audit
+from lab.evidence.store import Store
 from lab.model import Campaign, CampaignState
 from lab.sandboxes.lease import lease
-from lab.store import Store
-from tests.conftest import copy_default_lab, lab_command, run_lab, set_rollout, stop_local_sandboxes
+from tests.support.labfiles import copy_default_lab, lab_command, run_lab, set_rollout, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
 

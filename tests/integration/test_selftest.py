@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab.checks.windows_types import WINDOWS_CHECK_TYPES
-from lab.selftest import selftest_suite
-from tests.conftest import CliResult, copy_default_lab
-from tests.integration.winrm_lab import PASSWORD, USER, host_vars
-from tests.winrm_endpoint import WinRMEndpoint
+from lab.campaign.selftest import selftest_suite
+from lab.checks.types.windows import WINDOWS_CHECK_TYPES
+from tests.support.labfiles import CliResult, copy_default_lab
+from tests.support.winrm_endpoint import WinRMEndpoint
+from tests.support.winrm_lab import PASSWORD, USER, host_vars
 
 pytestmark = pytest.mark.integration
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.builds import build_and_register
-from lab.campaign import CampaignRunner, Progress
-from lab.config import load_lab
+from lab.campaign.builds import build_and_register
+from lab.campaign.runner import CampaignRunner, Progress
+from lab.config.labfile import load_lab
+from lab.evidence.store import Store
 from lab.model import Status
-from lab.store import Store
-from tests.conftest import run_lab, write
-from tests.integration.winrm_lab import PASSWORD, USER, ansible_ready_env, raw_protocol
-from tests.winrm_endpoint import WinRMEndpoint
+from tests.support.labfiles import run_lab, write
+from tests.support.winrm_endpoint import WinRMEndpoint
+from tests.support.winrm_lab import PASSWORD, USER, ansible_ready_env, raw_protocol
 
 pytestmark = pytest.mark.integration
 

@@ -37,14 +37,14 @@ from spnego.channel_bindings import GssChannelBindings
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 from winrm.protocol import Protocol
 
-from tests.conftest import SHARED
-from tests.integration.winrm_lab import ansible_ready_env
-from tests.winrm_endpoint import WinRMEndpoint, compare_envelopes
+from tests.support.labfiles import REFERENCE
+from tests.support.winrm_endpoint import WinRMEndpoint, compare_envelopes
+from tests.support.winrm_lab import ansible_ready_env
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "user", "S3cret pass"
-RECORDINGS = SHARED / "reference" / "winrm-recordings"
+RECORDINGS = REFERENCE / "winrm-recordings"
 SHELL_NOT_FOUND, TIMED_OUT = 2150858843, 2150858793
 QUOTA_SHELLS, QUOTA_OPERATIONS = 2150859173, 2150859174
 

@@ -24,10 +24,10 @@ from lab.checks.manifest import compile_suite, parse_results
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import Check, Result, Status, Suite
 from lab.transports.base import python_runner_payload, transport_class
-from lab.transports.winrm import WinRMTransport
-from lab.transports.winrm_settings import STDIN_CHUNK
-from tests.integration.winrm_lab import PASSWORD, USER, host_vars, raw_protocol
-from tests.winrm_endpoint import WinRMEndpoint
+from lab.transports.winrm.settings import STDIN_CHUNK
+from lab.transports.winrm.transport import WinRMTransport
+from tests.support.winrm_endpoint import WinRMEndpoint
+from tests.support.winrm_lab import PASSWORD, USER, host_vars, raw_protocol
 
 pytestmark = pytest.mark.integration
 
@@ -251,7 +251,7 @@ def test_a_shell_lost_again_on_the_retry_is_an_infrastructure_error(http_endpoin
 
 
 def test_waits_with_backoff_for_a_host_that_refuses_connections(root: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="lab.transports.winrm")
+    caplog.set_level(logging.INFO, logger="lab.transports.winrm.transport")
     with WinRMEndpoint(users={USER: PASSWORD}, refuse_connections_for=2) as ep, opened(ep) as transport:
         assert statuses(run(transport, SMOKE, root))["config-present"] is Status.PASS
         assert ep.counters.shells_created == 1

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliResult
-from tests.unit.lab_fixtures import PRINCIPALS, SeededLab, make_key, seed_lab
+from tests.support.lab_fixtures import PRINCIPALS, SeededLab, make_key, seed_lab
+from tests.support.labfiles import CliResult
 
 
 @pytest.fixture
 def lab_cli(run_cli: Callable[..., CliResult]) -> Callable[..., CliResult]:
-    """The real ``lab`` entry point (``lab.cli.main``) run in-process, as tests/conftest.py's ``run_cli``."""
+    """The real ``lab`` entry point (``lab.cli.main``) run in-process, as tests/support/labfiles.py's ``run_cli``."""
     return run_cli
 
 

@@ -1,0 +1,233 @@
+"""The one caller of ansible-runner: run a playbook against one sandbox (or a wave of production
+hosts, in one run) and say how each host fared.
+
+- ``ansible-playbook`` comes from the running interpreter's environment (its bin directory),
+  never from ``PATH``, so the lab always runs the Ansible it was installed with.
+- Runner artifacts go to a private directory (0700); ansible-runner's env/ files (extravars,
+  passwords, ssh keys) are suppressed, and extra vars go through a 0600 file that is removed
+  after the run, so nothing reaches a process command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import InfrastructureError
+from lab.util.atomic import write_text
+
+MAX_DETAIL = 2000
+
+
+@dataclass(frozen=True)
+class HostOutcome:
+    """How one host fared in a playbook run."""
+
+    host: str
+    ok: bool
+    unreachable: bool
+    failures: tuple[str, ...]
+    changed: int
+    finished: bool = False  # the host is in the run's final stats: its play ran to the end
+
+
+@dataclass(frozen=True)
+class PlaybookOutcome:
+    """The result of one playbook run: runner status, per-host outcomes and the stats the play set."""
+
+    playbook: str
+    status: str  # successful, failed, timeout, canceled
+    rc: int
+    hosts: dict[str, HostOutcome]
+    stats: dict[str, Any] = field(default_factory=dict)
+    artifact_dir: str = ""
+
+    def host_ok(self, host: str) -> bool:
+        """Whether ``host`` came through: its own tasks succeeded and the run was successful, or
+        (in a run over several hosts that another host failed) its play ran to the end."""
+        outcome = self.hosts.get(host)
+        if outcome is None or not outcome.ok:
+            return False
+        return self.status == "successful" or (self.status == "failed" and outcome.finished)
+
+    def infrastructure_error(self, host: str) -> bool:
+        """True when the run says nothing about the build: timeout, crash, unreachable host."""
+        outcome = self.hosts.get(host)
+        if self.status in ("timeout", "canceled"):
+            return True
+        if outcome is None:
+            return self.status != "successful"
+        return outcome.unreachable
+
+    def detail(self, host: str) -> str:
+        outcome = self.hosts.get(host)
+        name = Path(self.playbook).name
+        if self.status == "timeout":
+            return f"{name} timed out"
+        if outcome is None:
+            return f"{name} ended {self.status} (rc {self.rc}) without reaching {host}"
+        if outcome.unreachable:
+            return f"{name}: {host} unreachable: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
+        if outcome.failures:
+            return f"{name} failed: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
+        return f"{name} ok ({outcome.changed} changed)"
+
+
+def ansible_playbook_binary() -> Path:
+    """``ansible-playbook`` next to the running interpreter; InfrastructureError if it is missing."""
+    candidate = Path(sys.executable).parent / "ansible-playbook"
+    if not candidate.exists():
+        raise InfrastructureError(
+            f"ansible-playbook not found at {candidate}; install ansible-core into this environment "
+            "(pip install ansible-core)"
+        )
+    return candidate
+
+
+def run_playbook(
+    playbook: Path,
+    *,
+    inventory: Path,
+    host: str,
+    extravars: dict[str, Any],
+    work_dir: Path,
+    timeout: float,
+) -> PlaybookOutcome:
+    """Run ``playbook`` limited to ``host`` through ansible-runner and collect per-host outcomes."""
+    return run_playbook_on(playbook, inventory=inventory, hosts=(host,), extravars=extravars, host_vars={},
+                           work_dir=work_dir, timeout=timeout)
+
+
+def run_playbook_on(
+    playbook: Path,
+    *,
+    inventory: Path,
+    hosts: Sequence[str],
+    extravars: dict[str, Any],
+    host_vars: Mapping[str, Mapping[str, Any]],
+    work_dir: Path,
+    timeout: float,
+    forks: int | None = None,
+) -> PlaybookOutcome:
+    """Run ``playbook`` once, limited to ``hosts``, and collect per-host outcomes.
+
+    ``extravars`` apply to every host; ``host_vars`` (per host, never secrets) reach Ansible as
+    a second inventory source written beside the run, so each host gets its own values in the
+    one run. ``forks`` bounds how many hosts Ansible works on at once (Ansible's default: 5).
+    """
+    import ansible_runner  # imported here: it is slow to import and only deploy needs it
+
+    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(work_dir, 0o700)
+    private = Path(tempfile.mkdtemp(prefix=f"{playbook.stem}-", dir=work_dir))
+    vars_file = private / "extravars.json"
+    fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(extravars, handle)
+    sources: str | list[str] = str(inventory)
+    if host_vars:
+        facts_file = private / "host-facts.json"
+        write_text(facts_file, json.dumps({"all": {"hosts": {h: dict(v) for h, v in host_vars.items()}}}), 0o600)
+        sources = [str(inventory.resolve()), str(facts_file)]
+    temp = private / "tmp"
+    temp.mkdir(mode=0o700)
+    envvars = {
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_HOST_KEY_CHECKING": "True",
+        "ANSIBLE_LOCALHOST_WARNING": "False",
+        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+        "ANSIBLE_LOCAL_TEMP": str(temp),
+        "ANSIBLE_REMOTE_TEMP": str(temp / "remote"),
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+    }
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            binary=str(ansible_playbook_binary()),
+            cmdline=shlex.join(["-e", f"@{vars_file}", str(playbook)]),
+            inventory=sources,
+            limit=",".join(hosts),
+            forks=forks,
+            envvars=envvars,
+            suppress_env_files=True,
+            quiet=True,
+            timeout=int(max(1, timeout)),
+            project_dir=str(playbook.parent),
+        )
+        return collect(runner, str(playbook), str(private))
+    except InfrastructureError:
+        raise
+    except Exception as exc:
+        raise InfrastructureError(f"ansible-runner could not run {playbook.name}: {exc}") from exc
+    finally:
+        vars_file.unlink(missing_ok=True)
+        scrub_environment(private / "artifacts")
+
+
+def scrub_environment(artifacts: Path) -> None:
+    """Drop the process environment that ansible-runner records in each run's ``command`` file.
+
+    It holds every variable of the lab's own environment, which may carry credentials.
+    """
+    for command_file in artifacts.glob("*/command"):
+        try:
+            recorded = json.loads(command_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(recorded, dict) and "env" in recorded:
+            recorded["env"] = {"note": "removed by lab: the environment may hold credentials"}
+            write_text(command_file, json.dumps(recorded), mode=0o600)
+
+
+def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
+    """Per-host outcomes from the runner's events."""
+    failures: dict[str, list[str]] = {}
+    unreachable: set[str] = set()
+    seen: set[str] = set()
+    stats: dict[str, Any] = {}
+    counts: dict[str, dict[str, int]] = {}
+    finished: set[str] = set()
+    for event in runner.events:
+        data = event.get("event_data", {})
+        kind = event.get("event")
+        host = data.get("host")
+        if host:
+            seen.add(host)
+        if kind == "runner_on_failed" and not data.get("ignore_errors"):
+            failures.setdefault(host, []).append(f"task {data.get('task', '?')!r}: {message_of(data)}")
+        elif kind == "runner_on_unreachable":
+            unreachable.add(host)
+            failures.setdefault(host, []).append(message_of(data))
+        elif kind == "playbook_on_stats":
+            stats = dict(data.get("artifact_data") or {})
+            for key in ("ok", "failures", "dark", "changed"):
+                for name, count in (data.get(key) or {}).items():
+                    seen.add(name)
+                    finished.add(name)
+                    counts.setdefault(name, {})[key] = count
+    hosts = {
+        name: HostOutcome(
+            host=name,
+            ok=name not in failures and name not in unreachable,
+            unreachable=name in unreachable,
+            failures=tuple(failures.get(name, ())),
+            changed=counts.get(name, {}).get("changed", 0),
+            finished=name in finished,
+        )
+        for name in sorted(seen)
+    }
+    return PlaybookOutcome(playbook, str(runner.status), int(runner.rc or 0), hosts, stats, artifact_dir)
+
+
+def message_of(data: dict[str, Any]) -> str:
+    result = data.get("res") or {}
+    message = result.get("msg") or result.get("stderr") or result.get("reason") or "failed"
+    return str(message)[:MAX_DETAIL]

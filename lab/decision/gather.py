@@ -1,0 +1,96 @@
+"""Gather a build's stored evidence and hand it to the policy: the I/O half of the decision.
+
+Reads the campaign, its cells, steps and deployed digests, the build's stage entries, and its
+approvals, rejections and waivers (each signature verified with ssh-keygen here, so the policy
+stays pure). The clock is passed in; ``lab.util.clock.current`` is the default.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from lab.config.labfile import LabConfig
+from lab.decision.evaluate import CellFacts, Evidence, SuiteFacts, evaluate
+from lab.errors import ConfigError
+from lab.evidence.store import Store
+from lab.model import Build, Campaign, CampaignState, Stage, Verdict
+from lab.signoff.approvals import signoffs
+from lab.util.clock import current
+
+
+def stage_entries(config: LabConfig, store: Store, build: Build) -> dict[str, str]:
+    """When the build entered each stage it is in: the first stage at registration (``lab build``),
+    the others at their recorded promotion (for this digest only)."""
+    entered = {config.agreement.stages[0].name: build.registered_at}
+    for row in promotions_of(store, build):
+        entered[row["stage"]] = row["promoted_at"]
+    return entered
+
+
+def promotions_of(store: Store, build: Build) -> list[dict[str, Any]]:
+    """The recorded promotions of exactly this build (same digest), oldest first, as stored rows
+    (``stage``, ``campaign_id``, ``promoted_at``, ...)."""
+    return [row for row in store.promotions(build.product, build.version) if row["digest"] == build.digest]
+
+
+def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None) -> Evidence:
+    """The evidence a gate may use: ``campaign``'s cells, steps and digests (or none at all), the
+    build's stage entries, and its verified approvals, rejections and waivers."""
+    suites = {
+        name: SuiteFacts(name, config.suites[name].mandatory, config.suites[name].platforms)
+        for name in config.products[build.product].suites
+    }
+    entered = stage_entries(config, store, build)
+    approvals, waivers = signoffs(store, build, config.agreement.allowed_signers)
+    if campaign is None:
+        return Evidence(build.ref, build.digest, None, False, {}, {}, suites, (), entered, approvals, waivers)
+    platforms = {name: spec.platform for name in campaign.sandboxes
+                 for spec in config.sandboxes if spec.name == name}
+    digests: dict[str, str | None] = {name: None for name in campaign.sandboxes}
+    for step in store.steps(campaign.id):
+        if step.step == "deploy" and step.ok:
+            digests[step.sandbox] = step.deployed_digest
+    cells = tuple(
+        CellFacts(c.sandbox, c.suite, c.state, tuple(r.status for r in c.results), tuple(r.check_id for r in c.results))
+        for c in store.cells(campaign.id)
+    )
+    return Evidence(build.ref, build.digest, campaign.id, campaign.state is CampaignState.FINISHED,
+                    platforms, digests, suites, cells, entered, approvals, waivers)
+
+
+def latest_campaign(store: Store, build: Build) -> Campaign | None:
+    """The newest campaign that tested exactly this build (same digest)."""
+    matching = [c for c in store.campaigns()
+                if c.product == build.product and c.version == build.version and c.digest == build.digest]
+    return matching[-1] if matching else None
+
+
+def gated_stage(config: LabConfig, stage: str) -> Stage:
+    """The stage named ``stage``, which must have a gate; ConfigError naming the stages otherwise."""
+    target = config.agreement.stage(stage)
+    if target is None:
+        names = ", ".join(s.name for s in config.agreement.stages)
+        raise ConfigError(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}")
+    if target.gate is None:
+        raise ConfigError(f"stage {stage!r} has no gate in {config.agreement.path.name}; nothing can be promoted "
+                          "into it. Add a gate or pick the next stage")
+    return target
+
+
+def verdict_for(config: LabConfig, store: Store, build: Build, stage: str,
+                campaign: Campaign | None = None, now: datetime | None = None) -> Verdict:
+    """The gate into ``stage`` evaluated at ``now`` (default: ``lab.util.clock.current()``) on
+    ``campaign`` (default: the build's latest campaign)."""
+    target = gated_stage(config, stage)
+    assert target.gate is not None
+    chosen = campaign or latest_campaign(store, build)
+    return evaluate(target.gate, target, evidence_of(config, store, build, chosen), now or current())
+
+
+def first_gate_stage(config: LabConfig) -> str:
+    """The first stage that has a gate (lab -> pilot in the default agreement)."""
+    for stage in config.agreement.stages:
+        if stage.gate is not None:
+            return stage.name
+    raise ConfigError(f"{config.agreement.path.name} declares no gate; give the second stage one")

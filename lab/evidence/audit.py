@@ -1,0 +1,148 @@
+"""The audit log: append-only and hash-chained, in the store.
+
+Every entry has ``seq`` (1, 2, 3, ...), ``time``, ``kind``, ``subject``, a JSON ``payload``,
+``prev_hash`` (the previous entry's hash; 64 zeros for the first) and
+``hash = sha256(prev_hash + canonical JSON of {seq, time, kind, subject, payload})``. The newest
+seq and hash are also kept as the log's head, so removing entries from the end shows too.
+SQLite triggers refuse UPDATE and DELETE; ``verify`` catches whoever drops them and edits,
+removes or reorders entries anyway, and names the first bad seq.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lab.util.canonical import canonical_json, sha256_hex
+from lab.util.clock import now
+
+if TYPE_CHECKING:
+    from lab.evidence.store import Store
+
+GENESIS = "0" * 64
+ROLLOUT_KINDS = ("rollout-start", "rollout-resume", "rollout-abort", "rollout-wave-start", "rollout-wave-done",
+                 "rollout-wave-halted", "rollout-rollback", "rollout-complete", "rollout-halted", "rollout-aborted",
+                 "rollout-failed", "rollout-window-closed")  # lab/rollout/audit.py says what each one holds
+KINDS = ("campaign-start", "campaign-resume", "campaign-finish", "decision", "approval", "rejection", "waiver",
+         "promotion", *ROLLOUT_KINDS)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the audit log, exactly as stored."""
+
+    seq: int
+    time: str
+    kind: str
+    subject: str
+    payload: str  # canonical JSON text
+    prev_hash: str
+    hash: str
+
+    def data(self) -> Any:
+        """The payload as data."""
+        return json.loads(self.payload)
+
+
+@dataclass(frozen=True)
+class Note:
+    """An entry still to be appended: a state change carries it into its own transaction."""
+
+    kind: str
+    subject: str
+    payload: dict[str, Any]
+
+    def append_to(self, db: sqlite3.Connection) -> AuditEntry:
+        """Append this entry inside ``db``'s open transaction (see ``append``)."""
+        return append(db, self.kind, self.subject, self.payload)
+
+
+@dataclass(frozen=True)
+class AuditCheck:
+    """What ``verify`` found: ``first_bad`` is None when the whole chain holds."""
+
+    entries: int
+    head: str
+    first_bad: int | None = None
+    problem: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+
+def entry_hash(prev_hash: str, seq: int, time: str, kind: str, subject: str, payload: str) -> str:
+    """The hash of an entry: sha256 over ``prev_hash`` followed by the canonical entry."""
+    entry = canonical_json({"seq": seq, "time": time, "kind": kind, "subject": subject, "payload": payload})
+    return sha256_hex(prev_hash + entry)
+
+
+def append(db: sqlite3.Connection, kind: str, subject: str, payload: dict[str, Any],
+           time: str | None = None) -> AuditEntry:
+    """Append an entry inside the caller's open transaction (``Store.transaction``), after the head.
+
+    ``time`` defaults to the wall clock, which the audit log keeps even when a decision was made
+    with an injected clock (the payload says which clock the decision used).
+    """
+    if time is None:
+        time = now()
+    if kind not in KINDS:
+        raise ValueError(f"unknown audit entry kind {kind!r}")
+    head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+    text = canonical_json(payload)
+    digest = entry_hash(prev, seq, time, kind, subject, text)
+    db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?)", (seq, time, kind, subject, text, prev, digest))
+    db.execute("INSERT INTO audit_head VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
+               "hash=excluded.hash", (seq, digest))
+    return AuditEntry(seq, time, kind, subject, text, prev, digest)
+
+
+def entries(store: Store, kind: str | None = None, subject_prefix: str | None = None) -> list[AuditEntry]:
+    """The log in seq order, optionally only one kind and/or subjects starting with ``subject_prefix``."""
+    query, args = "SELECT * FROM audit WHERE 1=1", list[object]()
+    if kind is not None:
+        query, args = query + " AND kind = ?", [kind]
+    if subject_prefix is not None:  # substr, not LIKE: a subject may hold % or _
+        query, args = query + " AND substr(subject, 1, ?) = ?", [*args, len(subject_prefix), subject_prefix]
+    with store.reading() as db:
+        return [entry_of(row) for row in db.execute(query + " ORDER BY seq", args).fetchall()]
+
+
+def entry_of(row: sqlite3.Row) -> AuditEntry:
+    return AuditEntry(row["seq"], row["time"], row["kind"], row["subject"], row["payload"], row["prev_hash"],
+                      row["hash"])
+
+
+def verify(store: Store) -> AuditCheck:
+    """Check the whole chain and the head; the first entry that was edited, removed or moved is named.
+
+    The log and its head are read in one snapshot, so an entry another process appends meanwhile
+    is never mistaken for tampering."""
+    with store.reading() as db:
+        db.execute("BEGIN")
+        try:
+            log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
+            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        finally:
+            db.execute("COMMIT")
+    prev, expected = GENESIS, 1
+    for entry in log:
+        if entry.seq != expected:
+            return AuditCheck(len(log), prev, expected,
+                              f"entry {expected} is missing (the next entry is {entry.seq}): removed or reordered")
+        if entry.prev_hash != prev:
+            return AuditCheck(len(log), prev, entry.seq, f"entry {entry.seq} does not follow entry {entry.seq - 1} "
+                              "(prev_hash differs): an entry was removed, reordered or replaced")
+        if entry_hash(prev, entry.seq, entry.time, entry.kind, entry.subject, entry.payload) != entry.hash:
+            return AuditCheck(len(log), prev, entry.seq, f"entry {entry.seq} does not match its hash: it was edited")
+        prev, expected = entry.hash, expected + 1
+    if head is None and log:
+        return AuditCheck(len(log), prev, 1, "the log's head record is missing")
+    if head is not None and (int(head[0]) != expected - 1 or str(head[1]) != prev):
+        first = min(int(head[0]), expected)
+        return AuditCheck(len(log), prev, first, f"the log ends at entry {expected - 1}, but its head says "
+                          f"{int(head[0])}: entries were removed from the end or the head was changed")
+    return AuditCheck(len(log), prev)

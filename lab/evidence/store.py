@@ -1,0 +1,388 @@
+"""The evidence store: SQLite in WAL mode, versioned migrations, one transaction per state change.
+
+Every state change is committed before the campaign takes its next step, so a crash at any
+point (kill -9 included) leaves a state that ``resume`` completes: finished cells keep their
+results exactly once, and an unfinished cell has no results at all.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lab.errors import NotFoundError
+from lab.model import (
+    Build,
+    Campaign,
+    CampaignState,
+    CellRecord,
+    CellState,
+    Result,
+    SignedRecord,
+    Status,
+    StepRecord,
+)
+from lab.util.clock import now
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE builds (
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        artifact TEXT NOT NULL, registered_at TEXT NOT NULL,
+        PRIMARY KEY (product, version));
+    CREATE TABLE campaigns (
+        id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        state TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT,
+        sandboxes TEXT NOT NULL, suites TEXT NOT NULL, lab_path TEXT NOT NULL);
+    CREATE TABLE cells (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), sandbox TEXT NOT NULL, suite TEXT NOT NULL,
+        state TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+        PRIMARY KEY (campaign_id, sandbox, suite));
+    CREATE TABLE results (
+        campaign_id TEXT NOT NULL, sandbox TEXT NOT NULL, suite TEXT NOT NULL, check_id TEXT NOT NULL,
+        status TEXT NOT NULL, message TEXT NOT NULL, evidence TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,
+        PRIMARY KEY (campaign_id, sandbox, suite, check_id),
+        FOREIGN KEY (campaign_id, sandbox, suite) REFERENCES cells(campaign_id, sandbox, suite));
+    CREATE TABLE steps (
+        campaign_id TEXT NOT NULL REFERENCES campaigns(id), sandbox TEXT NOT NULL, step TEXT NOT NULL,
+        ok INTEGER NOT NULL, infrastructure_error INTEGER NOT NULL, detail TEXT NOT NULL,
+        deployed_digest TEXT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, sandbox, step));
+    CREATE TABLE promotions (
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
+        campaign_id TEXT NOT NULL, verdict TEXT NOT NULL, promoted_at TEXT NOT NULL,
+        PRIMARY KEY (product, version, stage));
+    """,
+    # 2: signed approvals, rejections and waivers; the hash-chained, append-only audit log.
+    """
+    CREATE TABLE signatures (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT,
+        sandbox TEXT, suite TEXT, check_id TEXT,
+        principal TEXT NOT NULL, payload TEXT NOT NULL, signature TEXT NOT NULL, recorded_at TEXT NOT NULL);
+    CREATE INDEX signatures_by_build ON signatures (product, version);
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+        payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+    CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
+        BEGIN SELECT RAISE(ABORT, 'signed records are append-only'); END;
+    CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
+        BEGIN SELECT RAISE(ABORT, 'signed records are append-only'); END;
+    """,
+    # 3: staged rollouts to production: rollouts, their waves, each host's outcome (lab/rollout/records.py).
+    """
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        stage TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        finished_at TEXT, detail TEXT NOT NULL);
+    CREATE INDEX rollouts_by_product ON rollouts (product, created_at);
+    CREATE TABLE rollout_waves (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id), wave INTEGER NOT NULL, name TEXT NOT NULL,
+        state TEXT NOT NULL, max_failures INTEGER, max_failure_rate REAL, pause_seconds INTEGER NOT NULL,
+        started_at TEXT, finished_at TEXT, resume_at TEXT, detail TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, wave));
+    CREATE TABLE rollout_hosts (
+        rollout_id TEXT NOT NULL, wave INTEGER NOT NULL, host TEXT NOT NULL, position INTEGER NOT NULL,
+        state TEXT NOT NULL, previous TEXT, deployed_digest TEXT, health TEXT, detail TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, host),
+        FOREIGN KEY (rollout_id, wave) REFERENCES rollout_waves(rollout_id, wave));
+    """,
+)
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of a migration script, in order (a trigger body's ``;`` does not split it)."""
+    found, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                found.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        found.append(pending.strip())
+    return found
+
+
+CampaignAudit = Callable[[sqlite3.Connection, Campaign], object]
+"""Appends a campaign event's audit entry inside the transaction that records the event, given the
+campaign as it stands after the change (``lab.evidence.audit.append_campaign_event``)."""
+
+
+def new_campaign_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+class Store:
+    """The lab's SQLite store. Safe to share between the campaign's worker threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic, committed unit of work (BEGIN IMMEDIATE ... COMMIT)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (0)")
+            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in statements(script):
+                    db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads only, under the store's lock (inside a transaction, if one is open)."""
+        with self._lock:
+            yield self._db
+
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # --- builds -------------------------------------------------------------------------------
+
+    def register_build(self, product: str, version: str, digest: str, artifact: Path) -> Build:
+        """Record a build; its identity is the digest, so the same version with another digest is refused."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM builds WHERE product=? AND version=?", (product, version)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO builds VALUES (?,?,?,?,?)", (product, version, digest, str(artifact), now()))
+        found = self.build(product, version)
+        assert found is not None
+        return found
+
+    def build(self, product: str, version: str) -> Build | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM builds WHERE product=? AND version=?", (product, version)).fetchone()
+        if row is None:
+            return None
+        return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
+
+    # --- campaigns ----------------------------------------------------------------------------
+
+    def create_campaign(self, build: Build, cells: list[tuple[str, str]], lab_path: Path,
+                        audit: CampaignAudit | None = None) -> Campaign:
+        """Record a new campaign and all its cells as pending, and its ``audit`` entry, in one
+        transaction: if ``audit`` raises, nothing is recorded."""
+        campaign_id = new_campaign_id()
+        sandboxes = sorted({s for s, _ in cells})
+        suites = sorted({s for _, s in cells})
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO campaigns VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (campaign_id, build.product, build.version, build.digest, CampaignState.RUNNING, now(), None,
+                 json.dumps(sandboxes), json.dumps(suites), str(lab_path)),
+            )
+            db.executemany(
+                "INSERT INTO cells VALUES (?,?,?,?,NULL,NULL)",
+                [(campaign_id, sandbox, suite, CellState.PENDING) for sandbox, suite in cells],
+            )
+            return self._audited(db, campaign_id, audit)
+
+    def _audited(self, db: sqlite3.Connection, campaign_id: str, audit: CampaignAudit | None) -> Campaign:
+        """The campaign as ``db``'s open transaction sees it, after ``audit`` (if any) appended its entry there."""
+        campaign = self.campaign(campaign_id)
+        if audit is not None:
+            audit(db, campaign)
+        return campaign
+
+    def campaign(self, campaign_id: str) -> Campaign:
+
+
+        with self._lock:
+            if campaign_id in ("latest", "last"):
+                # rowid breaks ties: two campaigns created in the same millisecond keep their order
+                row = self._db.execute(
+                    "SELECT * FROM campaigns ORDER BY created_at DESC, rowid DESC LIMIT 1").fetchone()
+            else:
+                row = self._db.execute("SELECT * FROM campaigns WHERE id=?", (campaign_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown campaign {campaign_id!r}; `lab list` shows the campaigns")
+        return campaign_from_row(row)
+
+    def campaigns(self) -> list[Campaign]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM campaigns ORDER BY created_at, rowid").fetchall()
+        return [campaign_from_row(r) for r in rows]
+
+    def finish_campaign(self, campaign_id: str, audit: CampaignAudit | None = None) -> Campaign:
+        """Mark the campaign finished, with its ``audit`` entry, in one transaction; the finished campaign."""
+        with self.transaction() as db:
+            db.execute("UPDATE campaigns SET state=?, finished_at=? WHERE id=?",
+                       (CampaignState.FINISHED, now(), campaign_id))
+            return self._audited(db, campaign_id, audit)
+
+    # --- cells --------------------------------------------------------------------------------
+
+    def cells(self, campaign_id: str) -> list[CellRecord]:
+        """Every cell of the campaign with its results (done cells only have results)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
+                                    (campaign_id,)).fetchall()
+            result_rows = self._db.execute(
+                "SELECT * FROM results WHERE campaign_id=? ORDER BY sandbox, suite, rowid", (campaign_id,)
+            ).fetchall()
+        by_cell: dict[tuple[str, str], list[Result]] = {}
+        for r in result_rows:
+            by_cell.setdefault((r["sandbox"], r["suite"]), []).append(Result(
+                r["check_id"], Status(r["status"]), r["message"], json.loads(r["evidence"]),
+                r["duration_ms"], r["attempts"]))
+        return [
+            CellRecord(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
+                       r["finished_at"], tuple(by_cell.get((r["sandbox"], r["suite"]), ())))
+            for r in rows
+        ]
+
+    def start_cell(self, campaign_id: str, sandbox: str, suite: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE cells SET state=?, started_at=? WHERE campaign_id=? AND sandbox=? AND suite=? "
+                       "AND state!=?", (CellState.RUNNING, now(), campaign_id, sandbox, suite, CellState.DONE))
+
+    def finish_cell(self, campaign_id: str, sandbox: str, suite: str, results: list[Result]) -> bool:
+        """Store the cell's results and mark it done, atomically. False if it was already done."""
+        with self.transaction() as db:
+            state = db.execute("SELECT state FROM cells WHERE campaign_id=? AND sandbox=? AND suite=?",
+                               (campaign_id, sandbox, suite)).fetchone()
+            if state is None or state[0] == CellState.DONE:
+                return False
+            db.executemany(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?,?,?)",
+                [(campaign_id, sandbox, suite, r.check_id, r.status.value, r.message,
+                  json.dumps(r.evidence, sort_keys=True), r.duration_ms, r.attempts) for r in results],
+            )
+            db.execute("UPDATE cells SET state=?, finished_at=? WHERE campaign_id=? AND sandbox=? AND suite=?",
+                       (CellState.DONE, now(), campaign_id, sandbox, suite))
+        return True
+
+    def reopen_unfinished(self, campaign_id: str, audit: CampaignAudit | None = None) -> int:
+        """Put cells that were running when the lab stopped back to pending and the campaign back to
+        running, with its ``audit`` entry, in one transaction. Returns how many cells."""
+        with self.transaction() as db:
+            cursor = db.execute("UPDATE cells SET state=?, started_at=NULL WHERE campaign_id=? AND state=?",
+                                (CellState.PENDING, campaign_id, CellState.RUNNING))
+            db.execute("UPDATE campaigns SET state=?, finished_at=NULL WHERE id=?",
+                       (CampaignState.RUNNING, campaign_id))
+            self._audited(db, campaign_id, audit)
+            return cursor.rowcount
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def record_step(self, step: StepRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?)",
+                (step.campaign_id, step.sandbox, step.step, int(step.ok), int(step.infrastructure_error),
+                 step.detail, step.deployed_digest, step.started_at, step.finished_at),
+            )
+
+    def steps(self, campaign_id: str) -> list[StepRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM steps WHERE campaign_id=? ORDER BY sandbox, started_at",
+                                    (campaign_id,)).fetchall()
+        return [StepRecord(r["campaign_id"], r["sandbox"], r["step"], bool(r["ok"]), bool(r["infrastructure_error"]),
+                           r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
+
+    # --- promotions ---------------------------------------------------------------------------
+
+    def record_promotion(self, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str | None = None) -> bool:
+        """Record that the campaign's build entered ``stage`` (at ``at``, default now). False if it
+        already had (nothing changes)."""
+        with self.transaction() as db:
+            return insert_promotion(db, campaign, stage, verdict, at or now())
+
+    def promotion(self, product: str, version: str, stage: str) -> dict[str, Any] | None:
+        """The promotion of the build into ``stage``, if recorded."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM promotions WHERE product=? AND version=? AND stage=?",
+                                   (product, version, stage)).fetchone()
+        return None if row is None else dict(row)
+
+    # --- signed records: approvals, rejections, waivers ----------------------------------------
+
+    def add_signed(self, kind: str, build: Build, principal: str, payload: str, signature: str, at: str,
+                   stage: str | None = None, target: tuple[str, str, str] | None = None) -> SignedRecord:
+        """Keep a signed approval, rejection or waiver and its audit entry, in one transaction."""
+        from lab.evidence.audit import append
+
+        sandbox, suite, check = target or (None, None, None)
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO signatures (kind, product, version, digest, stage, sandbox, suite, check_id, principal, "
+                "payload, signature, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (kind, build.product, build.version, build.digest, stage, sandbox, suite, check, principal, payload,
+                 signature, at))
+            record_id = int(cursor.lastrowid or 0)
+            append(db, kind, build.ref, {"record": record_id, "principal": principal, "recorded_at": at,
+                                         "signed": json.loads(payload), "signature": signature})
+        return SignedRecord(record_id, kind, principal, payload, signature, at)
+
+    def signed(self, product: str, version: str) -> list[SignedRecord]:
+        """Every signed record of the build, in the order they were recorded."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM signatures WHERE product=? AND version=? ORDER BY id",
+                                    (product, version)).fetchall()
+        return [SignedRecord(r["id"], r["kind"], r["principal"], r["payload"], r["signature"], r["recorded_at"])
+                for r in rows]
+
+    def promotions(self, product: str, version: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM promotions WHERE product=? AND version=? ORDER BY promoted_at",
+                                    (product, version)).fetchall()
+        return [dict(r) for r in rows]
+
+
+def insert_promotion(db: sqlite3.Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
+    """Insert a promotion inside the caller's transaction; False if the build was already in ``stage``."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO promotions VALUES (?,?,?,?,?,?,?)",
+        (campaign.product, campaign.version, campaign.digest, stage, campaign.id, json.dumps(verdict, sort_keys=True),
+         at),
+    )
+    return cursor.rowcount == 1
+
+
+def campaign_from_row(row: sqlite3.Row) -> Campaign:
+    return Campaign(row["id"], row["product"], row["version"], row["digest"], CampaignState(row["state"]),
+                    row["created_at"], row["finished_at"], tuple(json.loads(row["sandboxes"])),
+                    tuple(json.loads(row["suites"])), row["lab_path"])

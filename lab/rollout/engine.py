@@ -1,0 +1,453 @@
+"""Staged rollout of a promoted build to production, in waves, with halt and rollback.
+
+Per wave: record it as deploying -> ONE deploy playbook run over all its hosts (the lab's own
+deploy playbook: same artifact, digest checked on every host) -> the health suite on each host
+-> done, or halted when its failures (errors included) exceed the wave's threshold. A halted
+wave is rolled back with the rollback playbook (one run), its hosts are verified healthy again,
+and no host of a later wave is touched. A wave within its threshold whose hosts did not all
+come through has those hosts rolled back on their own (one rollback run limited to them, each
+verified healthy on the build it ran before) before the next wave starts; when that rollback
+leaves a host unhealthy, the rollout stops there. Every state change is committed to the store
+(with its audit entries, ``lab/rollout/audit.py``, in the same transaction) before the next
+step, so ``resume`` continues after a crash from the last recorded step, and every step is
+idempotent on the hosts (a host records each build it gets exactly once).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from lab.ansible.playbook import PlaybookOutcome, run_playbook_on
+from lab.config.labfile import LabConfig
+from lab.config.rollout_plan import RolloutSettings
+from lab.decision.schedule import window_clause
+from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
+from lab.evidence.audit import Note
+from lab.evidence.store import Store
+from lab.model import Build, ClauseOutcome
+from lab.rollout.audit import (
+    ended,
+    found_at,
+    rolled_back,
+    started,
+    wave_done,
+    wave_halted,
+    wave_started,
+    window_closed,
+)
+from lab.rollout.endpoints import Endpoint, endpoint, endpoints, production_lease, require_provisioned
+from lab.rollout.health import HostHealth, check_hosts
+from lab.rollout.records import (
+    FINAL,
+    HostState,
+    RolloutRecord,
+    RolloutState,
+    RolloutStore,
+    WaveRecord,
+    WaveState,
+)
+
+FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
+RESTORED = (HostState.ROLLED_BACK, HostState.ROLLBACK_FAILED)
+WHY_HALTED = "the wave failed over its threshold"
+WHY_ABORTED = "aborted by the operator"
+WHY_HOSTS = "these hosts failed after the deploy, within the wave's threshold"
+
+
+@dataclass(frozen=True)
+class RolloutEvent:
+    """Something happened in a rollout: ``wave`` is 0 for the rollout as a whole."""
+
+    rollout_id: str
+    wave: int
+    waves: int
+    what: str  # plan, deploy, host (health after deploy), done, halt, rollback, restored, pause, complete, abort
+    ok: bool
+    detail: str
+
+
+EventHandler = Callable[[RolloutEvent], None]
+
+
+def require_promotion(store: Store, build: Build, stage: str) -> None:
+    """GateBlocked unless ``build`` (this very digest) has a recorded promotion into ``stage``."""
+    promoted = store.promotion(build.product, build.version, stage)
+    if promoted is None:
+        raise GateBlocked(f"{build.ref} has no recorded promotion into {stage}; it may not be rolled out. "
+                          f"`lab promote {build.ref} --to {stage}` first")
+    if promoted["digest"] != build.digest:
+        raise GateBlocked(f"{build.ref} was promoted into {stage} as sha256 {promoted['digest']}, but the build "
+                          f"is now {build.digest}; only the promoted build may be rolled out")
+
+
+class RolloutRunner:
+    """Starts, resumes and aborts rollouts of one lab to its production hosts."""
+
+    def __init__(self, config: LabConfig, store: Store, settings: RolloutSettings,
+                 events: EventHandler | None = None, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config = config
+        self.store = store
+        self.settings = settings
+        self.rollouts = RolloutStore(store)
+        self.events = events or (lambda event: None)
+        self.sleep = sleep
+        self.clock = clock  # when waves start, for the stage's maintenance windows and freezes
+
+    # --- entry points ------------------------------------------------------------------------
+
+    def start(self, build: Build, wait: bool = True) -> RolloutRecord:
+        """Roll ``build`` out from its first wave, or report its rollout when one already ended.
+
+        Promises: refuses (GateBlocked) a build without a recorded promotion into the stage;
+        a build whose rollout completed, halted or failed is not rolled out again (that record
+        is returned); an aborted rollout may be started again; a rollout of the same product
+        that has not ended must be resumed or aborted first (ConfigError).
+        """
+        require_promotion(self.store, build, self.settings.stage)
+        with production_lease(self.config, f"lab rollout {build.ref}"):
+            closed = self.window_closed()
+            if closed is not None:
+                raise GateBlocked(f"{build.ref} may not be rolled out to {self.settings.stage} now: {closed}")
+            latest = self.rollouts.latest(build.product, build.version)
+            if latest is not None and latest.digest == build.digest and latest.state in FINAL \
+                    and latest.state is not RolloutState.ABORTED:
+                return latest
+            for other in self.rollouts.unfinished():
+                if other.product == build.product:
+                    raise ConfigError(f"rollout {other.id} of {other.build_ref} has not ended ({other.state.value}); "
+                                      f"`lab rollout {other.build_ref} --resume` continues it, --abort rolls back "
+                                      "its current wave")
+            hosts = endpoints(self.config, self.settings)
+            require_provisioned(self.config, hosts)
+            previous = {h.name: self.rollouts.last_good(build.product, h.name) for h in hosts}
+            record = self.rollouts.create(build, self.settings.stage, self.settings.waves, previous,
+                                          audit=lambda created: [started(created, self.settings)])
+            sizes = "/".join(str(len(w.hosts)) for w in record.waves)
+            self.emit(record, 0, "plan", True, f"{build.ref} (sha256 {build.digest[:12]}…) to {len(hosts)} "
+                      f"production host(s) in {len(record.waves)} wave(s) of {sizes} host(s)")
+            return self.execute(record.id, build, wait)
+
+    def resume(self, build: Build, wait: bool = True) -> RolloutRecord:
+        """Continue the unfinished rollout of ``build`` from its last recorded step."""
+        require_promotion(self.store, build, self.settings.stage)
+        with production_lease(self.config, f"lab rollout {build.ref} --resume"):
+            record = self.unfinished_of(build)
+            self.rollouts.set_rollout(record.id, record.state, audit=lambda _: [found_at("rollout-resume", record)])
+            self.emit(record, 0, "plan", True, f"resuming rollout {record.id} of {build.ref} ({record.state.value})")
+            return self.execute(record.id, build, wait)
+
+    def abort(self, build: Build) -> RolloutRecord:
+        """Stop the unfinished rollout of ``build``: roll back what its current wave changed, cancel
+        the waves after it. Waves that were done stay as they are."""
+        with production_lease(self.config, f"lab rollout {build.ref} --abort"):
+            record = self.unfinished_of(build)
+            self.rollouts.set_rollout(record.id, RolloutState.ABORTING, WHY_ABORTED,
+                                      audit=lambda _: [found_at("rollout-abort", record)])
+            return self.execute(record.id, build, wait=False)
+
+    def unfinished_of(self, build: Build) -> RolloutRecord:
+        """The newest rollout of ``build``, which must not have ended."""
+        latest = self.rollouts.latest(build.product, build.version)
+        if latest is None:
+            raise NotFoundError(f"{build.ref} has no rollout; `lab rollout {build.ref}` starts one")
+        if latest.state in FINAL:
+            raise ConfigError(f"rollout {latest.id} of {build.ref} has ended ({latest.state.value}): nothing to "
+                              "resume or abort")
+        return latest
+
+    # --- the state machine -------------------------------------------------------------------
+
+    def execute(self, rollout_id: str, build: Build, wait: bool) -> RolloutRecord:
+        """Take recorded steps until the rollout ends (or pauses, when not ``wait``)."""
+        while True:
+            record = self.rollouts.get(rollout_id)
+            wave = record.current_wave()
+            if record.state in FINAL:
+                return record
+            if record.state is RolloutState.ABORTING and wave is not None:
+                self.finish_abort(record, wave, build)
+                continue
+            if wave is None:
+                self.complete(record)
+            elif wave.state is WaveState.PLANNED:
+                if not self.start_wave(record, wave, wait):
+                    return self.rollouts.get(record.id)
+            elif wave.state is WaveState.DEPLOYING:
+                self.deploy(record, wave, build)
+            elif wave.state is WaveState.VERIFYING:
+                self.judge(record, self.verify(record, wave))
+            elif wave.state is WaveState.ROLLING_BACK_HOSTS:
+                self.roll_back_hosts(record, wave, build)
+            elif wave.state in (WaveState.HALTED, WaveState.ROLLING_BACK):
+                self.roll_back(record, wave, build, WHY_HALTED)
+            else:  # rolled back, or failed to: the rollout ends here
+                failed = wave.state is WaveState.ROLLBACK_FAILED
+                self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.HALTED,
+                                  f"halted in wave {wave.index} ({wave.name}): {wave.detail}", wave.index,
+                                  audit=lambda after: [ended(after)])
+
+    def start_wave(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
+        """Record ``wave`` as deploying to all its hosts, once its pause is over; False when it is not
+        (and not ``wait``)."""
+        if not self.wait_for(record, wave, wait):
+            return False
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DEPLOYING, f"deploying to {len(wave.hosts)} host(s)",
+                               hosts=(HostState.DEPLOYING, [h.host for h in wave.hosts]),
+                               rollout=RolloutState.RUNNING, audit=lambda after: [wave_started(after, wave.index)])
+        return True
+
+    def complete(self, record: RolloutRecord) -> None:
+        """Every wave is done: the rollout is complete (naming the hosts rolled back on their own)."""
+        back = record.rolled_back_hosts()
+        total = sum(len(w.hosts) for w in record.waves)
+        extra = f"{failed_hosts(len(back))} rolled back: {', '.join(back)}"
+        self.rollouts.end(record.id, RolloutState.COMPLETE, f"every wave done; {extra}" if back else "every wave done",
+                          len(record.waves), audit=lambda after: [ended(after)])
+        self.emit(record, 0, "complete", True, f"{record.build_ref} runs on {total - len(back)} of {total} production "
+                  f"host(s); {extra}" if back else f"{record.build_ref} runs on every production host")
+
+    def finish_abort(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """Roll back the current wave if it changed anything, cancel the waves after it, end the rollout."""
+        if wave.state not in (WaveState.PLANNED, WaveState.ROLLED_BACK, WaveState.ROLLBACK_FAILED):
+            self.roll_back(record, wave, build, WHY_ABORTED)
+            wave = self.rollouts.get(record.id).wave(wave.index)
+        failed = wave.state is WaveState.ROLLBACK_FAILED
+        self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.ABORTED,
+                          f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}",
+                          wave.index - 1 if wave.state is WaveState.PLANNED else wave.index,
+                          audit=lambda after: [ended(after)])
+        self.emit(record, wave.index, "abort", not failed, f"rollout {record.id} aborted in wave {wave.index}; "
+                  "the waves done before it stay as they are")
+
+    def wait_for(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
+        """Whether ``wave`` may start now: its pause is over (slept through when ``wait``) and the
+        stage's maintenance window is open. A closed window is recorded (the rollout waits for
+        it, naming the next open window; ``resume`` then continues) and never slept through."""
+        if wave.resume_at is not None:
+            remaining = (datetime.fromisoformat(wave.resume_at) - datetime.now(UTC)).total_seconds()
+            if remaining > 0 and not wait:
+                self.rollouts.set_rollout(record.id, RolloutState.PAUSED)
+                return False
+            if remaining > 0:
+                self.emit(record, wave.index, "pause", True, f"pausing {remaining:.0f}s before wave {wave.index} "
+                          f"(until {wave.resume_at})")
+                self.sleep(remaining)
+        closed = self.window_closed()
+        if closed is None:
+            return True
+        detail = f"wave {wave.index} ({wave.name}) may not start: {closed}"
+        self.rollouts.set_rollout(record.id, RolloutState.WAITING_WINDOW, detail,
+                                  audit=lambda after: [window_closed(after, wave.index, closed)])
+        self.emit(record, wave.index, "window", False, detail)
+        return False
+
+    def window_closed(self) -> str | None:
+        """Why the rollout's stage is closed now (with its next open window), or None when it is open."""
+        stage = self.config.agreement.stage(self.settings.stage)
+        if stage is None:
+            return None
+        clause, _ = window_clause(stage, self.clock())
+        return clause.detail if clause.outcome is ClauseOutcome.NOT_MET else None
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def deploy(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """One deploy playbook run over every host of the wave; each host's outcome recorded."""
+        product = self.config.products[build.product]
+        names = [h.host for h in wave.hosts]
+        self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s): {', '.join(names)}")
+        extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
+                     "lab_product": build.product, "lab_version": build.version,
+                     "lab_rollout": f"rollout={record.id} wave={wave.index}"}
+        outcome = self.playbook(record, wave, product.deploy_playbook, "deploy", extravars)
+        for host in names:
+            ok = outcome.host_ok(host)
+            self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
+                                   outcome.detail(host), deployed_digest=build.digest if ok else None)
+        deployed = sum(1 for host in names if outcome.host_ok(host))
+        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING, f"deployed to {deployed} of {len(names)}")
+        self.emit(record, wave.index, "deploy", deployed == len(names), f"deployed to {deployed} of {len(names)}")
+
+    def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
+                 extravars: dict[str, Any]) -> PlaybookOutcome:
+        """Run ``path`` once over the wave's hosts; InfrastructureError (wave left as it is, for
+        ``resume``) when Ansible could not run, timed out, or reached none of them (all unreachable)."""
+        hosts = {h.host: endpoint(self.config, h.host) for h in wave.hosts}
+        host_vars = {name: {**item.facts, **self.previous_vars(record, wave, name)} for name, item in hosts.items()}
+        try:
+            outcome = run_playbook_on(path, inventory=self.config.inventory.path, hosts=list(hosts),
+                                      extravars=extravars, host_vars=host_vars,
+                                      work_dir=self.config.state_dir / "runs" / record.id / f"wave-{wave.index}",
+                                      timeout=self.config.timeouts.playbook, forks=self.settings.forks)
+        except InfrastructureError as exc:
+            self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {exc}")
+            raise
+        if not any(h in outcome.hosts for h in hosts) or all(outcome.infrastructure_error(h) for h in hosts):
+            detail = outcome.detail(next(iter(hosts)))
+            self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
+            raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
+                                      f"{record.build_ref} --resume` (or --abort)")
+        return outcome
+
+    def previous_vars(self, record: RolloutRecord, wave: WaveRecord, host: str) -> dict[str, Any]:
+        """The build ``host`` ran before (for rollback variants that reinstall it)."""
+        previous = next((h.previous for h in wave.hosts if h.host == host), None)
+        if not previous:
+            return {}
+        found = {"lab_previous_version": previous["version"], "lab_previous_digest": previous["digest"]}
+        spec = self.store.build(record.product, previous["version"])
+        if spec is not None and spec.digest == previous["digest"]:
+            found["lab_previous_artifact"] = str(spec.artifact)
+        return found
+
+    def verify(self, record: RolloutRecord, wave: WaveRecord) -> WaveRecord:
+        """The health suite on every deployed host of the wave not judged yet; each result recorded."""
+        todo = [endpoint(self.config, h.host) for h in wave.hosts if h.state is HostState.DEPLOYED]
+
+        def recorded(health: HostHealth) -> None:
+            state = HostState.HEALTHY if health.healthy else HostState.UNHEALTHY
+            self.rollouts.set_host(record.id, health.host, state, health.detail(), health=health.summary())
+            self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
+
+        self.run_health(todo, recorded)
+        return self.rollouts.get(record.id).wave(wave.index)
+
+    def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
+        suite = self.config.suites[self.settings.health_suite]
+        check_hosts(items, suite, self.config.timeouts.suite, self.settings.forks, each)
+
+    def judge(self, record: RolloutRecord, wave: WaveRecord) -> None:
+        """Halted when the wave's failures exceed its threshold; otherwise its failed hosts (if any) are
+        to be rolled back on their own, or it is done."""
+        failed = [h.host for h in wave.hosts if h.state in FAILED_HOST]
+        plan = wave.plan()
+        summary = f"{len(wave.hosts) - len(failed)} of {len(wave.hosts)} host(s) healthy; {plan.threshold()}"
+        if plan.breached(len(failed)):
+            detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
+            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail, cancel_later=True,
+                                   audit=lambda after: [wave_halted(after, wave.index, failed)])
+            self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
+        elif failed:
+            self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK_HOSTS,
+                                   f"{summary}; rolling back {failed_hosts(len(failed))}: {', '.join(failed)}",
+                                   hosts=(HostState.ROLLING_BACK, failed))
+            self.emit(record, wave.index, "rollback", True, f"{summary}: rolling back {failed_hosts(len(failed))} "
+                      f"individually with {self.settings.rollback_playbook.name}: {', '.join(failed)}")
+        else:
+            self.finish_wave(record, wave)
+
+    def finish_wave(self, record: RolloutRecord, wave: WaveRecord) -> None:
+        """Record the wave done (its failed hosts, if any, rolled back on their own), then its pause."""
+        back = [h.host for h in wave.hosts if h.state is HostState.ROLLED_BACK]
+        healthy, total = sum(1 for h in wave.hosts if h.state is HostState.HEALTHY), len(wave.hosts)
+        extra = f"{failed_hosts(len(back))} rolled back: {', '.join(back)}"
+        playbook = self.settings.rollback_playbook.name
+
+        def audit(after: RolloutRecord) -> list[Note]:
+            restored = [rolled_back(after, wave.index, back, WHY_HOSTS, playbook)] if back else []
+            return [*restored, wave_done(after, wave.index)]
+
+        summary = f"{healthy} of {total} host(s) healthy; {wave.plan().threshold()}"
+        pause = wave.pause_seconds if wave.index < len(record.waves) else 0
+        resume_at = (datetime.now(UTC) + timedelta(seconds=pause)).isoformat(timespec="seconds") if pause else None
+        self.rollouts.set_wave(record.id, wave.index, WaveState.DONE, f"{summary}; {extra}" if back else summary,
+                               audit=audit, next_resume_at=resume_at,
+                               rollout=RolloutState.PAUSED if resume_at else None)
+        self.emit(record, wave.index, "done", True, f"done: {healthy}/{total} healthy, {extra}" if back
+                  else f"done: {healthy}/{total} healthy")
+
+    def roll_back_hosts(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
+        """Roll back the failed hosts of a wave within its threshold (one rollback run limited to them),
+        verify each; the wave is done when every one is healthy again, else the rollout stops there."""
+        todo = [h for h in wave.hosts if h.state is HostState.ROLLING_BACK]
+        self.restore(record, replace(wave, hosts=tuple(todo)), build,
+                     {h.host: f"failed ({h.detail[:400]}), rolled back on its own" for h in todo})
+        after = self.rollouts.get(record.id).wave(wave.index)
+        back = [h.host for h in after.hosts if h.state in RESTORED]
+        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
+        if not failed:
+            self.finish_wave(record, after)
+            return
+        detail = f"{wave.detail}; the rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}"
+        playbook = self.settings.rollback_playbook.name
+        self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLBACK_FAILED, detail,
+                               audit=lambda after: [rolled_back(after, wave.index, back, WHY_HOSTS, playbook)])
+        self.emit(record, wave.index, "rollback", False, f"the rollback left {len(failed)} host(s) unhealthy: "
+                  f"{', '.join(failed)}; the rollout stops here")
+
+    def roll_back(self, record: RolloutRecord, wave: WaveRecord, build: Build, why: str) -> None:
+        """Roll the wave's touched hosts back (one rollback run), verify them, record the outcome."""
+        touched = [h for h in wave.hosts if h.state not in (HostState.PLANNED, HostState.CANCELLED)]
+        names = [h.host for h in touched]
+        self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK, None,
+                               hosts=(HostState.ROLLING_BACK, names))
+        self.emit(record, wave.index, "rollback", True, f"rolling back {len(touched)} host(s) with "
+                  f"{self.settings.rollback_playbook.name}")
+        self.restore(record, replace(wave, state=WaveState.ROLLING_BACK, hosts=tuple(touched)), build, {})
+        after = self.rollouts.get(record.id).wave(wave.index)
+        failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
+        state = WaveState.ROLLBACK_FAILED if failed else WaveState.ROLLED_BACK
+        detail = (f"rollback left {len(failed)} host(s) unhealthy: {', '.join(failed)}" if failed
+                  else f"rolled back {len(touched)} host(s); every one verified")
+        playbook = self.settings.rollback_playbook.name
+        self.rollouts.set_wave(record.id, wave.index, state, f"{wave.detail}; {detail}" if wave.detail else detail,
+                               audit=lambda after: [rolled_back(after, wave.index, names, why, playbook)])
+        self.emit(record, wave.index, "rollback", not failed, detail)
+
+    def restore(self, record: RolloutRecord, scope: WaveRecord, build: Build, reasons: dict[str, str]) -> None:
+        """One rollback run over the hosts of ``scope`` (each host's restore point put back), then the
+        health suite on each that ran an earlier build; each host recorded rolled back or rollback
+        failed, its detail led by ``reasons[host]`` when given."""
+        if not scope.hosts:
+            return
+        extravars = {"lab_product": build.product, "lab_version": build.version, "lab_digest": record.digest,
+                     "lab_artifact": str(build.artifact), "lab_rollout": f"rollout={record.id} wave={scope.index}"}
+        outcome = self.playbook(record, scope, self.settings.rollback_playbook, "rollback", extravars)
+
+        def why(host: str, text: str) -> str:
+            return f"{reasons[host]}; {text}" if host in reasons else text
+
+        to_check = []
+        for host in scope.hosts:
+            if not outcome.host_ok(host.host):
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLBACK_FAILED,
+                                       why(host.host, outcome.detail(host.host)))
+            elif host.previous is None:
+                self.rollouts.set_host(record.id, host.host, HostState.ROLLED_BACK, why(
+                    host.host, f"{build.product} removed: the host ran no earlier build of it through lab, so "
+                    "there is nothing to verify"))
+            else:
+                to_check.append(endpoint(self.config, host.host))
+
+        def recorded(health: HostHealth) -> None:
+            state = HostState.ROLLED_BACK if health.healthy else HostState.ROLLBACK_FAILED
+            previous = next(h.previous for h in scope.hosts if h.host == health.host) or {}
+            back = f"back on {previous.get('version')}: {health.detail()}"
+            self.rollouts.set_host(record.id, health.host, state, why(health.host, back), health=health.summary())
+            self.emit(record, scope.index, "restored", health.healthy, f"{health.host} {back}")
+
+        self.run_health(to_check, recorded)
+
+    def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str) -> None:
+        self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail))
+
+
+def failed_hosts(count: int) -> str:
+    """``1 failed host``, ``2 failed hosts``."""
+    return f"{count} failed host{'' if count == 1 else 's'}"
+
+
+def outcome_code(record: RolloutRecord) -> int:
+    """The CLI's exit code for a rollout as it stands: 0 complete (or paused / aborted cleanly),
+    1 halted (a wave's gate said no) or waiting for the maintenance window, 3 a rollback that
+    left hosts unhealthy."""
+    if record.state is RolloutState.FAILED:
+        return 3
+    if record.state in (RolloutState.HALTED, RolloutState.WAITING_WINDOW):
+        return 1
+    return 0

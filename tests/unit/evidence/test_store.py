@@ -1,0 +1,109 @@
+"""The store: migrations, WAL, and cells that are finished exactly once."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lab.errors import NotFoundError
+from lab.evidence.store import MIGRATIONS, Store, statements
+from lab.model import Build, CampaignState, CellState, Result, Status
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "lab.sqlite3")
+
+
+def build(store: Store) -> Build:
+    return store.register_build("app", "1.0", "d" * 64, Path("/tmp/app.tgz"))
+
+
+def test_fresh_store_is_migrated_and_in_wal_mode(store: Store, tmp_path: Path) -> None:
+    assert store.schema_version() == len(MIGRATIONS) >= 2
+    db = sqlite3.connect(tmp_path / "lab.sqlite3")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"builds", "campaigns", "cells", "results", "steps", "promotions", "schema_version", "signatures",
+            "audit", "audit_head"} <= tables
+    triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    assert {"audit_no_update", "audit_no_delete", "signatures_no_update", "signatures_no_delete"} <= triggers
+    store.close()
+    assert Store(tmp_path / "lab.sqlite3").schema_version() == len(MIGRATIONS)  # reopening migrates nothing twice
+
+
+def test_a_store_of_schema_1_is_migrated_keeping_its_data(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    for statement in statements(MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("INSERT INTO builds VALUES ('app', '1.0', ?, '/tmp/app.tgz', '2026-01-01T00:00:00+00:00')", ("d" * 64,))
+    db.close()
+    store = Store(tmp_path / "old.sqlite3")
+    assert store.schema_version() == len(MIGRATIONS)
+    assert store.build("app", "1.0") is not None and store.signed("app", "1.0") == []
+
+
+def test_migration_statements_keep_trigger_bodies_whole() -> None:
+    found = statements("CREATE TABLE t (a);\nCREATE TRIGGER x BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'no'); END;")
+    assert found == ["CREATE TABLE t (a);", "CREATE TRIGGER x BEFORE DELETE ON t BEGIN SELECT RAISE(ABORT, 'no'); END;"]
+    assert len(statements(MIGRATIONS[0])) == 6
+
+
+def test_a_build_keeps_its_first_digest(store: Store) -> None:
+    first = build(store)
+    again = store.register_build("app", "1.0", "e" * 64, Path("/tmp/other.tgz"))
+    assert again.digest == first.digest == "d" * 64
+
+
+def test_cells_finish_exactly_once(store: Store) -> None:
+    campaign = store.create_campaign(build(store), [("s1", "smoke"), ("s2", "smoke")], Path("lab.yml"))
+    assert [c.state for c in store.cells(campaign.id)] == [CellState.PENDING, CellState.PENDING]
+    store.start_cell(campaign.id, "s1", "smoke")
+    results = [Result("a", Status.PASS, "ok", {"x": 1}, 5, 1), Result("b", Status.FAIL, "no", {}, 7, 2)]
+    assert store.finish_cell(campaign.id, "s1", "smoke", results) is True
+    assert store.finish_cell(campaign.id, "s1", "smoke", results) is False
+    cells = {c.sandbox: c for c in store.cells(campaign.id)}
+    assert cells["s1"].state is CellState.DONE
+    assert [(r.check_id, r.status, r.evidence) for r in cells["s1"].results] == [
+        ("a", Status.PASS, {"x": 1}), ("b", Status.FAIL, {})]
+    assert cells["s2"].results == ()
+
+
+def test_reopen_puts_running_cells_back_and_keeps_done_ones(store: Store) -> None:
+    campaign = store.create_campaign(build(store), [("s1", "smoke"), ("s2", "smoke")], Path("lab.yml"))
+    store.start_cell(campaign.id, "s1", "smoke")
+    store.finish_cell(campaign.id, "s1", "smoke", [Result("a", Status.PASS, "ok", {}, 1, 1)])
+    store.start_cell(campaign.id, "s2", "smoke")  # the process dies here
+    store.finish_campaign(campaign.id)
+    assert store.reopen_unfinished(campaign.id) == 1
+    states = {c.sandbox: c.state for c in store.cells(campaign.id)}
+    assert states == {"s1": CellState.DONE, "s2": CellState.PENDING}
+    assert store.campaign(campaign.id).state is CampaignState.RUNNING
+
+
+def test_latest_and_unknown_campaigns(store: Store) -> None:
+    first = store.create_campaign(build(store), [("s1", "smoke")], Path("lab.yml"))
+    second = store.create_campaign(build(store), [("s1", "smoke")], Path("lab.yml"))
+    assert store.campaign("latest").id == second.id != first.id
+    with pytest.raises(NotFoundError, match="unknown campaign 'nope'"):
+        store.campaign("nope")
+
+
+def test_a_promotion_is_recorded_once(store: Store) -> None:
+    campaign = store.create_campaign(build(store), [("s1", "smoke")], Path("lab.yml"))
+    assert store.record_promotion(campaign, "pilot", {"allowed": True}) is True
+    assert store.record_promotion(campaign, "pilot", {"allowed": True}) is False
+    assert [p["stage"] for p in store.promotions("app", "1.0")] == ["pilot"]
+
+
+def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+    campaign = store.create_campaign(build(store), [("s1", "smoke")], Path("lab.yml"))
+    duplicate = [Result("a", Status.PASS, "", {}, 1, 1), Result("a", Status.PASS, "", {}, 1, 1)]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.finish_cell(campaign.id, "s1", "smoke", duplicate)
+    cell = store.cells(campaign.id)[0]
+    assert (cell.state, cell.results) == (CellState.PENDING, ())

@@ -1,0 +1,150 @@
+"""Reports: JUnit valid against the XSD, HTML self-contained and safe, JSON complete, files atomic."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from lab.config.labfile import LabConfig, load_lab
+from lab.decision.evaluate import ApprovalFacts, WaiverFacts, evaluate
+from lab.decision.gather import evidence_of, verdict_for
+from lab.evidence.store import Store
+from lab.model import Result, Status, StepRecord
+from lab.reports import render, write_reports
+from lab.reports.data import ReportData, gather
+from lab.util.clock import now, parse_instant
+from tests.support.labfiles import JUNIT_XSD, copy_default_lab
+
+HOSTILE = "<script>alert('x')</script> ]]> \x00 NUL \x1b[31mred\x1b[0m & \"quotes\""
+BIG = "B" * 10_000_000
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> ReportData:
+    config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    build = store.register_build("care-planner", "2.0.0", "ab" * 32, config.state_dir / "a.tgz")
+    cells = [(s, n) for s in ("ts-sbx-01", "ts-sbx-02") for n in ("care-planner-smoke", "portfolio-compat")]
+    campaign = store.create_campaign(build, cells, config.path)
+    for sandbox in ("ts-sbx-01", "ts-sbx-02"):
+        store.record_step(StepRecord(campaign.id, sandbox, "deploy", True, False, "ok", "ab" * 32, now(), now()))
+    store.finish_cell(campaign.id, "ts-sbx-01", "care-planner-smoke", [
+        Result("passes", Status.PASS, "fine", {}, 12, 1),
+        Result("hostile<id>", Status.FAIL, HOSTILE, {"stdout": HOSTILE, "big": BIG}, 30, 1),
+        Result("cannot-judge", Status.ERROR, "timed out after 5s", {}, 5000, 1),
+        Result("skipped", Status.SKIP, "not here", {}, 0, 0),
+        Result("wobbly", Status.FLAKY, "ok on retry", {"earlier_attempts": [{"status": "fail", "message": HOSTILE}]},
+               40, 2),
+    ])
+    store.finish_cell(campaign.id, "ts-sbx-01", "portfolio-compat", [Result("health", Status.PASS, "ok", {}, 3, 1)])
+    store.finish_cell(campaign.id, "ts-sbx-02", "care-planner-smoke", [Result("passes", Status.PASS, "ok", {}, 3, 1)])
+    store.start_cell(campaign.id, "ts-sbx-02", "portfolio-compat")  # interrupted: never finished
+    return gather(config, store, store.campaign(campaign.id))
+
+
+def test_junit_validates_against_the_xsd_and_maps_every_status(data: ReportData) -> None:
+    text = render(data, "junit")
+    schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
+    document = etree.fromstring(text.encode("utf-8"))
+    assert schema.validate(document), schema.error_log
+    suites = document.findall("testsuite")
+    assert [s.get("name") for s in suites] == [
+        "ts-sbx-01.care-planner-smoke", "ts-sbx-01.portfolio-compat",
+        "ts-sbx-02.care-planner-smoke", "ts-sbx-02.portfolio-compat"]
+    props = {p.get("name"): p.get("value") for p in suites[0].find("properties")}
+    assert props["build"] == "care-planner@2.0.0" and props["digest"] == "ab" * 32
+    assert props["campaign"] == data.campaign.id and props["version"] == "2.0.0"
+    cases = {c.get("name"): c for c in suites[0].findall("testcase")}
+    assert cases["hostile<id>"].find("failure") is not None
+    assert cases["cannot-judge"].find("error").get("message") == "timed out after 5s"
+    assert cases["skipped"].find("skipped") is not None
+    assert cases["wobbly"].find("failure") is None
+    assert cases["wobbly"].find("flakyFailure").get("message").startswith("<script>")
+    unfinished = suites[3].findall("testcase")
+    assert [(c.get("name"), c.find("error").get("type")) for c in unfinished] == [("(cell)", "unfinished")]
+    assert (document.get("tests"), document.get("failures"), document.get("errors")) == ("8", "1", "2")
+
+
+def test_junit_escapes_hostile_output(data: ReportData) -> None:
+    text = render(data, "junit")
+    assert "\x00" not in text and "\x1b" not in text
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+    assert "\\x00 NUL \\x1b[31mred" in text
+    assert len(text) < 1_000_000  # the 10 MB evidence was clipped long before the report
+
+
+def test_html_is_self_contained_and_escapes_everything(data: ReportData) -> None:
+    page = render(data, "html")
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "\x00" not in page and "\x1b" not in page
+    assert "\\x1b[31mred" in page
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", page)
+    assert "<link" not in page and "@import" not in page
+    assert "BLOCKED from pilot" in page
+    assert page.index("BLOCKED from pilot") < page.index("Sandbox \u00d7 suite") < page.index("Failing, erroring")
+    assert "ab" * 32 in page
+    assert "1 cell(s) did not finish" in page
+
+
+def test_json_export_has_the_whole_campaign(data: ReportData) -> None:
+    exported = json.loads(render(data, "json"))
+    assert exported["build"] == {"product": "care-planner", "version": "2.0.0", "digest": "ab" * 32,
+                                 "artifact": "a.tgz"}
+    assert exported["verdict"]["allowed"] is False
+    assert exported["counts"] == {"pass": 3, "fail": 1, "error": 1, "skip": 1, "flaky": 1, "waived": 0}
+    states = {(c["sandbox"], c["suite"]): c["state"] for c in exported["cells"]}
+    assert states[("ts-sbx-02", "portfolio-compat")] == "running"
+    reasons = [c["detail"] for c in exported["verdict"]["clauses"] if c["outcome"] == "not met"]
+    assert "campaign " + data.campaign.id + " has not finished; resume it" in reasons
+
+
+def test_reports_are_written_atomically(data: ReportData, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    paths = write_reports(data, out)
+    assert [p.name for p in paths] == [f"{data.campaign.id}.html", f"{data.campaign.id}.junit.xml",
+                                       f"{data.campaign.id}.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+
+
+def test_a_waived_failure_is_shown_as_waived_in_every_report(tmp_path: Path) -> None:
+    config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    build = store.register_build("care-planner", "2.0.0", "ab" * 32, config.state_dir / "a.tgz")
+    campaign = store.create_campaign(build, [("ts-sbx-01", "portfolio-compat")], config.path)
+    store.record_step(StepRecord(campaign.id, "ts-sbx-01", "deploy", True, False, "ok", "ab" * 32, now(), now()))
+    store.finish_cell(campaign.id, "ts-sbx-01", "portfolio-compat", [
+        Result("journal-health", Status.FAIL, "503 from the journal", {}, 3, 1),
+        Result("journal-records", Status.PASS, "ok", {}, 3, 1)])
+    store.finish_campaign(campaign.id)
+    campaign = store.campaign(campaign.id)
+    # A waiver the production gate accepts (its signature verified), by a change-board member.
+    waiver = WaiverFacts(1, "maija.virtanen@example.fi", "ts-sbx-01", "portfolio-compat", "journal-health", "ab" * 32,
+                         "known issue", "2026-12-31T00:00:00+00:00", True)
+    evidence = evidence_of(config, store, build, campaign)
+    stage = config.agreement.stage("production")
+    assert stage is not None and stage.gate is not None
+    verdict = evaluate(stage.gate, stage, replace(evidence, waivers=(waiver,), approvals=tuple(
+        ApprovalFacts(i, who, False, "production", "ab" * 32, "x", "2026-12-31T00:00:00+00:00", True)
+        for i, who in enumerate(("a", "b")))), parse_instant("2026-12-01T10:00:00Z"))
+    assert verdict.waived == ("ts-sbx-01/portfolio-compat/journal-health",)
+    data = replace(gather(config, store, campaign), verdict=verdict)
+    assert verdict_for(config, store, build, "pilot", campaign).waived == ()  # pilot: no waiver, no waived
+    exported = json.loads(render(data, "json"))
+    assert exported["counts"] == {"pass": 1, "fail": 0, "error": 0, "skip": 0, "flaky": 0, "waived": 1}
+    assert [(r["check_id"], r["status"], r["shown_as"]) for r in exported["cells"][0]["results"]] == [
+        ("journal-health", "fail", "waived"), ("journal-records", "pass", "pass")]
+    assert exported["verdict"]["waived"] == ["ts-sbx-01/portfolio-compat/journal-health"]
+    junit = etree.fromstring(render(data, "junit").encode("utf-8"))
+    failure = junit.find(".//testcase[@name='journal-health']/failure")
+    assert (failure.get("type"), failure.get("message")) == ("waived", "waived: 503 from the journal")
+    page = render(data, "html")
+    assert '<td class="waived">waived<br><span class="small">1 pass, 1 waived' in page
+    assert '<h3 class="waived">WAIVED · portfolio-compat · <code>journal-health</code>' in page
+    assert "PASS · portfolio-compat · <code>journal-health</code>" not in page
