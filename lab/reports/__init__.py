@@ -1,8 +1,16 @@
-"""Reports: JUnit XML for CI, HTML for the change board, JSON for machines."""
+"""Reports: JUnit XML for CI, HTML for the change board, JSON for machines.
+
+Each format is one row of ``REPORT_FORMATS``: its name (``lab report --format``), the suffix of
+the file it is written to and the function that renders it. A new format is one module with a
+``ReportData -> str`` function plus one row here; ``FORMATS``, ``SUFFIX``, ``render`` and the
+CLI's ``--format`` choice follow from the table.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -11,25 +19,41 @@ from lab.decision.gather import latest_campaign
 from lab.evidence.store import Store
 from lab.model import Build
 from lab.reports.data import ReportData, gather
+from lab.reports.html import html_report
+from lab.reports.junit import junit_xml
 from lab.util.atomic import write_text
 
-FORMATS = ("html", "junit", "json")
-SUFFIX = {"html": ".html", "junit": ".junit.xml", "json": ".json"}
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """One report format: its name, the suffix of its file and how it is rendered."""
+
+    name: str
+    suffix: str
+    render: Callable[[ReportData], str]
+
+
+def json_report(data: ReportData) -> str:
+    """The report as JSON for machines: sorted keys, indented, one trailing newline."""
+    return json.dumps(data.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+
+
+REPORT_FORMATS = (
+    ReportFormat("html", ".html", html_report),
+    ReportFormat("junit", ".junit.xml", junit_xml),
+    ReportFormat("json", ".json", json_report),
+)
+FORMATS = tuple(f.name for f in REPORT_FORMATS)
+SUFFIX = {f.name: f.suffix for f in REPORT_FORMATS}
+BY_NAME = {f.name: f for f in REPORT_FORMATS}
 
 
 def render(data: ReportData, fmt: str) -> str:
-    """The report of ``data`` in format ``fmt`` (html, junit or json)."""
-    if fmt == "html":
-        from lab.reports.html import html_report
-
-        return html_report(data)
-    if fmt == "junit":
-        from lab.reports.junit import junit_xml
-
-        return junit_xml(data)
-    if fmt == "json":
-        return json.dumps(data.to_json(), indent=2, sort_keys=True, default=str) + "\n"
-    raise ValueError(f"unknown report format {fmt!r}")
+    """The report of ``data`` in format ``fmt`` (one of ``FORMATS``); ValueError for any other name."""
+    found = BY_NAME.get(fmt)
+    if found is None:
+        raise ValueError(f"unknown report format {fmt!r}; formats: {', '.join(FORMATS)}")
+    return found.render(data)
 
 
 def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
