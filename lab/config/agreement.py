@@ -13,10 +13,11 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from lab.config.schemas import schema, validate
 from lab.errors import ConfigError
 from lab.model import Agreement, ApprovalRule, Freeze, Gate, Stage, Suite, Window
 from lab.util.clock import DAY_NAMES, parse_duration, zone
-from lab.util.yamlfile import line_of, load_yaml, plain, schema, validate
+from lab.util.yamlfile import line_of, load_yaml, plain
 
 CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 DAY_SETS = {"weekdays": (0, 1, 2, 3, 4), "weekends": (5, 6), "daily": tuple(range(7))}

@@ -17,10 +17,11 @@ from lab.checks.types.windows import WINDOWS_CHECK_TYPES
 from lab.config.agreement import load_agreement
 from lab.config.allowed_signers import override_signers
 from lab.config.inventory import Inventory, load_inventory
+from lab.config.schemas import schema, validate
 from lab.errors import ConfigError, NotFoundError
 from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
 from lab.sandboxes.base import PROVIDERS
-from lab.util.yamlfile import line_of, load_yaml, plain, schema, validate
+from lab.util.yamlfile import line_of, load_yaml, plain
 
 PROVIDER_FACTS = frozenset({"lab_port", "sandbox_root", "sandbox_name"})
 DEFAULT_LAB_FILE = "lab.yml"

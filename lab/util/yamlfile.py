@@ -1,17 +1,11 @@
-"""Load YAML keeping line numbers, and validate it against a JSON Schema with file:line errors."""
+"""Load YAML keeping line numbers, so every config error can name file:line (schemas: ``lab.config.schemas``)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -51,40 +45,6 @@ def line_of(data: Any, path: Sequence[Any]) -> int | None:
         except (KeyError, IndexError, TypeError, AttributeError):
             break
     return None if line is None else line + 1
-
-
-@cache
-def schema(name: str) -> dict[str, Any]:
-    """The JSON Schema ``lab/config/schemas/<name>.json``."""
-    text = resources.files("lab.config.schemas").joinpath(f"{name}.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-@cache
-def registry() -> Registry[Any]:
-    """Every schema of ``lab/config/schemas/``, so one refers to another by file name (``"$ref": "rollout.json"``)."""
-    names = sorted(p.name for p in resources.files("lab.config.schemas").iterdir() if p.name.endswith(".json"))
-    return Registry().with_resources((name, DRAFT202012.create_resource(schema(name[:-5]))) for name in names)
-
-
-def validate(data: Any, schema_doc: dict[str, Any], source: Path, base: Sequence[Any] = ()) -> None:
-    """Raise ConfigError for the first schema violation, naming file:line and the field."""
-    validator = jsonschema.Draft202012Validator(schema_doc, registry=registry())
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
-    if not errors:
-        return
-    error = errors[0]
-    where = list(error.absolute_path)
-    field = ".".join(str(p) for p in [*base, *where]) or "(top level)"
-    if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        line = line_of(data, [*where, unknown[0]]) if unknown else line_of(data, where)
-        raise ConfigError(
-            f"unknown field {unknown[0]!r} in {field}; allowed fields: {allowed}", source=str(source), line=line
-        )
-    raise ConfigError(f"{field}: {error.message}", source=str(source), line=line_of(data, where))
 
 
 def plain(data: Any) -> Any:

@@ -10,8 +10,9 @@ import pytest
 
 from lab.checks.types.linux import CHECK_TYPES, COMMON_FIELDS
 from lab.checks.types.windows import WINDOWS_CHECK_TYPES
+from lab.config.schemas import schema, validate
 from lab.errors import ConfigError
-from lab.util.yamlfile import load_yaml, plain, schema, validate
+from lab.util.yamlfile import load_yaml, plain
 
 SELFTEST = Path(__file__).resolve().parents[3] / "lab" / "checks" / "selftest-windows.yml"
 # Linux parameters that mean nothing on Windows (mode bits, init scripts, dpkg/rpm).
