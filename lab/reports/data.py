@@ -13,7 +13,7 @@ from lab.decision.gather import first_gate_stage, verdict_for
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
-from lab.transports.winrm.settings import cert_validation
+from lab.transports.base import security_notes
 from lab.util.clock import current, now
 
 # Control characters other than tab and newline; shown as visible escapes, never passed through.
@@ -112,12 +112,6 @@ def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | N
 
 
 def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:
-    """Say so in the report whenever a sandbox's TLS certificate validation was turned off."""
-    notes = []
-    for spec in config.sandboxes:
-        if spec.name not in campaign.sandboxes:
-            continue
-        if cert_validation(spec.host_vars) == "ignore":
-            notes.append(f"TLS certificate validation was turned OFF for {spec.name} "
-                         "(ansible_winrm_server_cert_validation: ignore)")
-    return notes
+    """Say so in the report whenever a sandbox's connection weakens security (TLS certificate validation off)."""
+    return [note for spec in config.sandboxes if spec.name in campaign.sandboxes
+            for note in security_notes(spec.name, spec.host_vars)]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lab.errors import ConfigError
+from lab.transports.base import security_notes
 from lab.transports.winrm.settings import MAX_ENVELOPE_SIZE, STDIN_CHUNK, cert_validation, settings_from_variables
 
 SECRET = "Not-In-Any-Message-42"
@@ -105,3 +106,10 @@ def test_a_stdin_chunk_fits_one_envelope() -> None:
 def test_cert_validation_is_read_one_way_for_the_transport_and_the_reports(value: str | None, read: str) -> None:
     variables = {} if value is None else {"ansible_winrm_server_cert_validation": value}
     assert cert_validation(variables) == read
+
+
+def test_security_notes_are_what_the_reports_show_for_a_host_without_cert_validation() -> None:
+    assert security_notes("win-02", {"ansible_winrm_server_cert_validation": "Ignore "}) == [
+        "TLS certificate validation was turned OFF for win-02 (ansible_winrm_server_cert_validation: ignore)"]
+    assert security_notes("win-01", {"ansible_winrm_server_cert_validation": "validate"}) == []
+    assert security_notes("lin-01", {"ansible_connection": "ssh"}) == []
