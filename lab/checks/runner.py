@@ -9,6 +9,7 @@ Output: one line per check: {"id", "status", "message", "evidence", "duration_ms
 then a last line {"end": true, "checks": n}.
 """
 
+import errno
 import glob
 import hashlib
 import json
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import struct
 import subprocess
 import sys
@@ -71,45 +73,205 @@ def under_root(root, path):
 
 # --- file -------------------------------------------------------------------------------------
 
-def check_file(params, ctx):
-    path = under_root(ctx["root"], params.get("path"))
-    want_exists = params.get("exists", True)
-    evidence = {"path": params["path"]}
-    exists = os.path.lexists(path)
-    evidence["exists"] = exists
-    if not want_exists:
-        if exists:
-            raise Failure("%s exists but must not" % params["path"], evidence)
-        return "%s is absent" % params["path"], evidence
-    if not exists:
-        raise Failure("%s does not exist" % params["path"], evidence)
-    st = os.stat(path)
-    kind = "directory" if os.path.isdir(path) else "file"
-    evidence["kind"] = kind
-    evidence["mode"] = "%04o" % (st.st_mode & 0o7777)
+FILE_KINDS = (("file", stat.S_ISREG), ("directory", stat.S_ISDIR), ("symlink", stat.S_ISLNK),
+              ("socket", stat.S_ISSOCK), ("fifo", stat.S_ISFIFO), ("char", stat.S_ISCHR), ("block", stat.S_ISBLK))
+MAX_SYMLINKS = 40  # the kernel's limit (ELOOP) on symlinks followed in one lookup
+ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)  # what ``test -e`` and ``stat`` count as "no such file"
+
+
+def file_kind(mode):
+    """The kind of a stat mode, by the names of the file check (``stat -c %F`` in short)."""
+    for name, test in FILE_KINDS:
+        if test(mode):
+            return name
+    return "unknown"
+
+
+def sandbox_path(root, path, follow):
+    """The host path of sandbox path ``path``, its symlinks resolved as the sandbox sees them.
+
+    On a real server (root ``/``) the kernel resolves links and the path is returned as it is. Under a
+    local sandbox root, every link on the way is followed by hand so that an absolute target stays
+    inside the root; the last component only when ``follow``. OSError(ELOOP) past MAX_SYMLINKS links.
+    """
+    if root in ("", "/"):
+        return path
+    pending = [p for p in path.split("/") if p]
+    current, hops = [], 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            current = current[:-1]
+            continue
+        host = os.path.join(root, *current, part)
+        if (pending or follow) and os.path.islink(host):
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(host)
+            if target.startswith("/"):
+                current = []
+            pending = [p for p in target.split("/") if p] + pending
+            continue
+        current.append(part)
+    return os.path.join(root, *current)
+
+
+def stat_path(root, path, follow):
+    """(stat result, host path), or (None, the errno name) when nothing is there to judge.
+
+    ``follow`` stats what a symlink points to (``stat -L``); otherwise the path itself (``stat``).
+    A missing file, a dangling link, a loop of links or a file used as a directory is absent, as
+    ``test -e`` says; any other failure (permission) is an error: the lab cannot tell.
+    """
+    try:
+        host = sandbox_path(root, path, follow)
+        return (os.stat(host) if follow else os.lstat(host)), host
+    except OSError as exc:
+        if exc.errno in ABSENT:
+            return None, errno.errorcode.get(exc.errno, str(exc.errno))
+        raise CheckBroken("cannot stat %s: %s" % (path, exc.strerror or exc)) from None
+
+
+def account_id(ctx, value, path, what):
+    """(id, name) wanted by an ``owner`` or ``group`` parameter, named by the sandbox's own file.
+
+    An integer is an id. A string is a name in /etc/passwd (or /etc/group) under the sandbox root; a
+    string of digits that no entry is named is an id (the rule chown(1) follows). (None, value)
+    for a name that is not there.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "" or \
+            (isinstance(value, int) and value < 0):
+        raise CheckBroken("%s must be a name or a non-negative id, got %r" % (what, value))
+    if isinstance(value, int):
+        return value, account_name(ctx, path, value)
+    try:
+        entries = account_entries(ctx, path)
+    except CheckBroken:
+        if value.isdigit():
+            return int(value), None
+        raise
+    for _, parts in entries:
+        if parts[0] == value and len(parts) > 2 and parts[2].isdigit():
+            return int(parts[2]), value
+    return (int(value), None) if value.isdigit() else (None, value)
+
+
+def account_name(ctx, path, number):
+    """The first name /etc/passwd (or /etc/group) under the sandbox root gives ``number``, or None."""
+    try:
+        entries = account_entries(ctx, path)
+    except CheckBroken:
+        return None
+    for _, parts in entries:
+        if len(parts) > 2 and parts[2] == str(number):
+            return parts[0]
+    return None
+
+
+def file_follow(params):
+    """Whether the file check follows a symlink at ``path``: ``follow`` when given; otherwise yes,
+    except for ``kind: symlink`` and ``target``, which are about the link itself."""
+    follow = param_bool(params, "follow", None)
+    about_link = params.get("kind") == "symlink" or "target" in params
+    if follow is None:
+        return not about_link
+    if follow and params.get("kind") == "symlink":
+        raise CheckBroken("kind: symlink needs follow: false (a followed path is never a symlink)")
+    return follow
+
+
+def file_problems(params, ctx, st, evidence):
+    """What differs from the check's kind, mode, owner, group and target."""
+    problems = []
     want_kind = params.get("kind")
-    if want_kind and want_kind != kind:
-        raise Failure("%s is a %s, expected a %s" % (params["path"], kind, want_kind), evidence)
-    if "mode" in params and int(str(params["mode"]), 8) != (st.st_mode & 0o7777):
-        raise Failure("%s has mode %s, expected %s" % (params["path"], evidence["mode"], params["mode"]), evidence)
+    if want_kind is not None and want_kind != evidence["kind"]:
+        problems.append("is a %s, expected a %s" % (evidence["kind"], want_kind))
+    if "mode" in params:
+        try:
+            want_mode = int(str(params["mode"]), 8)
+        except ValueError:
+            raise CheckBroken("mode must be octal digits, got %r" % (params["mode"],)) from None
+        if want_mode != st.st_mode & 0o7777:
+            problems.append("has mode %s, expected %s" % (evidence["mode"], params["mode"]))
+    for key, path, number in (("owner", "/etc/passwd", st.st_uid), ("group", "/etc/group", st.st_gid)):
+        if key not in params:
+            continue
+        wanted, name = account_id(ctx, params[key], path, key)
+        if wanted != number:
+            have = "%s (%d)" % (evidence[key], number) if evidence[key] else "%d" % number
+            want = "%s (%d)" % (name, wanted) if name and wanted is not None else \
+                "%s (no such name in %s)" % (name, path) if wanted is None else "%d" % wanted
+            problems.append("%s is %s, expected %s" % (key, have, want))
+    if "target" in params:
+        link = evidence.get("link_target")
+        if link is None:
+            problems.append("is not a symlink, expected one to %s" % params["target"])
+        elif link != params["target"]:
+            problems.append("links to %s, expected %s" % (link, params["target"]))
+    return problems
+
+
+def check_file(params, ctx):
+    """A path exists (or not), with a kind, mode, owner, group, symlink target and content.
+
+    ``follow`` (default true, false for ``kind: symlink`` and ``target``) judges what a symlink points
+    to, as ``stat -L`` does; a dangling link then does not exist (``test -e``), and with ``follow:
+    false`` it does. ``target`` is the link's own text, as ``readlink`` prints it. ``owner`` and
+    ``group`` are names (from the sandbox's /etc/passwd and /etc/group) or ids.
+    """
+    shown = param_text(params, "path")
+    want_exists = param_bool(params, "exists", True)
+    want_kind = params.get("kind")
+    if want_kind is not None and want_kind not in [name for name, _ in FILE_KINDS]:
+        raise CheckBroken("kind must be one of %s, got %r" % (", ".join(n for n, _ in FILE_KINDS), want_kind))
+    follow = file_follow(params)
+    root = ctx["root"]
+    evidence = {"path": shown, "follow": follow}
+    link_stat, _ = stat_path(root, shown, False)
+    if link_stat is not None and stat.S_ISLNK(link_stat.st_mode):
+        try:
+            evidence["link_target"] = os.readlink(sandbox_path(root, shown, False))
+        except OSError as exc:
+            raise CheckBroken("cannot read the symlink %s: %s" % (shown, exc.strerror or exc)) from None
+    st, host = stat_path(root, shown, follow) if follow else (link_stat, None)
+    evidence["exists"] = st is not None
+    if st is None:
+        why = ("%s is a dangling symlink (to %s; follow: true judges what it points to)"
+               % (shown, evidence["link_target"]) if "link_target" in evidence else "%s does not exist" % shown)
+        if want_exists:
+            raise Failure(why, evidence)
+        return why, evidence
+    if host is None:
+        host = sandbox_path(root, shown, False)
+    evidence.update(kind=file_kind(st.st_mode), mode="%04o" % (st.st_mode & 0o7777), uid=st.st_uid,
+                    gid=st.st_gid, owner=account_name(ctx, "/etc/passwd", st.st_uid),
+                    group=account_name(ctx, "/etc/group", st.st_gid))
+    if not want_exists:
+        raise Failure("%s exists (a %s) but must not" % (shown, evidence["kind"]), evidence)
+    problems = file_problems(params, ctx, st, evidence)
+    if problems:
+        raise Failure("%s %s" % (shown, "; ".join(problems)), evidence)
     if "sha256" in params or "contains" in params or "matches" in params:
-        if kind != "file":
-            raise CheckBroken("%s is a directory: sha256/contains/matches need a file" % params["path"])
-        with open(path, "rb") as handle:
+        if evidence["kind"] != "file":
+            raise CheckBroken("%s is a %s: sha256/contains/matches need a regular file" % (shown, evidence["kind"]))
+        with open(host, "rb") as handle:
             data = handle.read()
         if "sha256" in params:
             digest = hashlib.sha256(data).hexdigest()
             evidence["sha256"] = digest
             if digest != str(params["sha256"]).lower():
-                raise Failure("%s has sha256 %s, expected %s" % (params["path"], digest, params["sha256"]), evidence)
+                raise Failure("%s has sha256 %s, expected %s" % (shown, digest, params["sha256"]), evidence)
         text = decode(data)
         if "contains" in params or "matches" in params:
             evidence["content"] = clip(text)
         if "contains" in params and params["contains"] not in text:
-            raise Failure("%s does not contain %r" % (params["path"], params["contains"]), evidence)
+            raise Failure("%s does not contain %r" % (shown, params["contains"]), evidence)
         if "matches" in params and not re.search(params["matches"], text, re.MULTILINE):
-            raise Failure("%s does not match /%s/" % (params["path"], params["matches"]), evidence)
-    return "%s is as expected" % params["path"], evidence
+            raise Failure("%s does not match /%s/" % (shown, params["matches"]), evidence)
+    return "%s is as expected" % shown, evidence
 
 
 # --- command ----------------------------------------------------------------------------------
@@ -199,30 +361,88 @@ def read_proc(pid, name):
 
 
 def pid_alive(pid):
-    stat = read_proc(pid, "stat")
-    if stat is None:
+    line = read_proc(pid, "stat")
+    if line is None:
         return False
-    state = stat.rsplit(b")", 1)[-1].split()[0]
+    state = line.rsplit(b")", 1)[-1].split()[0]
     return state not in (b"Z", b"X")
 
 
-def process_identity(pid, proc=PROC):
-    """(the names a process goes by: its comm and the basenames of argv[0] and argv[1]; its argv),
-    from one read of each; (empty, empty) for a process that is gone."""
+COMM_BYTES = 15  # the kernel keeps a process's comm in 16 bytes, the last one NUL (TASK_COMM_LEN)
+
+
+def process_facts(pid, proc=PROC):
+    """{comm (bytes), argv, exe (a path, "" when unreadable), exe_denied} of a process from one read
+    of each; None for a process that is gone."""
+    base = os.path.join(proc, str(pid))
     try:
-        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as handle:
+        with open(os.path.join(base, "cmdline"), "rb") as handle:
             raw = handle.read()
-        with open(os.path.join(proc, str(pid), "comm"), "rb") as handle:
-            comm = decode(handle.read()).strip()
+        with open(os.path.join(base, "comm"), "rb") as handle:
+            comm = handle.read().rstrip(b"\n")
     except OSError:
-        return set(), []
-    argv = [decode(a) for a in raw.split(b"\0") if a]
-    return {comm} | {os.path.basename(a) for a in argv[:2]}, argv
+        return None
+    exe, denied = "", False
+    try:
+        exe = os.readlink(os.path.join(base, "exe"))
+    except PermissionError:
+        denied = True
+    except OSError:
+        pass  # a kernel thread, or a process that ended meanwhile
+    if exe.endswith(" (deleted)"):
+        exe = exe[:-len(" (deleted)")]
+    return {"comm": comm, "argv": [decode(a) for a in raw.split(b"\0") if a], "exe": exe, "exe_denied": denied}
 
 
 def process_names(pid, proc=PROC):
-    """The names a process goes by: its comm and the basenames of argv[0] and argv[1]."""
-    return process_identity(pid, proc)[0]
+    """The names a process goes by: its comm, and the basenames of argv[0] and of its executable."""
+    facts = process_facts(pid, proc)
+    return names_of(facts) if facts else set()
+
+
+def names_of(facts):
+    names = {decode(facts["comm"])}
+    if facts["argv"]:
+        names.add(os.path.basename(facts["argv"][0]))
+    if facts["exe"]:
+        names.add(os.path.basename(facts["exe"]))
+    return names
+
+
+def comm_matches(facts, comm):
+    """The kernel's comm is ``comm`` (its first 15 bytes when longer: the kernel keeps no more)."""
+    return facts["comm"] == comm.encode("utf-8")[:COMM_BYTES]
+
+
+def exe_matches(facts, exe, root):
+    """The executable is ``exe``: its basename, or its whole path when ``exe`` has a slash."""
+    if not facts["exe"]:
+        return False
+    if "/" in exe:
+        return facts["exe"] == os.path.normpath(under_root(root, exe))
+    return os.path.basename(facts["exe"]) == exe
+
+
+def process_matchers(params):
+    """The tests a process must pass, one per selector given: name, comm, exe, cmdline."""
+    tests = []
+    name = param_text(params, "name", required=False)
+    if name is not None:
+        tests.append(("name", lambda f, root: name in names_of(f)))
+    comm = param_text(params, "comm", required=False)
+    if comm is not None:
+        tests.append(("comm", lambda f, root: comm_matches(f, comm)))
+    exe = param_text(params, "exe", required=False)
+    if exe is not None:
+        tests.append(("exe", lambda f, root: exe_matches(f, exe, root)))
+    cmdline = param_text(params, "cmdline", required=False)
+    if cmdline is not None:
+        try:
+            pattern = re.compile(cmdline)
+        except re.error as exc:
+            raise CheckBroken("cmdline is not a valid regex: %s" % exc) from None
+        tests.append(("cmdline", lambda f, root: pattern.search(" ".join(f["argv"])) is not None))
+    return tests
 
 
 def pid_from_file(root, path):
@@ -234,34 +454,56 @@ def pid_from_file(root, path):
         return 0
 
 
-def processes_named(name, root):
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or not pid_alive(entry):
+def matching_processes(tests, root, pids=None):
+    """(pids of live processes that pass every test, how many processes' executables were unreadable).
+
+    Zombies are not running. Under a local sandbox root only processes whose argv mentions the
+    root count (another sandbox's on the same machine do not); the runner itself never counts.
+    """
+    found, denied = [], 0
+    candidates = pids if pids is not None else [e for e in os.listdir("/proc") if e.isdigit()]
+    for entry in candidates:
+        if int(entry) == os.getpid() or not pid_alive(entry):
             continue
-        names, argv = process_identity(entry)
-        if name not in names:
+        facts = process_facts(entry)
+        if facts is None:
             continue
-        if root not in ("", "/") and not any(a.startswith(root) for a in argv):
+        if not all(test(facts, root) for _, test in tests):
+            denied += facts["exe_denied"]
+            continue
+        if pids is None and root not in ("", "/") and not any(a.startswith(root) for a in facts["argv"]):
             continue  # a process of another sandbox on the same machine
         found.append(int(entry))
-    return found
+    return found, denied
+
+
+def processes_named(name, root):
+    """Live processes that go by ``name`` (comm, argv[0]'s or the executable's basename)."""
+    return matching_processes(process_matchers({"name": name}), root)[0]
 
 
 def check_process(params, ctx):
-    want_running = params.get("running", True)
+    """A process is running (or not), found by its pid file or by what it is: ``comm`` (the kernel's
+    name, as ``pgrep -x``), ``exe`` (its executable), ``cmdline`` (a regex on its arguments joined
+    by spaces, as ``pgrep -f``), or ``name`` (any of comm, argv[0]'s or the executable's basename).
+    Given together, every one must hold for the same process. A zombie is not running."""
+    want_running = param_bool(params, "running", True)
+    tests = process_matchers(params)
+    evidence = {key: params[key] for key in ("name", "comm", "exe", "cmdline", "pid_file") if key in params}
     if "pid_file" in params:
-        evidence = {"pid_file": params["pid_file"]}
-        pid = pid_from_file(ctx["root"], params["pid_file"])
+        pid = pid_from_file(ctx["root"], param_text(params, "pid_file"))
         evidence["pid"] = pid
-        pids = [pid] if pid > 0 and pid_alive(pid) else []
-    elif "name" in params:
-        pids = processes_named(params["name"], ctx["root"])
-        evidence = {"name": params["name"]}
+        pids, denied = matching_processes(tests, ctx["root"], [str(pid)] if pid > 0 else [])
+    elif tests:
+        pids, denied = matching_processes(tests, ctx["root"])
     else:
-        raise CheckBroken("process check needs name or pid_file")
+        raise CheckBroken("process check needs pid_file, name, comm, exe or cmdline")
     evidence["running_pids"] = pids
-    label = params.get("name") or params.get("pid_file")
+    given = [(key, value) for key, value in evidence.items() if key not in ("pid", "running_pids")]
+    label = str(given[0][1]) if len(given) == 1 else ", ".join("%s %s" % pair for pair in given)
+    if not pids and denied and "exe" in params:
+        raise CheckBroken("no process of %s found, but the executables of %d processes are not readable "
+                          "(run the runner as root)" % (label, denied))
     if want_running and not pids:
         raise Failure("%s is not running" % label, evidence)
     if not want_running and pids:
@@ -379,11 +621,13 @@ def compatible_upper_bound(ref):
     return epoch + colon + ".".join([*parts[:-2], str(int(lead.group(0)) + 1)])
 
 
-def satisfies(version, constraint, compare=compare_dotted):
+def satisfies(version, constraint, compare=compare_dotted, tilde=False):
     """True when version meets every comma-separated clause (==, !=, >=, <=, >, <, ~=).
 
     ``compare(a, b)`` orders two versions (negative, zero, positive); the default orders dotted
-    numbers, package checks pass dpkg's or rpm's own ordering. ``~=X.Y`` means ``>=X.Y, <X+1``.
+    numbers, package checks pass dpkg's or rpm's own ordering. ``~=X.Y`` means ``>=X.Y, <X+1``; with
+    ``tilde`` (dpkg and rpm, where ``~`` sorts before everything) ``<X+1~``, so no pre-release of X+1
+    (``2.0~rc1``) is compatible with ``~=1.4``.
     """
     tests = {
         "==": lambda c: c == 0, "!=": lambda c: c != 0, ">=": lambda c: c >= 0,
@@ -395,7 +639,8 @@ def satisfies(version, constraint, compare=compare_dotted):
             raise CheckBroken("bad version constraint clause %r" % clause)
         op, ref = match.groups()
         if op == "~=":
-            if compare(version, ref) < 0 or compare(version, compatible_upper_bound(ref)) >= 0:
+            upper = compatible_upper_bound(ref) + ("~" if tilde else "")
+            if compare(version, ref) < 0 or compare(version, upper) >= 0:
                 return False
         elif not tests[op](compare(version, ref)):
             return False
@@ -594,22 +839,28 @@ def split_evr(text):
     return epoch, version, revision
 
 
-def package_compare(compare_part):
-    """A version order for satisfies() that compares only the parts the constraint names.
+def dpkg_compare(a, b):
+    """Order two versions exactly as ``dpkg --compare-versions`` does: epoch (absent: 0), then the
+    upstream version, then the revision (absent: empty, which orders like ``0``)."""
+    epoch_a, version_a, revision_a = split_evr(a)
+    epoch_b, version_b, revision_b = split_evr(b)
+    return (sign(int(epoch_a or 0) - int(epoch_b or 0)) or dpkg_compare_part(version_a, version_b)
+            or dpkg_compare_part(revision_a or "", revision_b or ""))
 
-    ``>=9.0`` compares the upstream version alone (epoch and Debian revision / rpm release are
-    ignored); ``>=1:9.0-2`` compares all three, in dpkg's or rpm's own order.
-    """
-    def compare(version, reference):
-        have_epoch, have_version, have_revision = split_evr(version)
-        ref_epoch, ref_version, ref_revision = split_evr(reference)
-        if ref_epoch is not None and int(have_epoch or 0) != int(ref_epoch):
-            return -1 if int(have_epoch or 0) < int(ref_epoch) else 1
-        result = compare_part(have_version, ref_version)
-        if result or ref_revision is None:
-            return result
-        return compare_part(have_revision or "", ref_revision)
-    return compare
+
+def rpm_compare(a, b):
+    """Order two versions as rpm does (``rpm.vercmp``, rpmverCmp): epoch (absent: 0), version by
+    rpmvercmp, and the release only when both name one (``>= 1.0`` holds for 1.0-3)."""
+    epoch_a, version_a, release_a = split_evr(a)
+    epoch_b, version_b, release_b = split_evr(b)
+    result = sign(int(epoch_a or 0) - int(epoch_b or 0)) or rpm_compare_part(version_a, version_b)
+    if result or release_a is None or release_b is None:
+        return result
+    return rpm_compare_part(release_a, release_b)
+
+
+def sign(number):
+    return (number > 0) - (number < 0)
 
 
 def dpkg_stanzas(text):
@@ -735,7 +986,10 @@ def check_package(params, ctx):
 
     Installed means what testinfra's Package.is_installed means (for dpkg: status
     ``install|hold ok installed``; for rpm: ``rpm -q`` succeeds). ``version`` is a constraint for
-    satisfies() in the manager's own order; a part it omits (epoch, revision/release) is not compared.
+    satisfies() on the full installed version in the manager's own order: dpkg_compare (a reference
+    without an epoch has epoch 0, without a revision an empty one: ``<10`` does not hold for
+    1:9.2p1-2, as ``dpkg --compare-versions`` says) or rpm_compare. Every installed instance
+    (multi-arch, several kernels) must satisfy it.
     """
     name = param_text(params, "name", PACKAGE_NAME, "package name")
     want_installed = param_bool(params, "installed", True)
@@ -744,9 +998,9 @@ def check_package(params, ctx):
         raise CheckBroken("version makes no sense with installed: false")
     manager = params.get("manager") or package_manager(ctx)
     if manager == "dpkg":
-        found, compare = dpkg_package(name, ctx), package_compare(dpkg_compare_part)
+        found, compare = dpkg_package(name, ctx), dpkg_compare
     elif manager == "rpm":
-        found, compare = rpm_package(name, ctx), package_compare(rpm_compare_part)
+        found, compare = rpm_package(name, ctx), rpm_compare
     else:
         raise CheckBroken("manager must be dpkg or rpm, got %r" % (manager,))
     versions = found["versions"]
@@ -763,7 +1017,7 @@ def check_package(params, ctx):
     if constraint is None:
         return "package %s is installed (%s)" % (shown, manager), evidence
     evidence["constraint"] = constraint
-    if not all(satisfies(v, constraint, compare) for v in versions):
+    if not all(satisfies(v, constraint, compare, tilde=True) for v in versions):
         raise Failure("package %s does not satisfy %s (%s)" % (shown, constraint, manager), evidence)
     return "package %s is installed and satisfies %s (%s)" % (shown, constraint, manager), evidence
 
@@ -1021,12 +1275,93 @@ def listening_sockets(protocol):
     return sockets, tables, has_ipv6
 
 
-def covers(bound, wanted):
-    """Whether a socket bound to ``bound`` accepts connections to ``wanted``: the same address, the
-    wildcard of its family, or ``::``, which Linux makes dual-stack unless IPV6_V6ONLY is set."""
-    if bound in (wanted, ANY_IPV6):
+NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, INET_DIAG_SKV6ONLY = 4, 20, 11
+NLMSG_ERROR, NLMSG_DONE, NLM_F_REQUEST, NLM_F_DUMP = 2, 3, 1, 0x300
+
+
+def v6only_flags(protocol):
+    """{inode: IPV6_V6ONLY (bool)} of the IPv6 sockets of ``protocol`` in LISTEN or unconnected state,
+    asked of the kernel over NETLINK_SOCK_DIAG (what ``ss`` reads to print ``*`` or ``[::]``); None
+    when the kernel does not answer (no sock_diag, or a sandbox that forbids netlink)."""
+    proto = socket.IPPROTO_TCP if protocol == "tcp" else socket.IPPROTO_UDP
+    states = (1 << 10) if protocol == "tcp" else (1 << 7)  # TCP_LISTEN; TCP_CLOSE: a bound UDP socket
+    request = struct.pack("=BBBBI", socket.AF_INET6, proto, 0, 0, states) + b"\0" * 48
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    flags = {}
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG) as sock:
+            sock.settimeout(5)
+            sock.sendto(header + request, (0, 0))
+            while True:
+                data = sock.recv(65536)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == NLMSG_DONE:
+                        return flags
+                    if kind == NLMSG_ERROR or length < 16:
+                        return None
+                    body = data[offset + 16:offset + length]
+                    inode, value, at = struct.unpack_from("=I", body, 68)[0], None, 72
+                    while at + 4 <= len(body):  # the attributes after struct inet_diag_msg
+                        size, attribute = struct.unpack_from("=HH", body, at)
+                        if size < 4:
+                            break
+                        if attribute == INET_DIAG_SKV6ONLY and size > 4:
+                            value = bool(body[at + 4])
+                        at += (size + 3) & ~3
+                    if value is not None:
+                        flags[str(inode)] = value
+                    offset += (length + 3) & ~3
+    except (OSError, AttributeError, struct.error):
+        return None
+
+
+def bindv6only_default():
+    """/proc/sys/net/ipv6/bindv6only: IPV6_V6ONLY of sockets that do not set it (None if unreadable)."""
+    try:
+        return read_text(proc_path("sys", "net", "ipv6", "bindv6only"), "bindv6only").strip() == "1"
+    except CheckBroken:
+        return None
+
+
+def judge_v6only(sockets, protocol, wanted_ipv4):
+    """Set ``v6only`` on each ``::`` socket and return how it was told: the socket's own flag
+    (sock_diag); else, for TCP and a loopback IPv4 question, a real connect(); else the system default
+    (bindv6only). A ``::`` socket with IPV6_V6ONLY=1 serves no IPv4 client."""
+    wildcards = [s for s in sockets if s["address"] == ANY_IPV6]
+    if not wildcards:
+        return None
+    flags = v6only_flags(protocol)
+    if flags is not None and all(s["inode"] in flags for s in wildcards):
+        for sock in wildcards:
+            sock["v6only"] = flags[sock["inode"]]
+        return "sock_diag (the socket's own IPV6_V6ONLY)"
+    if protocol == "tcp" and wanted_ipv4 is not None and wanted_ipv4.startswith("127."):
+        served = port_open(wanted_ipv4, wildcards[0]["port"], 2)
+        for sock in wildcards:
+            sock["v6only"] = not served
+        return "connect() to %s:%d" % (wanted_ipv4, wildcards[0]["port"])
+    default = bindv6only_default()
+    for sock in wildcards:
+        sock["v6only"] = bool(default)
+    return "/proc/sys/net/ipv6/bindv6only (the default; the socket's own flag could not be read)"
+
+
+def covers(sock, wanted):
+    """Whether a socket accepts connections to ``wanted``: bound to it, or to the wildcard of its family,
+    or to ``::`` without IPV6_V6ONLY (Linux makes such a socket dual-stack)."""
+    bound = sock["address"]
+    if bound == wanted:
         return True
+    if bound == ANY_IPV6:
+        return ":" in wanted or not sock.get("v6only", False)
     return bound == ANY_IPV4 and ":" not in wanted
+
+
+def show_socket(sock):
+    shown = ("[%s]:%d" if ":" in sock["address"] else "%s:%d") % (sock["address"], sock["port"])
+    return shown + " (v6only)" if sock.get("v6only") else shown
 
 
 def socket_owners(inodes):
@@ -1055,19 +1390,17 @@ def socket_owners(inodes):
     return owners, denied
 
 
-def show_socket(sock):
-    return ("[%s]:%d" if ":" in sock["address"] else "%s:%d") % (sock["address"], sock["port"])
-
-
 def check_listening(params, ctx):
     """A TCP or UDP socket listens on a port, on one address or on all of them, optionally held by a
     named process.
 
     Semantics of testinfra's Socket.is_listening: without ``address`` the port must be listening on
-    every address, IPv4 and IPv6 (a ``::`` socket, or ``0.0.0.0`` where the machine has no IPv6);
-    use the port check for "on any address". With ``address``: a socket on that address or on a
-    wildcard that covers it (``0.0.0.0`` covers every IPv4 address, ``::`` every address).
-    testinfra means the same but its code does not count ``0.0.0.0`` for a specific IPv4 address.
+    every address, IPv4 and IPv6 (a dual-stack ``::`` socket, or ``::`` with IPV6_V6ONLY and
+    ``0.0.0.0``, or ``0.0.0.0`` where the machine has no IPv6); use the port check for "on any
+    address". With ``address``: a socket on that address or on a wildcard that covers it
+    (``0.0.0.0`` covers every IPv4 address, ``::`` every IPv6 address and, unless it has
+    IPV6_V6ONLY, every IPv4 address too: see judge_v6only). testinfra means the same but its code
+    does not count ``0.0.0.0`` for a specific IPv4 address, and counts any ``::`` socket for IPv4.
     """
     port = param_int(params, "port")
     if port is None or not 1 <= port <= 65535:
@@ -1090,17 +1423,28 @@ def check_listening(params, ctx):
                                        for i in range(0, len(packed), 4)), family)
     sockets, tables, has_ipv6 = listening_sockets(protocol)
     on_port = [s for s in sockets if s["port"] == port]
+    ipv4 = None if address is not None and ":" in address else address or "127.0.0.1"
+    if ipv4 is not None and any(covers(s, ipv4) for s in on_port if s["address"] != ANY_IPV6):
+        ipv4 = None  # an IPv4 socket already answers: no ``::`` socket needs judging for it
+    v6only_source = judge_v6only(on_port, protocol, ipv4)
     if address is not None:
-        matched = [s for s in on_port if covers(s["address"], address)]
+        matched = [s for s in on_port if covers(s, address)]
         where = "on %s" % address
     else:
-        wildcards = {s["address"] for s in on_port} & {ANY_IPV6, ANY_IPV4}
-        everywhere = ANY_IPV6 in wildcards or (not has_ipv6 and ANY_IPV4 in wildcards)
-        matched = [s for s in on_port if s["address"] in wildcards] if everywhere else []
+        dual = [s for s in on_port if s["address"] == ANY_IPV6 and not s["v6only"]]
+        pair = [s for s in on_port if s["address"] in (ANY_IPV4, ANY_IPV6)]
+        if dual:
+            matched = [s for s in pair if s in dual or s["address"] == ANY_IPV4]
+        elif {s["address"] for s in pair} == {ANY_IPV4, ANY_IPV6} or (not has_ipv6 and pair):
+            matched = pair
+        else:
+            matched = []
         where = "on all addresses"
     evidence = {"protocol": protocol, "port": port, "address": address, "listening": bool(matched),
                 "matched": sorted({show_socket(s) for s in matched}),
                 "on_port": sorted({show_socket(s) for s in on_port}), "source": ", ".join(tables)}
+    if v6only_source:
+        evidence["v6only_source"] = v6only_source
     label = "%s port %d" % (protocol, port)
     elsewhere = " (listening on: %s)" % ", ".join(evidence["on_port"]) if on_port else " (nothing on that port)"
     if not matched:
@@ -1178,16 +1522,28 @@ def check_mount(params, ctx):
 
 # --- sysctl -----------------------------------------------------------------------------------
 
+def sysctl_parts(key):
+    """The path components of a sysctl key under /proc/sys, as sysctl(8) and sysctl.d(5) read it:
+    when the first separator is a slash, slashes separate and dots belong to names
+    (``net/ipv4/conf/eth0.1/forwarding``); when it is a dot, dots separate and each slash stands for
+    a dot in a name (``net.ipv4.conf.eth0/1.forwarding``)."""
+    first = re.search(r"[./]", key)
+    if first is None or first.group(0) == "/":
+        return key.split("/")
+    return [part.replace("/", ".") for part in key.split(".")]
+
+
 def check_sysctl(params, ctx):
-    """A kernel parameter (``net.ipv4.ip_forward``, or with slashes ``net/ipv4/conf/eth0.1/forwarding``)
-    has a value, read from /proc/sys like ``sysctl -n``.
+    """A kernel parameter (``net.ipv4.ip_forward``; for names with dots ``net/ipv4/conf/eth0.1/forwarding``
+    or ``net.ipv4.conf.eth0/1.forwarding``, see sysctl_parts) has a value, read from /proc/sys like
+    ``sysctl -n``.
 
     An integer ``value`` is compared as an integer (as testinfra's Sysctl returns one); a string is
     compared as text with runs of whitespace made single spaces (``32768 60999`` matches the tab that
     /proc writes). A key the kernel does not have is a failure.
     """
     key = param_text(params, "key")
-    parts = key.split("/") if "/" in key else key.split(".")
+    parts = sysctl_parts(key)
     if any(p in ("", ".", "..") for p in parts):
         raise CheckBroken("key %r is not a valid sysctl name" % key)
     if "value" not in params:

@@ -22,6 +22,9 @@ PACKAGE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9+._-]*(:[A-Z
 ACCOUNT_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$"}
 SERVICE_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.@:\\-]*$"}
 NAMES = {"type": "array", "items": STRING, "uniqueItems": True}
+# A file's owner or group: an id, or a name (a string of digits is a name first, then an id, as chown reads it).
+OWNER = {"oneOf": [ID, ACCOUNT_NAME]}
+FILE_KINDS = ("file", "directory", "symlink", "socket", "fifo", "char", "block")
 IP_ADDRESS = {"type": "string", "pattern": "^[0-9A-Fa-f:.]+$"}
 # A package that must be absent has no version to constrain.
 NO_VERSION_WHEN_ABSENT = {"dependentSchemas": {"version": {"properties": {"installed": {"const": True}}}}}
@@ -43,12 +46,19 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
         {
             "path": STRING,
             "exists": {"type": "boolean"},
-            "kind": {"enum": ["file", "directory"]},
+            "kind": {"enum": list(FILE_KINDS)},
+            "follow": BOOLEAN,
             "mode": {"type": "string", "pattern": "^0?[0-7]{3,4}$"},
+            "owner": OWNER,
+            "group": OWNER,
+            "target": STRING,
             "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
             "contains": {"type": "string"},
             "matches": REGEX,
         },
+        # kind: symlink is about the link itself: a followed path is never a symlink
+        **{"if": {"required": ["kind"], "properties": {"kind": {"const": "symlink"}}},
+           "then": {"properties": {"follow": {"const": False}}}},
     ),
     "command": params(
         ["command"],
@@ -65,8 +75,9 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
     ),
     "process": params(
         [],
-        {"name": STRING, "pid_file": STRING, "running": {"type": "boolean"}},
-        oneOf=[{"required": ["name"]}, {"required": ["pid_file"]}],
+        {"name": STRING, "comm": STRING, "exe": STRING, "cmdline": REGEX, "pid_file": STRING,
+         "running": {"type": "boolean"}},
+        anyOf=[{"required": [key]} for key in ("name", "comm", "exe", "cmdline", "pid_file")],
     ),
     "port": params(
         ["port"],
