@@ -5,7 +5,7 @@ own sshd on a loopback port, host key pinned, the lab's key for root) get the sa
 200 in all (``benchmarks/ssh_vs_testinfra_checks.py``: files, modes, contents, commands with exit
 code and stdout regex, packages, users, groups, sshd's listening socket, sysctl keys), judged by:
 
-- ``lab``: ``SSHTransport`` per sandbox, one suite of 50 in one ``run_runner`` round trip, four
+- ``lab``: ``SSHTransport`` per sandbox, one suite of 50 in one ``run_runner`` (lab.checks.delivery) round trip, four
   sandboxes in parallel (4 threads, as a campaign's verify step); timed: compile + open + run +
   close + parse, in this process (no interpreter start-up);
 - ``floor``: one plain ``ssh`` per sandbox (4 in parallel) feeding ``PYTHON_BOOTSTRAP`` the runner

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.ssh_vs_testinfra_checks import harness_module, module_for_testinfra
+from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_payload, run_runner
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.model import Status, Suite
-from lab.transports.base import PYTHON_BOOTSTRAP, python_runner_payload
 from lab.transports.ssh import SSHTransport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def run_lab(targets: list[Target], suite: Suite) -> Run:
     def verify(target: Target) -> dict[str, bool]:
         manifest = compile_suite(suite, "/", target.facts)
         with SSHTransport(target.name, target.facts) as transport:
-            output = transport.run_runner(manifest, suite_budget(suite, BUDGET_S))
+            output = run_runner(transport, manifest, suite_budget(suite, BUDGET_S))
         return {f"{target.name}/{r.check_id}": r.status is Status.PASS for r in parse_results(suite, output)}
 
     started = time.perf_counter()

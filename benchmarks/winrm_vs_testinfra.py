@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 import testinfra  # noqa: E402
 
+from lab.checks.delivery import run_runner  # noqa: E402
 from lab.checks.manifest import compile_suite, parse_results  # noqa: E402
 from lab.model import Check, Status, Suite  # noqa: E402
 from lab.transports.winrm.transport import WinRMTransport  # noqa: E402
@@ -116,7 +117,7 @@ def run_lab(endpoints: list[WinRMEndpoint], roots: list[Path], checks: list[Spec
                      "ansible_password": PASSWORD, "ansible_winrm_scheme": "http", "ansible_winrm_transport": "ntlm",
                      "lab_runner": "python", "ansible_python_interpreter": sys.executable}
         with WinRMTransport(f"sbx-{index}", variables) as transport:
-            results = parse_results(suite, transport.run_runner(compile_suite(suite, str(root), {}), 300))
+            results = parse_results(suite, run_runner(transport, compile_suite(suite, str(root), {}), 300))
         verdicts.update({f"sbx-{index}/{r.check_id}": r.status is Status.PASS for r in results})
     return verdicts
 

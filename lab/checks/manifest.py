@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from lab.checks.delivery import run_runner
 from lab.model import Result, Status, Suite
 from lab.transports.base import CommandResult, Transport
 
@@ -109,7 +110,7 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
 def run_suite(transport: Transport, suite: Suite, root: str, variables: dict[str, Any], cap: float) -> list[Result]:
     """One round trip on an open ``transport``: ``suite`` compiled for the host, run by its runner
     within the suite's budget (at most ``cap``), one result per check. Transport errors propagate."""
-    output = transport.run_runner(compile_suite(suite, root, variables), suite_budget(suite, cap))
+    output = run_runner(transport, compile_suite(suite, root, variables), suite_budget(suite, cap))
     return parse_results(suite, output)
 
 

@@ -1,4 +1,5 @@
-"""What every transport offers: run a command on a sandbox, and run the check runner there.
+"""What every transport offers: run a command with stdin on a sandbox, and say which check runner
+the sandbox runs (what to send it is ``lab.checks.delivery``'s business).
 
 A transport is looked up by the inventory's ``ansible_connection`` and imported lazily, so a
 missing optional package becomes a clear "install lab[winrm]" instead of an ImportError.
@@ -7,12 +8,10 @@ missing optional package becomes a clear "install lab[winrm]" instead of an Impo
 from __future__ import annotations
 
 import importlib
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from lab.errors import ConfigError
 from lab.transports.winrm.settings import cert_validation
@@ -29,25 +28,13 @@ class CommandResult:
     duration_s: float
 
 
-# Reads "<n>\n<runner source, n bytes><manifest JSON>" from stdin and runs the runner on the
-# manifest: one process, one round trip, and nothing written to the sandbox's disk.
-PYTHON_BOOTSTRAP = (
-    "import sys;d=sys.stdin.buffer.read();h,_,r=d.partition(b'\\n');n=int(h);"
-    "g={'__name__':'lab_runner'};exec(compile(r[:n],'lab-runner.py','exec'),g);"
-    "sys.exit(g['main'](r[n:]))"
-)
+@dataclass(frozen=True)
+class RunnerKind:
+    """Which check runner a sandbox runs: ``python`` (runner.py, with ``interpreter``) or
+    ``powershell`` (runner.ps1; ``interpreter`` is not used)."""
 
-
-def runner_source() -> bytes:
-    """The bytes of ``lab/checks/runner.py`` as shipped in the package."""
-    return resources.files("lab.checks").joinpath("runner.py").read_bytes()
-
-
-def python_runner_payload(manifest: dict[str, Any]) -> bytes:
-    """The stdin that PYTHON_BOOTSTRAP expects for ``manifest``."""
-    source = runner_source()
-    body = json.dumps(manifest, sort_keys=True).encode("utf-8")
-    return str(len(source)).encode("ascii") + b"\n" + source + body
+    language: Literal["python", "powershell"]
+    interpreter: str
 
 
 class Transport(ABC):
@@ -68,10 +55,9 @@ class Transport(ABC):
     def execute(self, argv: list[str], stdin: bytes, timeout: float) -> CommandResult:
         """Run ``argv`` on the sandbox with ``stdin``; kill it after ``timeout`` seconds."""
 
-    def run_runner(self, manifest: dict[str, Any], timeout: float) -> CommandResult:
-        """Send the runner and ``manifest`` in one round trip; return its JSON-lines output."""
-        interpreter = str(self.variables.get("ansible_python_interpreter") or "python3")
-        return self.execute([interpreter, "-c", PYTHON_BOOTSTRAP], python_runner_payload(manifest), timeout)
+    def runner(self) -> RunnerKind:
+        """The check runner this sandbox runs: Python with ``ansible_python_interpreter`` (``python3``)."""
+        return RunnerKind("python", str(self.variables.get("ansible_python_interpreter") or "python3"))
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing to close
         """Release the session. Safe to call twice."""

@@ -20,6 +20,7 @@ import pytest
 import testinfra  # a declared test dependency (pyproject's dev extra)
 
 from lab.checks import runner
+from lab.checks.delivery import run_runner
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.model import Check, Result, Status, Suite
 from lab.transports.local import LocalTransport
@@ -45,7 +46,7 @@ def lab(*checks: tuple[str, str, dict[str, Any]]) -> dict[str, Result]:
                   tuple(Check(check_id, kind, params, 10.0, 0) for check_id, kind, params in checks))
     manifest = compile_suite(suite, "/", {})
     with LocalTransport("localhost", {}) as transport:
-        output = transport.run_runner(manifest, suite_budget(suite, 60.0))
+        output = run_runner(transport, manifest, suite_budget(suite, 60.0))
     assert output.exit_code == 0, output.stderr.decode()
     return {result.check_id: result for result in parse_results(suite, output)}
 

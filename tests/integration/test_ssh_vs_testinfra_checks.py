@@ -19,6 +19,7 @@ import pytest
 import testinfra  # a declared test dependency (pyproject's dev extra)
 
 from benchmarks.ssh_vs_testinfra_checks import checks, harness_module, module_for_testinfra, write_lab_suite
+from lab.checks.delivery import run_runner
 from lab.checks.manifest import compile_suite, parse_results, suite_budget
 from lab.model import Status
 from lab.transports.local import LocalTransport
@@ -54,7 +55,7 @@ def test_lab_and_testinfra_agree_on_every_check_on_this_host(tmp_path: Path, loo
     variables = {"ansible_port": loopback_port, "sandbox_name": socket.gethostname()}
     suite = write_lab_suite(tmp_path / "suite.yml")
     with LocalTransport("localhost", {}) as transport:
-        output = transport.run_runner(compile_suite(suite, "/", variables), suite_budget(suite, 120.0))
+        output = run_runner(transport, compile_suite(suite, "/", variables), suite_budget(suite, 120.0))
     lab = {r.check_id: r for r in parse_results(suite, output)}
     assert {r.status for r in lab.values()} <= {Status.PASS, Status.FAIL}, \
         [(r.check_id, r.message) for r in lab.values() if r.status not in (Status.PASS, Status.FAIL)]

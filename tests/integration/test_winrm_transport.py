@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from winrm.protocol import Protocol
 
+from lab.checks.delivery import python_runner_payload, run_runner
 from lab.checks.manifest import compile_suite, parse_results
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import Check, Result, Status, Suite
-from lab.transports.base import python_runner_payload, transport_class
+from lab.transports.base import transport_class
 from lab.transports.winrm.settings import STDIN_CHUNK
 from lab.transports.winrm.transport import WinRMTransport
 from tests.support.winrm_endpoint import WinRMEndpoint
@@ -70,7 +71,7 @@ SMOKE = suite(
 
 
 def run(transport: WinRMTransport, s: Suite, root: Path, timeout: float = 60) -> list[Result]:
-    return parse_results(s, transport.run_runner(compile_suite(s, str(root), {}), timeout))
+    return parse_results(s, run_runner(transport, compile_suite(s, str(root), {}), timeout))
 
 
 def statuses(results: list[Result]) -> dict[str, Status]:
@@ -135,7 +136,7 @@ def test_a_200_kb_manifest_goes_through_stdin_in_chunks(
     payload = python_runner_payload(manifest)
     assert len(payload) > 200_000
     with opened(http_endpoint) as transport:
-        output = transport.run_runner(manifest, 60)
+        output = run_runner(transport, manifest, 60)
     results = parse_results(big, output)
     assert len(results) == 1200 and {r.status for r in results} == {Status.PASS}
     assert [size for size, _ in sends] == [STDIN_CHUNK] * (len(payload) // STDIN_CHUNK) + [len(payload) % STDIN_CHUNK]
@@ -162,7 +163,7 @@ def test_the_suite_timeout_terminates_the_runner(http_endpoint: WinRMEndpoint, r
     stuck = suite("stuck", check("first", "file", path="/etc/app.conf"),
                   check("blocks", "file", timeout=120, path="/etc/blocked", contains="never"))
     with opened(http_endpoint) as transport:
-        output = transport.run_runner(compile_suite(stuck, str(root), {}), 2)
+        output = run_runner(transport, compile_suite(stuck, str(root), {}), 2)
         assert output.timed_out
         results = parse_results(stuck, output)
         assert statuses(results) == {"first": Status.PASS, "blocks": Status.ERROR}
@@ -241,7 +242,7 @@ def test_a_shell_lost_again_on_the_retry_is_an_infrastructure_error(http_endpoin
     dropper.start()
     try:
         with pytest.raises(InfrastructureError) as error:
-            transport.run_runner(compile_suite(slow, str(root), {}), 30)
+            run_runner(transport, compile_suite(slow, str(root), {}), 30)
     finally:
         stop.set()
         dropper.join()

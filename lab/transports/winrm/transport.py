@@ -12,6 +12,8 @@ cmd.exe's 8,191-character command line:
 - ``lab_runner: python`` (a WinRM host whose shell is POSIX): ``python3 -c <PYTHON_BOOTSTRAP>``
   with runner.py + manifest on stdin, as over ssh.
 
+``runner()`` says which of the two the host runs; ``lab.checks.delivery`` builds that command and stdin.
+
 A shell quota fault when creating the shell, or a shell that vanishes mid-run (or its
 connection), gets one retry on a fresh shell; after that the transport raises
 InfrastructureError, which the campaign records as ``error`` results. Settings: see
@@ -33,7 +35,7 @@ from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMTransport
 from winrm.protocol import Protocol
 
 from lab.errors import ConfigError, InfrastructureError
-from lab.transports.base import PYTHON_BOOTSTRAP, CommandResult, Transport, python_runner_payload
+from lab.transports.base import CommandResult, RunnerKind, Transport
 from lab.transports.winrm.command import (
     NETWORK_ERRORS,
     SHELL_QUOTA,
@@ -102,14 +104,9 @@ class WinRMTransport(Transport):
                     f"command ({first}; then, on a fresh shell, {second}); is the host rebooting or "
                     "closing shells?")) from second
 
-    def run_runner(self, manifest: dict[str, Any], timeout: float) -> CommandResult:
-        """Send the runner and ``manifest`` through stdin to the bootstrap of the host's ``lab_runner``."""
-        if self.settings.runner == "python":
-            return self.execute([self.settings.interpreter, "-c", PYTHON_BOOTSTRAP], python_runner_payload(manifest),
-                                timeout)
-        from lab.checks.powershell import POWERSHELL_ARGV, powershell_payload
-
-        return self.execute(list(POWERSHELL_ARGV), powershell_payload(manifest), timeout)
+    def runner(self) -> RunnerKind:
+        """The host's ``lab_runner`` (``powershell`` by default) and, for Python, its interpreter."""
+        return RunnerKind(self.settings.runner, self.settings.interpreter)
 
     def close(self) -> None:
         """Delete the shell and drop the connection. Safe to call twice; errors are only logged."""

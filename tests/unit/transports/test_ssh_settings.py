@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.checks.delivery import PYTHON_BOOTSTRAP
 from lab.errors import ConfigError, InfrastructureError
-from lab.transports.base import PYTHON_BOOTSTRAP, transport_class
+from lab.transports.base import transport_class
 from lab.transports.ssh import SSHSettings, SSHTransport, exchange, option_values, remote_command
 
 NAMESPACE_FACTS = {
