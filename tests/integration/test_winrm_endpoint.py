@@ -540,3 +540,101 @@ def test_compare_envelopes_reports_differences_precisely() -> None:
         f"{receive_response}/rsp:Stream[3]: missing attribute End='true'",
         f"{receive_response}/rsp:CommandState[4]/rsp:ExitCode[1]: text is '1', recorded '0'",
     ]
+
+
+# -- command faults, shell options and code pages -------------------------------------------------------
+
+COMMAND_GONE = (
+    "The Windows Remote Shell received a request to perform an operation on a command identifier that does not "
+    "exist. Either the command has completed execution or the client specified an invalid command identifier."
+)
+
+
+def _fault_message(response: str) -> str:
+    element = next(ET.fromstring(response).iter("{http://schemas.microsoft.com/wbem/wsman/1/wsmanfault}Message"))
+    return "".join(element.itertext()).strip()
+
+
+def test_an_unknown_command_id_is_invalid_selectors_naming_no_shell(endpoint: WinRMEndpoint) -> None:
+    p = protocol(endpoint)
+    shell_id = p.open_shell()
+    with pytest.raises(WSManFaultError) as fault:
+        p.get_command_output_raw(shell_id, "87E77BEB-6761-4C48-9D70-A00266B8459A")
+    assert (fault.value.fault_code, fault.value.fault_subcode, fault.value.wsman_fault_code) == (
+        "s:Sender", "w:InvalidSelectors", SHELL_NOT_FOUND)
+    assert "faultDetail/UnexpectedSelectors" in fault.value.response
+    assert _fault_message(fault.value.response) == COMMAND_GONE
+    assert shell_id not in fault.value.response and "ProviderFault" not in fault.value.response
+    p.close_shell(shell_id)
+
+
+def test_a_command_dropped_mid_receive_fails_it_as_an_unknown_command(endpoint: WinRMEndpoint) -> None:
+    p = protocol(endpoint, operation_timeout_sec=20, read_timeout_sec=30)
+    shell_id = p.open_shell()
+    command_id = p.run_command(shell_id, "sleep 10")
+    threading.Timer(0.3, endpoint.drop_command, args=(shell_id, command_id)).start()
+    with pytest.raises(WSManFaultError) as fault:
+        p.get_command_output_raw(shell_id, command_id)
+    assert fault.value.wsman_fault_code == SHELL_NOT_FOUND
+    assert _fault_message(fault.value.response) == COMMAND_GONE
+    assert endpoint.shell_ids() == [shell_id]  # the shell lives on
+    assert endpoint.command_ids() == []
+    p.close_shell(shell_id)
+
+
+def test_skip_cmd_shell_runs_only_a_path_never_a_name_on_path(endpoint: WinRMEndpoint, tmp_path: Path) -> None:
+    # Real Windows with WINRS_SKIP_CMD_SHELL=TRUE fails a bare "powershell.exe" (recorded by pypsrp's
+    # test_winrs_no_cmd_shell) and runs C:\Windows\...\powershell.exe; here a bare "echo" is on PATH.
+    p = protocol(endpoint)
+    shell_id = p.open_shell()
+    with pytest.raises(WSManFaultError) as fault:
+        p.run_command(shell_id, "echo", ["hi"], skip_cmd_shell=True)
+    assert (fault.value.code, fault.value.fault_code, fault.value.fault_subcode) == (500, "s:Receiver",
+                                                                                     "w:InternalError")
+    assert fault.value.wsman_fault_code == 0x80070002 == 2147942402
+    assert fault.value.reason == "The system cannot find the file specified. "
+    assert ('<f:ProviderFault provider="Shell cmd plugin" path="%systemroot%\\system32\\winrscmd.dll">'
+            "The system cannot find the file specified. </f:ProviderFault>") in fault.value.response
+    assert "FaultDetail" not in fault.value.response
+    # an absolute path runs without a command processor: no word splitting or expansion by a shell
+    command_id = p.run_command(shell_id, "/bin/echo", ['"a  b"', "$HOME", "c\\\\d"], skip_cmd_shell=True)
+    assert p.get_command_output(shell_id, command_id) == (b"a  b $HOME c\\\\d\n", b"", 0)
+    # the same words through the command processor: the shell expands $HOME
+    command_id = p.run_command(shell_id, "echo", ["$HOME"])
+    out, _, _ = p.get_command_output(shell_id, command_id)
+    assert out.strip() != b"$HOME"
+    p.close_shell(shell_id)
+    assert endpoint.counters.commands_run == 2  # the refused command never ran
+
+
+@pytest.mark.parametrize(
+    ("codepage", "expected"),
+    [(None, "Grüße ?".encode("cp437")), (65001, "Grüße こ".encode()), (1252, "Grüße ?".encode("cp1252")),
+     (850, "Grüße ?".encode("cp850"))],
+    ids=["oem-default-437", "utf-8", "ansi-1252", "oem-850"],
+)
+def test_output_is_in_the_shells_code_page(endpoint: WinRMEndpoint, codepage: int | None, expected: bytes) -> None:
+    p = protocol(endpoint)
+    shell_id = p.open_shell() if codepage is None else p.open_shell(codepage=codepage)
+    command_id = p.run_command(shell_id, "printf", ["'Grüße こ'"])
+    assert p.get_command_output(shell_id, command_id) == (expected, b"", 0)
+    p.close_shell(shell_id)
+
+
+def test_stdin_is_read_in_the_shells_code_page(endpoint: WinRMEndpoint) -> None:
+    p = protocol(endpoint)
+    shell_id = p.open_shell()  # pywinrm's default code page, 437
+    command_id = p.run_command(shell_id, "od", ["-An", "-tx1"])
+    p.send_command_input(shell_id, command_id, "Grüße".encode("cp437"), end=True)
+    out, _, code = p.get_command_output(shell_id, command_id)
+    assert (out.decode().split(), code) == ("Grüße".encode().hex(" ").split(), 0)  # the process got UTF-8
+    p.close_shell(shell_id)
+
+
+def test_an_unknown_code_page_is_refused_at_create(endpoint: WinRMEndpoint) -> None:
+    p = protocol(endpoint)
+    with pytest.raises(WSManFaultError) as fault:
+        p.open_shell(codepage=12345)
+    assert (fault.value.fault_subcode, fault.value.wsman_fault_code) == ("w:InvalidParameter", 87)
+    assert endpoint.shell_ids() == []
+    p.transport.close_session()

@@ -332,3 +332,27 @@ def test_rejected_credentials_never_show_the_password(http_endpoint: WinRMEndpoi
     assert str(error.value) == (f"host win-test: {http_endpoint.url}: the credentials of {USER} were rejected "
                                 "(ntlm authentication)")
     assert wrong not in repr(transport.settings) and PASSWORD not in repr(transport.settings)
+
+
+def test_a_command_that_vanishes_is_not_taken_for_a_lost_shell(http_endpoint: WinRMEndpoint, root: Path) -> None:
+    # A host answers an unknown CommandId with the shell-not-found code, but without naming the shell:
+    # the command is gone, the shell is not, and a rerun on a fresh shell would prove nothing.
+    slow = suite("slow", check("slow", "command", command=["sleep", "3"]))
+
+    def drop_the_command() -> None:
+        (shell_id, command_id), = http_endpoint.command_ids()
+        assert http_endpoint.drop_command(shell_id, command_id)
+
+    transport = opened(http_endpoint)
+    threading.Timer(0.8, drop_the_command).start()
+    try:
+        with pytest.raises(InfrastructureError) as error:
+            run_runner(transport, compile_suite(slow, str(root), {}), 30)
+        assert len(http_endpoint.shell_ids()) == 1  # the shell survived; the transport keeps it
+    finally:
+        transport.close()
+    message = str(error.value)
+    assert message.startswith("host win-test: Receive: the host no longer knows command ")
+    assert "while shell " in message and "is still open" in message
+    assert "lost twice" not in message
+    assert (transport.shells_opened, http_endpoint.counters.commands_run) == (1, 1)

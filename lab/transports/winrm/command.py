@@ -3,9 +3,13 @@
 The WS-Management faults a host answers with are sorted here into three kinds:
 
 - ``w:TimedOut`` (2150858793) while receiving: normal, the command is still running; receive again.
-- the shell is gone (InvalidSelectors 2150858843: dropped, rebooted, idled out), the host has no
-  operations left in it (ERROR_WSMAN_QUOTA_MAX_OPERATIONS), or the connection broke:
-  :class:`ShellLost`; the transport retries once on a fresh shell.
+- the shell is gone (InvalidSelectors 2150858843 whose message names our ShellId: dropped,
+  rebooted, idled out), the host has no operations left in it (ERROR_WSMAN_QUOTA_MAX_OPERATIONS),
+  or the connection broke: :class:`ShellLost`; the transport retries once on a fresh shell.
+- the command is gone but the shell is not: a real host answers a CommandId it no longer knows
+  with the same code 2150858843, but its message names no ShellId (it speaks of a "command
+  identifier"). That is :class:`CommandVanished`, an InfrastructureError: a rerun on a fresh
+  shell would not explain it, so there is none.
 - anything else: an :class:`~lab.errors.InfrastructureError`.
 """
 
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
@@ -27,16 +32,37 @@ from lab.transports.winrm.settings import STDIN_CHUNK
 
 log = logging.getLogger(__name__)
 
-SHELL_NOT_FOUND = 2150858843  # w:InvalidSelectors: "the shell was not found"
+SHELL_NOT_FOUND = 2150858843  # w:InvalidSelectors: an unknown ShellId, or an unknown CommandId in a live shell
 SHELL_QUOTA = 2150859173  # w:QuotaLimit: MaxShellsPerUser reached
 OPERATION_QUOTA = 0x803381A6  # MSFT_WmiError: MaxConcurrentOperationsPerUser used up in this shell
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout)
+WSMAN_FAULT_MESSAGE = "{http://schemas.microsoft.com/wbem/wsman/1/wsmanfault}Message"
 
 T = TypeVar("T")
 
 
 class ShellLost(Exception):
     """The shell (or the connection to the host) is gone; a fresh shell may succeed."""
+
+
+class CommandVanished(InfrastructureError):
+    """The host no longer knows the command, though the shell is still there."""
+
+
+def fault_message(exc: WSManFaultError) -> str:
+    """The text of the fault's ``f:WSManFault/f:Message`` (provider faults included); "" if it has none."""
+    try:
+        # the same envelope pywinrm has just parsed with ElementTree (expat expands no external entities)
+        root = ET.fromstring(exc.response or "")  # noqa: S314
+    except ET.ParseError:
+        return ""
+    element = next(root.iter(WSMAN_FAULT_MESSAGE), None)
+    return "".join(element.itertext()).strip() if element is not None else ""
+
+
+def names_shell(exc: WSManFaultError, shell_id: str) -> bool:
+    """True when the fault's message names ``shell_id``: how a host says that this shell is unknown."""
+    return shell_id.upper() in fault_message(exc).upper()
 
 
 def redact(message: str, secret: str | None) -> str:
@@ -51,11 +77,19 @@ def describe_fault(exc: WSManFaultError) -> str:
     return f"{(exc.reason or 'WS-Management fault').strip()} ({', '.join(codes) or f'HTTP {exc.code}'})"
 
 
-def call(what: str, action: Callable[[], T]) -> T:
-    """Run one WS-Management request; a lost shell or connection becomes :class:`ShellLost`."""
+def call(what: str, action: Callable[[], T], shell_id: str = "", command_id: str = "") -> T:
+    """Run one WS-Management request; a lost shell or connection becomes :class:`ShellLost`.
+
+    For a request about ``command_id`` in ``shell_id``, an unknown-selector fault that does not
+    name the shell means the command vanished: :class:`CommandVanished`.
+    """
     try:
         return action()
     except WSManFaultError as exc:
+        if exc.wsman_fault_code == SHELL_NOT_FOUND and command_id and not names_shell(exc, shell_id):
+            raise CommandVanished(
+                f"{what}: the host no longer knows command {command_id} (it ended or was cleaned up on the host, "
+                f"while shell {shell_id} is still open): {describe_fault(exc)}") from exc
         if exc.wsman_fault_code == SHELL_NOT_FOUND or exc.wmierror_code == OPERATION_QUOTA:
             raise ShellLost(f"{what}: {describe_fault(exc)}") from exc
         raise InfrastructureError(f"{what} failed: {describe_fault(exc)}") from exc
@@ -103,7 +137,8 @@ def send_stdin(protocol: Protocol, shell_id: str, command_id: str, data: bytes) 
         chunk = data[offset:offset + STDIN_CHUNK]
         last = offset + STDIN_CHUNK >= len(data)
         try:
-            call("Send", partial(protocol.send_command_input, shell_id, command_id, chunk, last))
+            call("Send", partial(protocol.send_command_input, shell_id, command_id, chunk, last), shell_id,
+                 command_id)
         except WinRMOperationTimeoutError:
             # A loaded host may time out a Send it still processes (Ansible sees the same); go on.
             log.debug("Send timed out on the host; its input is still processed, continuing")
@@ -129,7 +164,7 @@ def receive(
             protocol.operation_timeout_sec = max(1, min(operation_timeout, int(remaining)))
             try:
                 out, err, code, done = call(
-                    "Receive", lambda: protocol.get_command_output_raw(shell_id, command_id))
+                    "Receive", lambda: protocol.get_command_output_raw(shell_id, command_id), shell_id, command_id)
             except WinRMOperationTimeoutError:
                 continue  # w:TimedOut: no output within the operation timeout; the command still runs
             stdout.append(out)

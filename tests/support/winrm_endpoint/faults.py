@@ -1,9 +1,15 @@
 """The WS-Management faults this endpoint raises, with the codes and wording of real hosts.
 
 Sources: the recordings (InvalidParameter/87), published captures of Windows
-responses (TimedOut, InvalidSelectors, QuotaLimit, MSFT_WmiError quota errors) and
-the ``ERROR_WSMAN_*`` constants of the Windows SDK. Faults marked *approximated*
-use the SDK code and the WS-Management subcode but wording not seen in a capture.
+responses (TimedOut, InvalidSelectors for an unknown shell and for an unknown command,
+the cmd plugin's file-not-found when WINRS_SKIP_CMD_SHELL is set, QuotaLimit,
+MSFT_WmiError quota errors) and the ``ERROR_WSMAN_*`` constants of the Windows SDK.
+Faults marked *approximated* use the SDK code and the WS-Management subcode but
+wording not seen in a capture.
+
+Two faults share code 2150858843 (``w:InvalidSelectors``): a ShellId the host does not
+know (its message names that ShellId) and a CommandId it does not know in a live shell
+(its message names no id). A client tells "shell lost" from "command gone" by that.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ ERROR_WSMAN_RESOURCE_NOT_FOUND = 2150858752
 ERROR_WSMAN_INVALID_ACTIONURI = 2150858753
 ERROR_WSMAN_SCHEMA_VALIDATION = 2150858817
 ERROR_INVALID_PARAMETER = 87
-ERROR_DIRECTORY = 267
+# Win32 errors of CreateProcess come back as HRESULTs (0x8007xxxx)
+HRESULT_FILE_NOT_FOUND = 0x80070002
+HRESULT_DIRECTORY = 0x8007010B
 
 _TIMED_OUT_TEXT = (
     "The WS-Management service cannot complete the operation within the time specified in OperationTimeout.  "
@@ -59,8 +67,39 @@ def shell_not_found(shell_id: str) -> SoapFault:
     )
 
 
+def command_not_found() -> SoapFault:
+    """The CommandId names no command of this (live) shell: it ended and was cleaned up, or never existed."""
+    return SoapFault(
+        code="s:Sender",
+        subcode="w:InvalidSelectors",
+        reason=(
+            "The WS-Management service cannot process the request because the request contained "
+            "invalid selectors for the resource. "
+        ),
+        wsman_code=ERROR_WSMAN_SHELL_NOT_FOUND,
+        message=(
+            "The Windows Remote Shell received a request to perform an operation on a command identifier "
+            "that does not exist. Either the command has completed execution or the client specified an "
+            "invalid command identifier. "
+        ),
+        fault_detail=FAULT_DETAIL + "UnexpectedSelectors",
+    )
+
+
+def file_not_found() -> SoapFault:
+    """WINRS_SKIP_CMD_SHELL is set and the Command is no file: CreateProcess does not search PATH."""
+    return SoapFault(
+        code="s:Receiver",
+        subcode="w:InternalError",
+        reason="The system cannot find the file specified. ",
+        wsman_code=HRESULT_FILE_NOT_FOUND,
+        message="The system cannot find the file specified. ",
+        provider=CMD_PLUGIN,
+    )
+
+
 def invalid_parameter() -> SoapFault:
-    """What the cmd plugin answers for e.g. a Receive without or with an unknown CommandId."""
+    """What the cmd plugin answers for e.g. a Receive without a CommandId (recorded)."""
     return SoapFault(
         code="s:Sender",
         subcode="w:InvalidParameter",
@@ -153,7 +192,20 @@ def invalid_directory(path: str) -> SoapFault:
         code="s:Receiver",
         subcode="w:InternalError",
         reason="The directory name is invalid. ",
-        wsman_code=ERROR_DIRECTORY,
-        message=f"The directory name is invalid: {path} ",
+        wsman_code=HRESULT_DIRECTORY,
+        message="The directory name is invalid. ",
+        provider=CMD_PLUGIN,
+    )
+
+
+def invalid_codepage(codepage: str) -> SoapFault:
+    """(approximated) WINRS_CODEPAGE names a code page the host does not have."""
+    return SoapFault(
+        code="s:Sender",
+        subcode="w:InvalidParameter",
+        reason="The parameter is incorrect. ",
+        wsman_code=ERROR_INVALID_PARAMETER,
+        message=f"The parameter is incorrect. (WINRS_CODEPAGE {codepage}) ",
+        fault_detail=FAULT_DETAIL + "InvalidValue",
         provider=CMD_PLUGIN,
     )

@@ -161,8 +161,9 @@ class WinRMEndpoint:
     message encryption over HTTP) are always accepted; Basic only over HTTPS or when
     ``allow_unencrypted`` is set. Quotas, a delayed first listen
     (``refuse_connections_for``: connections are refused until then, like a booting
-    host) and :meth:`reboot`/:meth:`drop_shell` model failures. ``activity_ids`` adds
-    the ``p:ActivityId`` header some hosts send. Use as a context manager or call
+    host) and :meth:`reboot`/:meth:`drop_shell`/:meth:`drop_command` model failures.
+    ``activity_ids`` adds the ``p:ActivityId`` header some hosts send; ``oem_codepage`` is
+    the code page of shells created without ``WINRS_CODEPAGE``. Use as a context manager or call
     :meth:`start`/:meth:`stop`.
     """
 
@@ -184,6 +185,7 @@ class WinRMEndpoint:
         cwd: str | None = None,
         receive_linger: float = 0.1,
         activity_ids: bool = False,
+        oem_codepage: int = 437,
     ) -> None:
         if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the test endpoint only listens on loopback addresses, not {host}")
@@ -201,6 +203,7 @@ class WinRMEndpoint:
         self.cwd = cwd
         self.receive_linger = receive_linger
         self.activity_ids = activity_ids
+        self.oem_codepage = oem_codepage
         self.ssl_context: ssl.SSLContext | None = None
         self.tls: certs.TlsMaterial | None = None
         self._port = port
@@ -240,6 +243,7 @@ class WinRMEndpoint:
             receive_linger=self.receive_linger,
             on_fault=lambda: self._count("faults"),
             activity_ids=self.activity_ids,
+            oem_codepage=self.oem_codepage,
         )
         self._open(self.refuse_connections_for)
         return self
@@ -314,6 +318,15 @@ class WinRMEndpoint:
     def drop_shell(self, shell_id: str | None = None) -> int:
         """Make one shell (or all, when None) vanish mid-run; later use gets InvalidSelectors."""
         return self.registry.drop(shell_id)
+
+    def drop_command(self, shell_id: str, command_id: str) -> bool:
+        """Make one command vanish from its live shell: Receive, Send and Signal on it get the
+        unknown-CommandId fault (InvalidSelectors, no ShellId in the message). False if there was none."""
+        return self.registry.drop_command(shell_id, command_id)
+
+    def command_ids(self) -> list[tuple[str, str]]:
+        """(ShellId, CommandId) of every command the live shells know."""
+        return self.registry.command_ids()
 
     def wait_listening(self, timeout: float = 10.0) -> bool:
         """Block until the listener accepts connections; False on timeout."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import faults
-from .shells import Command, Received, Shell, ShellGone, ShellRegistry, ShellSpec
+from .shells import DEFAULT_OEM_CODEPAGE, Command, CommandGone, Received, Shell, ShellGone, ShellRegistry, ShellSpec
 from .soap import (
     CMD_RESOURCE_URI,
     ENVELOPE_PREFIXES,
@@ -58,8 +58,10 @@ class WSManService:
         receive_linger: float,
         on_fault: Callable[[], None],
         activity_ids: bool = False,
+        oem_codepage: int = DEFAULT_OEM_CODEPAGE,
     ) -> None:
         self.registry = registry
+        self.oem_codepage = oem_codepage
         self.receive_linger = receive_linger
         self.activity_ids = activity_ids
         self._on_fault = on_fault
@@ -118,6 +120,9 @@ class WSManService:
         variables = body.findall(f"{q('rsp', 'Environment')}/{q('rsp', 'Variable')}")
         env = {v.get("Name", ""): v.text or "" for v in variables}
         idle = child("IdleTimeOut")
+        codepage = req.options.get("WINRS_CODEPAGE")
+        if codepage is not None and not codepage.isdigit():
+            raise faults.invalid_codepage(codepage)
         spec = ShellSpec(
             input_streams=child("InputStreams") or "stdin",
             output_streams=child("OutputStreams") or "stdout stderr",
@@ -126,6 +131,7 @@ class WSManService:
             idle_timeout=parse_duration(idle, DEFAULT_IDLE_TIMEOUT) if idle else None,
             shell_id=body.get("ShellId"),
             options=dict(req.options),
+            codepage=int(codepage) if codepage else self.oem_codepage,
         )
         shell = self.registry.create(ctx.user, ctx.client_ip, spec)
         created = (
@@ -150,12 +156,10 @@ class WSManService:
         shell = self.registry.get(req.selectors.get("ShellId"))
         body = self._body(req, "rsp", "CommandLine")
         command = body.find(q("rsp", "Command"))
-        words = [(command.text or "").strip()] if command is not None else []
-        words += [arg.text or "" for arg in body.findall(q("rsp", "Arguments"))]
-        line = " ".join(word for word in words if word)
-        if not line:
-            raise faults.invalid_parameter()
-        started = self.registry.start_command(shell, line, body.get("CommandId"))
+        program = (command.text or "").strip() if command is not None else ""
+        arguments = [arg.text or "" for arg in body.findall(q("rsp", "Arguments"))]
+        skip_cmd_shell = req.options.get("WINRS_SKIP_CMD_SHELL", "false").lower() == "true"
+        started = self.registry.start_command(shell, program, arguments, body.get("CommandId"), skip_cmd_shell)
         response = f"<rsp:CommandResponse><rsp:CommandId>{text(started.id)}</rsp:CommandId></rsp:CommandResponse>"
         return SHELL + "/CommandResponse", response, "with_transfer"
 
@@ -185,6 +189,8 @@ class WSManService:
             got = command.receive(streams, req.operation_timeout, budget, self.receive_linger)
         except ShellGone:
             raise faults.shell_not_found(shell.id) from None
+        except CommandGone:
+            raise faults.command_not_found() from None
         if got is None:
             raise faults.timed_out()
         return SHELL + "/ReceiveResponse", _receive_xml(command, got), "receive"

@@ -1,12 +1,22 @@
-"""Shells and commands: real ``/bin/sh -c`` processes behind the Windows Remote Shell resource.
+"""Shells and commands: real processes behind the Windows Remote Shell resource.
 
 A :class:`ShellRegistry` owns the shells of one endpoint and enforces its quotas; a
 :class:`Command` owns one process, buffers its stdout/stderr in arrival order and
 answers Receive calls with the blocking semantics of a Windows host.
+
+As on Windows, a command line goes through the shell's command processor (here
+``/bin/sh -c``, standing in for ``cmd.exe /c``) unless the Command request sets
+``WINRS_SKIP_CMD_SHELL``: then the Command is started directly, found only as a path
+(absolute or relative to the working directory), never on PATH, as CreateProcess does
+with an application name. Output is re-encoded from the processes' UTF-8 into the
+shell's code page (``WINRS_CODEPAGE`` at Create, else the host's OEM code page), and
+stdin from that code page into UTF-8, as a Windows console does; characters the code
+page lacks become ``?``.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import queue
 import signal
@@ -25,6 +35,53 @@ class ShellGone(Exception):
     """The shell was deleted or dropped while a request was waiting on it."""
 
 
+class CommandGone(Exception):
+    """The command (not its shell) vanished while a request was waiting on it."""
+
+
+DEFAULT_OEM_CODEPAGE = 437  # what an en-US Windows console uses without WINRS_CODEPAGE
+UTF8_CODEPAGE = 65001
+
+
+def python_codec(codepage: int) -> str:
+    """The Python codec of a Windows code page; LookupError when Python has none."""
+    name = "utf-8" if codepage == UTF8_CODEPAGE else f"cp{codepage}"
+    return codecs.lookup(name).name
+
+
+def split_windows_arguments(line: str) -> list[str]:
+    """``line`` split the way CommandLineToArgvW does (backslashes count only before a quote)."""
+    words: list[str] = []
+    current: list[str] = []
+    pending = quoted = False
+    backslashes = 0
+    for ch in line:
+        if ch == "\\":
+            backslashes += 1
+            continue
+        if ch == '"':
+            current.append("\\" * (backslashes // 2))
+            if backslashes % 2:
+                current.append('"')
+            else:
+                quoted = not quoted
+            backslashes, pending = 0, True
+            continue
+        current.append("\\" * backslashes)
+        backslashes = 0
+        if ch in " \t" and not quoted:
+            if pending:
+                words.append("".join(current))
+                current, pending = [], False
+            continue
+        current.append(ch)
+        pending = True
+    current.append("\\" * backslashes)
+    if pending or backslashes:
+        words.append("".join(current))
+    return words
+
+
 @dataclass
 class ShellSpec:
     """What a Create request asked for (``rsp:Shell`` children and the OptionSet)."""
@@ -36,6 +93,7 @@ class ShellSpec:
     idle_timeout: float | None = None
     shell_id: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    codepage: int = DEFAULT_OEM_CODEPAGE
 
 
 @dataclass
@@ -55,18 +113,22 @@ class Command:
     through a queue so an HTTP thread never blocks on a full pipe.
     """
 
-    def __init__(self, command_id: str, command_line: str, env: Mapping[str, str], cwd: str) -> None:
+    def __init__(
+        self, command_id: str, argv: Sequence[str], env: Mapping[str, str], cwd: str, codepage: int = UTF8_CODEPAGE
+    ) -> None:
         self.id = command_id
-        self.command_line = command_line
+        self.argv = list(argv)
         self.exit_code: int | None = None
         self._cond = threading.Condition()
         self._chunks: deque[tuple[str, bytes]] = deque()
         self._ended: set[str] = set()
         self._done = False
-        self._dropped = False
+        self._dropped: type[Exception] | None = None
         self._stdin: queue.Queue[bytes | None] = queue.Queue()
+        self._codec = python_codec(codepage)
+        self._stdin_decoder = codecs.getincrementaldecoder(self._codec)(errors="replace")
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", command_line],
+            self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -96,13 +158,22 @@ class Command:
             return self._done
 
     def _read(self, name: str, fd: int) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
             while data := os.read(fd, 65536):
-                with self._cond:
-                    self._chunks.append((name, data))
-                    self._cond.notify_all()
+                self._append(name, self._to_codepage(decoder.decode(data)))
         except OSError:
             pass
+        self._append(name, self._to_codepage(decoder.decode(b"", final=True)))
+
+    def _to_codepage(self, text: str) -> bytes:
+        return text.encode(self._codec, errors="replace")
+
+    def _append(self, name: str, data: bytes) -> None:
+        if data:
+            with self._cond:
+                self._chunks.append((name, data))
+                self._cond.notify_all()
 
     def _wait(self, readers: Sequence[threading.Thread]) -> None:
         code = self._proc.wait()
@@ -140,9 +211,10 @@ class Command:
                 pass
 
     def send(self, data: bytes, end: bool) -> None:
-        """Queue ``data`` for the process's stdin; ``end`` closes stdin afterwards."""
-        if data:
-            self._stdin.put(data)
+        """Queue ``data`` (in the shell's code page) for the process's stdin; ``end`` closes stdin afterwards."""
+        text = self._stdin_decoder.decode(data, final=end)
+        if text:
+            self._stdin.put(text.encode("utf-8"))
         if end:
             self._stdin.put(None)
 
@@ -168,10 +240,10 @@ class Command:
             timer.daemon = True
             timer.start()
 
-    def drop(self) -> None:
-        """Simulate the host losing the command: kill it and fail pending Receives."""
+    def drop(self, why: type[Exception] = ShellGone) -> None:
+        """Simulate the host losing the command: kill it and fail pending Receives with ``why``."""
         with self._cond:
-            self._dropped = True
+            self._dropped = why
             self._cond.notify_all()
         self.kill()
 
@@ -186,7 +258,7 @@ class Command:
         process to finish, so short commands answer in one response like on Windows.
         At most ``max_bytes`` of output are returned; the command is reported Done
         (with End markers and the exit code) only once all its output was delivered.
-        Raises :class:`ShellGone` if the command was dropped.
+        Raises :class:`ShellGone` or :class:`CommandGone` if the command was dropped.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -198,8 +270,8 @@ class Command:
             linger_end = min(deadline, time.monotonic() + linger)
             while not (self._dropped or self._done) and (remaining := linger_end - time.monotonic()) > 0:
                 self._cond.wait(remaining)
-            if self._dropped:
-                raise ShellGone(self.id)
+            if self._dropped is not None:
+                raise self._dropped(self.id)
             taken: list[tuple[str, bytes]] = []
             kept: deque[tuple[str, bytes]] = deque()
             budget = max_bytes
@@ -240,12 +312,19 @@ class Shell:
         self.last_activity = time.monotonic()
 
     def command(self, command_id: str | None) -> Command:
-        """The command with ``command_id``; a missing or unknown id is InvalidParameter (87)."""
-        with self.lock:
-            found = self.commands.get(command_id or "")
-        if found is None:
+        """The command with ``command_id``: no id is InvalidParameter (87), an unknown one InvalidSelectors."""
+        if not command_id:
             raise faults.invalid_parameter()
+        with self.lock:
+            found = self.commands.get(command_id.upper())
+        if found is None:
+            raise faults.command_not_found()
         return found
+
+    def forget(self, command_id: str) -> Command | None:
+        """Remove a command from the shell (the host cleaned it up); its process is left to the caller."""
+        with self.lock:
+            return self.commands.pop(command_id.upper(), None)
 
 
 class ShellRegistry:
@@ -281,6 +360,10 @@ class ShellRegistry:
             if held >= self.max_shells_per_user:
                 raise faults.shell_quota(self.max_shells_per_user)
             shell_id = spec.shell_id or new_id()
+            try:
+                python_codec(spec.codepage)
+            except LookupError:
+                raise faults.invalid_codepage(str(spec.codepage)) from None
             shell = Shell(shell_id, owner, client_ip, spec, spec.working_directory or self._default_cwd)
             self._shells[shell_id.upper()] = shell
         self._on_event("shells_created")
@@ -307,23 +390,41 @@ class ShellRegistry:
             command.kill()
         self._on_event("shells_deleted")
 
-    def start_command(self, shell: Shell, command_line: str, command_id: str | None) -> Command:
-        """Run ``command_line`` via ``/bin/sh -c`` in ``shell``'s directory and environment."""
+    def start_command(
+        self, shell: Shell, command: str, arguments: Sequence[str], command_id: str | None, skip_cmd_shell: bool
+    ) -> Command:
+        """Start ``command`` with ``arguments`` in ``shell``'s directory, environment and code page.
+
+        Through ``/bin/sh -c`` (the command processor), or with ``skip_cmd_shell`` directly:
+        then ``command`` must name a file by path, else the cmd plugin's file-not-found fault.
+        """
         if not os.path.isdir(shell.cwd):
             raise faults.invalid_directory(shell.cwd)
+        line = " ".join(word for word in (command, *arguments) if word)
+        if not line:
+            raise faults.invalid_parameter()
+        if skip_cmd_shell:
+            program = os.path.join(shell.cwd, command)  # an absolute command stays as it is
+            if not command or not os.path.isfile(program):
+                raise faults.file_not_found()
+            argv = [program, *split_windows_arguments(" ".join(arguments))]
+        else:
+            argv = ["/bin/sh", "-c", line]
         with shell.lock:
             if shell.operations >= self.max_operations_per_shell:
                 raise faults.operation_quota(self.max_operations_per_shell)
             shell.operations += 1
         env = {**self._base_env, **shell.spec.environment}
         try:
-            command = Command(command_id or new_id(), command_line, env, shell.cwd)
+            started = Command(command_id or new_id(), argv, env, shell.cwd, shell.spec.codepage)
+        except PermissionError as err:
+            raise faults.file_not_found() from err
         except (OSError, ValueError) as err:
             raise faults.invalid_parameter() from err
         with shell.lock:
-            shell.commands[command.id] = command
+            shell.commands[started.id.upper()] = started
         self._on_event("commands_run")
-        return command
+        return started
 
     def drop(self, shell_id: str | None = None) -> int:
         """Make shells vanish as if the host lost them; returns how many were dropped."""
@@ -336,6 +437,25 @@ class ShellRegistry:
             for command in commands:
                 command.drop()
         return len(dropped)
+
+    def drop_command(self, shell_id: str, command_id: str) -> bool:
+        """Make one command vanish from a live shell (its Receives fail as for an unknown CommandId)."""
+        with self._lock:
+            shell = self._shells.get(shell_id.upper())
+        gone = shell.forget(command_id) if shell is not None else None
+        if gone is not None:
+            gone.drop(CommandGone)
+        return gone is not None
+
+    def command_ids(self) -> list[tuple[str, str]]:
+        """(ShellId, CommandId) of every command the live shells know."""
+        with self._lock:
+            shells = list(self._shells.values())
+        found = []
+        for shell in shells:
+            with shell.lock:
+                found += [(shell.id, command.id) for command in shell.commands.values()]
+        return found
 
     def ids(self) -> list[str]:
         """ShellIds of the live shells."""
