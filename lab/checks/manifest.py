@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from lab.checks.clixml import stderr_summary
 from lab.checks.delivery import run_runner
 from lab.model import Result, Status, Suite
 from lab.transports.base import CommandResult, Transport
@@ -13,6 +14,7 @@ from lab.transports.base import CommandResult, Transport
 FORMAT = 1
 MAX_LINE = 1024 * 1024  # one result line; the runner clips evidence to far less
 MAX_MESSAGE = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${name}: an inventory variable, filled in per host
 
@@ -63,7 +65,8 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
     """
     reported: dict[str, Result] = {}
     ended = False
-    for raw in output.stdout.splitlines():
+    # a console at code page 65001 may put a BOM before the first line
+    for raw in output.stdout.removeprefix(UTF8_BOM).splitlines():
         try:
             line = json.loads(raw)
         except ValueError:
@@ -93,10 +96,9 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
     if output.timed_out:
         why = f"the suite timed out after {output.duration_s:.0f}s before this check reported"
     elif not ended:
-        stderr = output.stderr.decode("utf-8", "replace").strip().splitlines()
         why = f"the runner stopped (exit code {output.exit_code}) before this check reported"
-        if stderr:
-            why += f": {stderr[-1][:500]}"
+        if stderr := stderr_summary(output.stderr):  # PowerShell's CLIXML decoded, not raw XML
+            why += f": {stderr[:500]}"
     else:
         why = "the runner did not report this check"
     results = []
