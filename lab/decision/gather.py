@@ -7,15 +7,18 @@ stays pure). The clock is passed in; ``lab.util.clock.current`` is the default.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from lab.config.labfile import LabConfig
-from lab.decision.evaluate import CellFacts, Evidence, SuiteFacts, evaluate
+from lab.decision.evaluate import ApprovalFacts, CellFacts, Evidence, SuiteFacts, WaiverFacts, evaluate
 from lab.errors import ConfigError
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CampaignState, Stage, Verdict
-from lab.signoff.approvals import signoffs
+from lab.signoff.approvals import payload_problem
+from lab.signoff.signing import verify
 from lab.util.clock import current
 
 
@@ -57,6 +60,34 @@ def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaig
     )
     return Evidence(build.ref, build.digest, campaign.id, campaign.state is CampaignState.FINISHED,
                     platforms, digests, suites, cells, entered, approvals, waivers)
+
+
+def signoffs(store: Store, build: Build, allowed_signers: Path | None) -> tuple[tuple[ApprovalFacts, ...],
+                                                                              tuple[WaiverFacts, ...]]:
+    """Every approval, rejection and waiver recorded for ``build``, each verified with ssh-keygen
+    against ``allowed_signers``, as facts for the policy."""
+    approvals: list[ApprovalFacts] = []
+    waivers: list[WaiverFacts] = []
+    for item in store.signed(build.product, build.version):
+        try:
+            payload: Any = json.loads(item.payload)
+        except json.JSONDecodeError:
+            payload = None
+        problem = payload_problem(item, payload, build)
+        if not problem:
+            checked = verify(item.payload.encode("utf-8"), item.signature, item.principal, allowed_signers)
+            problem = checked.problem
+        fields: dict[str, Any] = payload if isinstance(payload, dict) else {}
+        text = {k: str(v) if v is not None else "" for k, v in fields.items()}
+        if item.kind == "waiver":
+            waivers.append(WaiverFacts(item.id, item.principal, text.get("sandbox", ""), text.get("suite", ""),
+                                       text.get("check", ""), text.get("build_digest", ""), text.get("reason", ""),
+                                       text.get("expires", "1970-01-01T00:00:00+00:00"), not problem, problem))
+        else:
+            approvals.append(ApprovalFacts(item.id, item.principal, item.kind == "rejection", text.get("stage", ""),
+                                           text.get("build_digest", ""), text.get("evidence_digest", ""),
+                                           text.get("expires", "1970-01-01T00:00:00+00:00"), not problem, problem))
+    return tuple(approvals), tuple(waivers)
 
 
 def latest_campaign(store: Store, build: Build) -> Campaign | None:

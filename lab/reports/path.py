@@ -14,11 +14,10 @@ from typing import Any
 
 from lab.config import allowed_signers as signers
 from lab.config.labfile import LabConfig
-from lab.decision.gather import latest_campaign, promotions_of, verdict_for
+from lab.decision.gather import latest_campaign, promotions_of, signoffs, verdict_for
 from lab.evidence.store import Store
 from lab.model import Build, Verdict
 from lab.rollout.records import RolloutRecord, RolloutStore
-from lab.signoff.approvals import signoffs
 from lab.util.clock import iso
 
 
@@ -131,7 +130,7 @@ def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime) -> 
 
 def signed_rows(config: LabConfig, store: Store, build: Build) -> tuple[SignedRow, ...]:
     """The build's approvals, rejections and waivers in recording order, each verified against the
-    allowed_signers in effect (``lab.signoff.approvals.signoffs``)."""
+    allowed_signers in effect (``lab.decision.gather.signoffs``)."""
     approvals, waivers = signoffs(store, build, config.agreement.allowed_signers)
     rows = [SignedRow(a.record_id, a.word, a.principal, a.stage, a.expires, a.signature_valid, a.problem)
             for a in approvals]

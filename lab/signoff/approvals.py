@@ -1,19 +1,18 @@
-"""Signed approvals, rejections and waivers: what is signed, how it is recorded, how it is read back.
+"""Signed approvals, rejections and waivers: what is signed, how it is recorded, how a stored one is checked.
 
 The signed payload is canonical JSON naming everything the signature vouches for: the build and
 its digest, the evidence digest (approvals), the target stage, the waived check, the expiry and
-the approver. The store keeps that payload, the armored signature and the principal, and the
-facts handed to the policy are read from the *signed* payload, never from loose columns.
+the approver. The store keeps that payload, the armored signature and the principal; the facts
+handed to the policy (``lab.decision.gather.signoffs``) are read from the *signed* payload,
+never from loose columns.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lab.decision.evaluate import ApprovalFacts, WaiverFacts
 from lab.errors import ConfigError
 from lab.evidence.store import Store
 from lab.model import Build, SignedRecord
@@ -92,31 +91,3 @@ def payload_problem(record: SignedRecord, payload: Any, build: Build) -> str:
     except ConfigError:
         return f"the payload's expiry {payload.get('expires')!r} is not a time"
     return ""
-
-
-def signoffs(store: Store, build: Build, allowed_signers: Path | None) -> tuple[tuple[ApprovalFacts, ...],
-                                                                              tuple[WaiverFacts, ...]]:
-    """Every approval, rejection and waiver recorded for ``build``, each verified with ssh-keygen
-    against ``allowed_signers``, as facts for the policy."""
-    approvals: list[ApprovalFacts] = []
-    waivers: list[WaiverFacts] = []
-    for item in store.signed(build.product, build.version):
-        try:
-            payload: Any = json.loads(item.payload)
-        except json.JSONDecodeError:
-            payload = None
-        problem = payload_problem(item, payload, build)
-        if not problem:
-            checked = verify(item.payload.encode("utf-8"), item.signature, item.principal, allowed_signers)
-            problem = checked.problem
-        fields: dict[str, Any] = payload if isinstance(payload, dict) else {}
-        text = {k: str(v) if v is not None else "" for k, v in fields.items()}
-        if item.kind == "waiver":
-            waivers.append(WaiverFacts(item.id, item.principal, text.get("sandbox", ""), text.get("suite", ""),
-                                       text.get("check", ""), text.get("build_digest", ""), text.get("reason", ""),
-                                       text.get("expires", "1970-01-01T00:00:00+00:00"), not problem, problem))
-        else:
-            approvals.append(ApprovalFacts(item.id, item.principal, item.kind == "rejection", text.get("stage", ""),
-                                           text.get("build_digest", ""), text.get("evidence_digest", ""),
-                                           text.get("expires", "1970-01-01T00:00:00+00:00"), not problem, problem))
-    return tuple(approvals), tuple(waivers)
