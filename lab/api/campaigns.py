@@ -1,0 +1,192 @@
+"""Use cases of the lab itself: validate it, register builds, run and resume campaigns, read and report them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from lab.api.session import Lab
+from lab.campaign.builds import build_and_register, verified_build
+from lab.campaign.runner import CampaignRunner, Progress
+from lab.config.labfile import LabConfig
+from lab.config.rollout_plan import has_rollout, load_rollout_settings
+from lab.decision.describe import describe_agreement, describe_rollout
+from lab.model import Build, Campaign, CellState
+from lab.reports import refresh, render, write_reports
+from lab.reports.data import ReportData, gather
+from lab.util.atomic import write_text
+
+NO_ROLLOUT = "rollout: none (no rollout: section in the agreement; `lab rollout` is unavailable)"
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A lab that loaded and validated: its configuration, its agreement and rollout plan in words."""
+
+    config: LabConfig
+    agreement: tuple[str, ...]
+    rollout: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A build registered by its digest; ``new`` is false when it was already registered, unchanged."""
+
+    build: Build
+    new: bool
+
+
+@dataclass(frozen=True)
+class CampaignStarting:
+    """Sent to ``run``'s event handler before the first sandbox is touched."""
+
+    build_ref: str
+    digest: str
+    sandboxes: int
+    parallel: int
+
+
+RunEvent = CampaignStarting | Progress
+RunEvents = Callable[[RunEvent], None]
+
+
+@dataclass(frozen=True)
+class CampaignOutcome:
+    """A campaign that ran to its end: its evidence and verdict, the reports written, and the exit code
+    CI relies on (``outcome_code``)."""
+
+    data: ReportData
+    reports: tuple[Path, ...]
+    code: int
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    """One campaign of the store with how many of its cells are done."""
+
+    campaign: Campaign
+    done: int
+    cells: int
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """What ``report`` produced: the files written, or the report itself when asked for as text."""
+
+    paths: tuple[Path, ...]
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportsRefresh:
+    """The reports of ``build_ref``'s latest campaign, re-written after something changed where it
+    stands. ``paths`` is empty when the build has no campaign; ``problem`` says why they could not be
+    written (what was recorded before stands all the same)."""
+
+    build_ref: str
+    paths: tuple[Path, ...]
+    problem: str | None = None
+
+
+def outcome_code(data: ReportData) -> int:
+    """0 promotable; 3 blocked with an infrastructure error on the way; 1 blocked otherwise."""
+    if data.verdict.allowed:
+        return 0
+    if any(step.infrastructure_error for step in data.steps):
+        return 3
+    return 1
+
+
+def refresh_reports(lab: Lab, build: Build, at: datetime | None = None) -> ReportsRefresh:
+    """Re-write the HTML, JUnit and JSON reports of ``build``'s latest campaign, decided at ``at``
+    (default: the clock), so they show where the build stands now. Never raises for a report that
+    cannot be written: the result names the problem instead."""
+    try:
+        paths = refresh(lab.config, lab.store, build, at)
+    except OSError as exc:
+        return ReportsRefresh(build.ref, (), str(exc))
+    return ReportsRefresh(build.ref, tuple(paths))
+
+
+def validate(lab: Lab) -> Validation:
+    """Load and check lab.yml, the inventory, every suite, the agreement and its rollout plan.
+
+    Raises ConfigError naming file:line on the first problem; returns only when all of it is valid.
+    """
+    config = lab.config
+    rollout = describe_rollout(load_rollout_settings(config)) if has_rollout(config) else [NO_ROLLOUT]
+    return Validation(config, tuple(describe_agreement(config.agreement)), tuple(rollout))
+
+
+def build(lab: Lab, build_ref: str) -> Registration:
+    """Pack ``build_ref`` (PRODUCT@VERSION) from its source if lab.yml gives one and register its sha256.
+
+    The same version is never registered with another digest (ConfigError): what the lab tested is
+    what gets deployed.
+    """
+    registered, new = build_and_register(lab.config.build_spec(build_ref), lab.store)
+    return Registration(registered, new)
+
+
+def run(lab: Lab, build_ref: str, reports: bool = True, events: RunEvents | None = None) -> CampaignOutcome:
+    """Run a campaign of the registered build ``build_ref`` over every sandbox x suite, to its end.
+
+    The artifact is hashed again first (ConfigError if it changed). ``events`` gets a
+    ``CampaignStarting`` and then every ``Progress`` (from worker threads). With ``reports``, the
+    HTML, JUnit and JSON reports are written to the lab's reports directory.
+    """
+    config = lab.config
+    registered = verified_build(config.build_spec(build_ref), lab.store)
+    handler = events or (lambda event: None)
+    handler(CampaignStarting(registered.ref, registered.digest, len(config.sandboxes), config.parallel))
+    campaign = CampaignRunner(config, lab.store, handler).start(registered)
+    return finished(lab, campaign, reports)
+
+
+def resume(lab: Lab, campaign_id: str, reports: bool = True,
+           events: Callable[[Progress], None] | None = None) -> CampaignOutcome:
+    """Finish the interrupted campaign ``campaign_id`` (or ``latest``): finished cells keep their
+    results, unfinished ones run again. Reports as for ``run``."""
+    campaign = lab.store.campaign(campaign_id)
+    registered = verified_build(lab.config.build_spec(campaign.build_ref), lab.store)
+    campaign = CampaignRunner(lab.config, lab.store, events).resume(campaign.id, registered)
+    return finished(lab, campaign, reports)
+
+
+def finished(lab: Lab, campaign: Campaign, reports: bool) -> CampaignOutcome:
+    data = gather(lab.config, lab.store, campaign)
+    written = write_reports(data, lab.config.reports_dir) if reports else []
+    return CampaignOutcome(data, tuple(written), outcome_code(data))
+
+
+def list_campaigns(lab: Lab) -> tuple[CampaignRow, ...]:
+    """Every campaign in the store, oldest first, with its cells done and planned."""
+    rows = []
+    for campaign in lab.store.campaigns():
+        cells = lab.store.cells(campaign.id)
+        rows.append(CampaignRow(campaign, sum(1 for c in cells if c.state is CellState.DONE), len(cells)))
+    return tuple(rows)
+
+
+def show(lab: Lab, campaign_id: str) -> ReportData:
+    """Everything known about campaign ``campaign_id`` (or ``latest``): cells, results, the verdict
+    and where its build stands on the promotion path. NotFoundError for an unknown id."""
+    return gather(lab.config, lab.store, lab.store.campaign(campaign_id))
+
+
+def report(lab: Lab, campaign_id: str, fmt: str = "html", output: Path | None = None,
+           as_text: bool = False) -> WrittenReport:
+    """The report of campaign ``campaign_id`` in format ``fmt`` (html, junit or json).
+
+    With ``as_text`` it is returned, not written; with ``output`` it is written there; else to the
+    lab's reports directory. Every file is written atomically.
+    """
+    data = show(lab, campaign_id)
+    if as_text:
+        return WrittenReport((), render(data, fmt))
+    if output is not None:
+        write_text(output, render(data, fmt))
+        return WrittenReport((output,))
+    return WrittenReport(tuple(write_reports(data, lab.config.reports_dir, (fmt,))))

@@ -1,0 +1,181 @@
+"""Use cases on hosts by hand, outside campaigns: the lab's sandboxes, and the Windows self-test.
+
+Every change to a sandbox takes its lease first, so it never pulls a sandbox from under a running
+campaign (it waits up to the lease timeout, then says who holds it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.api.session import Lab
+from lab.campaign.selftest import run_selftest
+from lab.errors import LabError
+from lab.model import Result, SandboxSpec, Status, Suite
+from lab.sandboxes.base import LabSite, Provider
+from lab.sandboxes.lease import current_holder, lease
+from lab.sandboxes.registry import provider_for
+
+UP_STATES = {"running", "ready", "static"}  # static hosts exist outside the lab: nothing to bring up
+
+
+@dataclass(frozen=True)
+class SandboxOutcome:
+    """What one sandbox command did to one sandbox: ``action`` (up, already up, reset, down) taking
+    ``seconds``, the sandbox as its provider describes it afterwards (``info``: state, port, where,
+    ...); or, when it could not be done, ``error`` and its exit code."""
+
+    name: str
+    provider: str
+    action: str = ""
+    seconds: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    exit_code: int = 0
+
+
+@dataclass(frozen=True)
+class SandboxesDone:
+    """One outcome per selected sandbox; ``code`` is 0 or the exit code of the first failure."""
+
+    outcomes: tuple[SandboxOutcome, ...]
+
+    @property
+    def code(self) -> int:
+        return next((o.exit_code for o in self.outcomes if o.exit_code), 0)
+
+
+@dataclass(frozen=True)
+class SandboxRow:
+    """A sandbox as ``sandbox_list`` sees it: provider's description (``state`` unknown, ``where`` the
+    error, when it cannot describe it), the lease holder, the epoch time of its last reset."""
+
+    name: str
+    provider: str
+    state: str
+    port: object
+    holder: str | None
+    since: object
+    where: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class SelftestOutcome:
+    """The self-test suite run on ``host`` and one result per check (or per part that could not run)."""
+
+    host: str
+    suite: Suite
+    results: tuple[Result, ...]
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for r in self.results if r.status in (Status.PASS, Status.FLAKY))
+
+    @property
+    def code(self) -> int:
+        """0 when every check passed, 1 otherwise."""
+        return 0 if self.passed == len(self.results) else 1
+
+
+SandboxAction = Callable[[Provider, SandboxSpec], SandboxOutcome]
+SandboxEvents = Callable[[SandboxOutcome], None]
+
+
+def selected(lab: Lab, names: Sequence[str]) -> list[SandboxSpec]:
+    """The named sandboxes (NotFoundError for an unknown name), or all of them."""
+    config = lab.config
+    return [config.sandbox(name) for name in names] if names else list(config.sandboxes)
+
+
+def provider_of(lab: Lab, spec: SandboxSpec) -> Provider:
+    """The provider of ``spec``, set up as a campaign sets it up."""
+    config = lab.config
+    site = LabSite(config.root, config.inventory.path, config.timeouts.playbook)
+    return provider_for(spec.provider, config.state_dir, site)
+
+
+def for_each(lab: Lab, names: Sequence[str], lease_timeout: float | None, holder: str, action: SandboxAction,
+             each: SandboxEvents | None) -> SandboxesDone:
+    """Run ``action`` on each selected sandbox under its lease, telling ``each`` as each is done; a
+    sandbox that fails does not stop the others."""
+    config = lab.config
+    wait = config.timeouts.lease if lease_timeout is None else lease_timeout
+    outcomes = []
+    for spec in selected(lab, names):
+        try:
+            with lease(config.state_dir, spec.name, holder, wait):
+                outcome = action(provider_of(lab, spec), spec)
+        except LabError as exc:
+            outcome = SandboxOutcome(spec.name, spec.provider, error=str(exc), exit_code=exc.exit_code)
+        outcomes.append(outcome)
+        if each is not None:
+            each(outcome)
+    return SandboxesDone(tuple(outcomes))
+
+
+def timed_reset(action: str) -> SandboxAction:
+    def reset(provider: Provider, spec: SandboxSpec) -> SandboxOutcome:
+        started = time.monotonic()
+        provider.reset(spec)
+        return SandboxOutcome(spec.name, spec.provider, action, time.monotonic() - started, provider.describe(spec))
+
+    return reset
+
+
+def sandbox_up(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,
+               each: SandboxEvents | None = None) -> SandboxesDone:
+    """Start the named sandboxes (all without names) that are not running; those up are left untouched.
+    ``lease_timeout`` (default lab.yml's) bounds the wait for a campaign holding one."""
+    start = timed_reset("up")
+
+    def bring_up(provider: Provider, spec: SandboxSpec) -> SandboxOutcome:
+        info = provider.describe(spec)
+        if info.get("state") in UP_STATES:
+            return SandboxOutcome(spec.name, spec.provider, "already up", None, info)
+        return start(provider, spec)
+
+    return for_each(lab, names, lease_timeout, "lab sandbox up", bring_up, each)
+
+
+def sandbox_reset(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,
+                  each: SandboxEvents | None = None) -> SandboxesDone:
+    """Reset the named sandboxes (all without names) to their clean state; their writes are discarded."""
+    return for_each(lab, names, lease_timeout, "lab sandbox reset", timed_reset("reset"), each)
+
+
+def sandbox_down(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,
+                 each: SandboxEvents | None = None) -> SandboxesDone:
+    """Remove the named sandboxes (all without names): stop what they run, delete their files. Idempotent."""
+
+    def destroy(provider: Provider, spec: SandboxSpec) -> SandboxOutcome:
+        provider.destroy(spec)
+        return SandboxOutcome(spec.name, spec.provider, "down")
+
+    return for_each(lab, names, lease_timeout, "lab sandbox down", destroy, each)
+
+
+def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> tuple[SandboxRow, ...]:
+    """The named sandboxes (all without names) with their state, port, lease holder and last reset."""
+    config = lab.config
+    rows = []
+    for spec in selected(lab, names):
+        try:
+            info = provider_of(lab, spec).describe(spec)
+        except LabError as exc:
+            info = {"state": "unknown", "where": str(exc)}
+        holder = current_holder(config.state_dir / "leases" / f"{spec.name}.lock")
+        rows.append(SandboxRow(spec.name, spec.provider, str(info.get("state", "?")), info.get("port"), holder,
+                               info.get("since"), str(info.get("where", "-")), info.get("detail")))
+    return tuple(rows)
+
+
+def selftest(lab: Lab, host: str, timeout: float = 300) -> SelftestOutcome:
+    """Run every check type of runner.ps1 against ``host``, a Windows host of the inventory, within
+    ``timeout`` seconds. NotFoundError for a host the inventory lacks; InfrastructureError when it
+    cannot be reached."""
+    suite, results = run_selftest(lab.config, host, timeout)
+    return SelftestOutcome(host, suite, tuple(results))

@@ -1,0 +1,61 @@
+"""The session every use case takes: which lab, with which overrides; its config and store, opened lazily."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+
+from lab.config.labfile import LabConfig, find_lab_file, load_lab
+from lab.evidence.store import Store
+from lab.util.clock import current
+
+
+@dataclass
+class Lab:
+    """One lab, as a caller names it: ``path`` is the lab file or its directory (None: ``$LAB_CONFIG``
+    or ``./lab.yml``); ``provider`` runs every sandbox on that provider whatever the inventory says;
+    ``allowed_signers`` verifies approvals against that file instead of the agreement's (recorded as
+    an override wherever a decision is).
+
+    Nothing is read until a use case needs it: ``config`` loads and validates the lab (ConfigError
+    naming file:line on the first problem), ``store`` opens its SQLite store. ``close()`` (or leaving
+    a ``with`` block) closes the store; a session is for one thread.
+    """
+
+    path: str | None = None
+    provider: str | None = None
+    allowed_signers: Path | None = None
+    _store: Store | None = field(default=None, repr=False)
+
+    @cached_property
+    def config(self) -> LabConfig:
+        """The lab's validated configuration, loaded on first use."""
+        return load_lab(find_lab_file(self.path), self.provider, self.allowed_signers)
+
+    @property
+    def store(self) -> Store:
+        """The lab's store (``<state_dir>/lab.sqlite3``), opened on first use."""
+        if self._store is None:
+            self._store = Store(self.config.state_dir / "lab.sqlite3")
+        return self._store
+
+    def close(self) -> None:
+        """Close the store if it was opened; the session may be used again afterwards."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.close()
+
+
+def instant(now: datetime | None) -> datetime:
+    """``now`` when the caller injects a time, else ``$LAB_NOW``, else the system clock (UTC)."""
+    return now if now is not None else current()
