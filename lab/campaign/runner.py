@@ -23,8 +23,9 @@ from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.evidence.store import CampaignAudit, Store
 from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, StepRecord
-from lab.sandboxes.base import LabSite, SandboxHandle, provider_for
+from lab.sandboxes.base import HostHandle, LabSite
 from lab.sandboxes.lease import lease
+from lab.sandboxes.registry import provider_for
 from lab.transports.base import transport_for
 from lab.util.clock import now
 
@@ -142,7 +143,7 @@ class CampaignRunner:
             self.finish(campaign, spec.name, suite, [Result(f"({failed.step if failed else 'prepare'})", status,
                                                             detail, {}, 0, 0)])
 
-    def prepare(self, campaign: Campaign, build: Build, spec: SandboxSpec) -> SandboxHandle | None:
+    def prepare(self, campaign: Campaign, build: Build, spec: SandboxSpec) -> HostHandle | None:
         """Reset, baseline and deploy; None (with the failed step recorded) if any step fails."""
         started = now()
         try:
@@ -175,7 +176,7 @@ class CampaignRunner:
                   outcome.detail(spec.name), str(digest) if digest else None)
         return handle if ok else None
 
-    def playbook(self, campaign: Campaign, spec: SandboxSpec, handle: SandboxHandle, step: str,
+    def playbook(self, campaign: Campaign, spec: SandboxSpec, handle: HostHandle, step: str,
                  path: Any, extra: dict[str, Any]) -> PlaybookOutcome:
         return run_playbook(
             path,
@@ -186,7 +187,7 @@ class CampaignRunner:
             timeout=self.config.timeouts.playbook,
         )
 
-    def verify(self, campaign: Campaign, spec: SandboxSpec, handle: SandboxHandle, suites: list[str]) -> None:
+    def verify(self, campaign: Campaign, spec: SandboxSpec, handle: HostHandle, suites: list[str]) -> None:
         """One transport session for the sandbox; one round trip per suite."""
         variables = {**spec.host_vars, **handle.facts}
         started = now()

@@ -20,12 +20,14 @@ from lab.config.inventory import Inventory, load_inventory
 from lab.config.schemas import schema, validate
 from lab.errors import ConfigError, NotFoundError
 from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
-from lab.sandboxes.base import PROVIDERS
+from lab.sandboxes.registry import provider_names
 from lab.util.yamlfile import line_of, load_yaml, plain
 
 PROVIDER_FACTS = frozenset({"lab_port", "sandbox_root", "sandbox_name"})
 DEFAULT_LAB_FILE = "lab.yml"
-PROVIDER_NAMES = tuple(PROVIDERS)
+# The providers known when lab was imported, for fixed choices (the CLI's --provider); checks ask
+# lab.sandboxes.registry.provider_names(), which reads the registry now.
+PROVIDER_NAMES = provider_names()
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,10 @@ def load_sandboxes(inventory: Inventory, group: str, default_provider: str,
             raise ConfigError(f"host {host!r} has no lab_platform variable; set it to the platform it runs",
                               source=str(inventory.path))
         provider = override or str(variables.get("lab_provider", default_provider))
-        if provider not in PROVIDER_NAMES:
+        known = provider_names()
+        if provider not in known:
             raise ConfigError(f"host {host!r}: unknown sandbox provider {provider!r}; use one of: "
-                              f"{', '.join(PROVIDER_NAMES)}", source=str(inventory.path))
+                              f"{', '.join(known)}", source=str(inventory.path))
         specs.append(SandboxSpec(host, platform, provider, variables))
     return tuple(specs)
 

@@ -1,21 +1,26 @@
-"""Production endpoints: the hosts of the rollout settings' inventory group.
+"""Production endpoints: the hosts of the rollout settings' inventory group, served by the providers.
 
-Provider ``local`` (the default lab's demo production): each host is a directory
-``<state_dir>/production/<host>/root`` with its own loopback port, like a local sandbox, but it
-is provisioned once (``lab production up``: the baseline playbook, one Ansible run for every
-host) and never reset by campaigns. Provider ``static``: real servers reached as the inventory
-says, their files under ``lab_root`` (default ``/``); lab never provisions or removes them.
+A production host is a host like a sandbox: its provider (``lab_provider``, default ``local``)
+is looked up in ``lab.sandboxes.registry`` and serves it through the provider contract
+(``lab.sandboxes.base``) in the ``production`` pool. What differs is the life cycle: production
+hosts are provisioned once (``lab production up``: the baseline playbook, one Ansible run for
+every host that needs it) and never reset by campaigns. With the default lab's provider
+``local`` each host is a directory ``<state_dir>/production/<host>/root`` with its own loopback
+port; with ``static`` they are real servers reached as the inventory says (their files under
+``lab_sandbox_root``, default the filesystem root), which lab never provisions or removes.
+
+A host the lab owns counts as provisioned once the baseline succeeded on it (recorded in
+``<state_dir>/production/.provisioned/<host>.json``, removed before it is provisioned again);
+a host of a provider that does not own its hosts is provisioned by definition.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +29,48 @@ from lab.campaign.baseline import baseline_vars
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import RolloutSettings
 from lab.errors import ConfigError, InfrastructureError
+from lab.model import SandboxSpec
+from lab.sandboxes.base import PRODUCTION, HostHandle, LabSite, Provider
 from lab.sandboxes.lease import current_holder, lease
-from lab.sandboxes.local import SKELETON, free_loopback_port, stop_processes
+from lab.sandboxes.registry import provider_for, provider_names
 from lab.util.atomic import write_text
 
-PROVIDERS = ("local", "static")
 LEASE = "production"
+DEFAULT_PROVIDER = "local"
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A production host: where its files are and the facts (never secrets) that reach Ansible,
-    the transport and suites, so deploy, rollback and verify agree on how to reach it."""
+    """A production host: how the inventory declares it, its provider, and its handle when it is up
+    (where its files are and the facts, never secrets, that reach Ansible, the transport and suites,
+    so deploy, rollback and verify agree on how to reach it)."""
 
-    name: str
-    provider: str
-    host_vars: dict[str, Any]
-    root: str
-    facts: dict[str, Any]
+    spec: SandboxSpec
+    served_by: Provider = field(repr=False, compare=False)
+    handle: HostHandle | None
     provisioned: bool
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def provider(self) -> str:
+        return self.spec.provider
+
+    @property
+    def host_vars(self) -> dict[str, Any]:
+        return self.spec.host_vars
+
+    @property
+    def root(self) -> str:
+        """Where the host's files are ("" while it is not up)."""
+        return self.handle.root if self.handle is not None else ""
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """The provider's facts ({} while the host is not up)."""
+        return self.handle.facts if self.handle is not None else {}
 
     def variables(self) -> dict[str, Any]:
         """The host's inventory variables with the provider's facts over them."""
@@ -58,30 +86,29 @@ class ProvisionOutcome:
     seconds: float
 
 
-def home(config: LabConfig, host: str) -> Path:
-    return config.state_dir / "production" / host
+def marker(config: LabConfig, host: str) -> Path:
+    """The file that says the baseline succeeded on ``host``."""
+    return config.state_dir / "production" / ".provisioned" / f"{host}.json"
+
+
+def production_provider(config: LabConfig, name: str, host: str) -> Provider:
+    """Provider ``name`` serving production hosts; ConfigError naming the host and the known providers."""
+    if name not in provider_names():
+        raise ConfigError(f"production host {host}: unknown provider {name!r}; use one of: "
+                          f"{', '.join(provider_names())}", source=str(config.inventory.path))
+    site = LabSite(config.root, config.inventory.path, config.timeouts.playbook)
+    return provider_for(name, config.state_dir, site, PRODUCTION)
 
 
 def endpoint(config: LabConfig, host: str) -> Endpoint:
-    """The production host ``host`` as its provider sees it now."""
+    """The production host ``host`` as its provider sees it now (nothing is changed or created)."""
     variables = config.inventory.variables(host)
-    provider = str(variables.get("lab_provider", "local"))
-    if provider == "static":
-        root = str(variables.get("lab_root", "/"))
-        return Endpoint(host, provider, variables, root, {"sandbox_root": root, "sandbox_name": host}, True)
-    if provider != "local":
-        raise ConfigError(f"production host {host}: provider {provider!r} is not supported for production; "
-                          f"use one of {', '.join(PROVIDERS)}", source=str(config.inventory.path))
-    facts_path = home(config, host) / "facts.json"
-    saved: dict[str, Any] = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-    root = str(home(config, host) / "root")
-    return Endpoint(host, provider, variables, root, local_facts(host, root, saved.get("lab_port", 0)),
-                    facts_path.exists())
-
-
-def local_facts(host: str, root: str, port: int) -> dict[str, Any]:
-    return {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "sandbox_root": root,
-            "sandbox_name": host, "lab_port": port}
+    spec = SandboxSpec(host, str(variables.get("lab_platform", "")),
+                       str(variables.get("lab_provider", DEFAULT_PROVIDER)), variables)
+    provider = production_provider(config, spec.provider, host)
+    handle = provider.current(spec)
+    provisioned = handle is not None and (not provider.owns_hosts or marker(config, host).exists())
+    return Endpoint(spec, provider, handle, provisioned)
 
 
 def endpoints(config: LabConfig, settings: RolloutSettings) -> list[Endpoint]:
@@ -105,10 +132,10 @@ def production_lease(config: LabConfig, holder: str, timeout: float = 2.0) -> It
 
 
 def provision(config: LabConfig, settings: RolloutSettings, rebuild: bool = False) -> ProvisionOutcome:
-    """Bring every local production host up with the baseline playbook, in one Ansible run.
+    """Bring every production host the lab owns up with the baseline playbook, in one Ansible run.
 
     Promises: hosts already provisioned are left exactly as they are (unless ``rebuild``: then
-    their processes are stopped and they are provisioned from a fresh tree); a host counts as
+    their providers reset them and they are provisioned from a fresh state); a host counts as
     provisioned only once the baseline succeeded on it; InfrastructureError names the hosts
     the baseline failed on.
     """
@@ -118,19 +145,11 @@ def provision(config: LabConfig, settings: RolloutSettings, rebuild: bool = Fals
     started = time.monotonic()
     with production_lease(config, "lab production up"):
         current = endpoints(config, settings)
-        todo = [e for e in current if e.provider == "local" and (rebuild or not e.provisioned)]
-        ports = {int(e.facts["lab_port"]) for e in current if e.provisioned and e not in todo}
+        todo = [e for e in current if e.served_by.owns_hosts and (rebuild or not e.provisioned)]
         facts: dict[str, dict[str, Any]] = {}
         for item in todo:
-            stop_processes(Path(item.root))
-            shutil.rmtree(home(config, item.name), ignore_errors=True)
-            for sub in SKELETON:
-                (Path(item.root) / sub).mkdir(parents=True, exist_ok=True)
-            port = free_loopback_port()
-            while port in ports:
-                port = free_loopback_port()
-            ports.add(port)
-            facts[item.name] = local_facts(item.name, item.root, port)
+            marker(config, item.name).unlink(missing_ok=True)  # not provisioned until the baseline succeeds again
+            facts[item.name] = item.served_by.reset(item.spec).facts
         if todo:
             outcome = run_playbook_on(config.baseline, inventory=config.inventory.path, hosts=[e.name for e in todo],
                                       extravars=baseline_vars(config.baseline, config.state_dir), host_vars=facts,
@@ -139,8 +158,7 @@ def provision(config: LabConfig, settings: RolloutSettings, rebuild: bool = Fals
             failed = [e.name for e in todo if not outcome.host_ok(e.name)]
             for item in todo:
                 if item.name not in failed:
-                    write_text(home(config, item.name) / "facts.json",
-                               json.dumps({"lab_port": facts[item.name]["lab_port"], "provisioned_at": time.time()}))
+                    write_text(marker(config, item.name), json.dumps({"provisioned_at": time.time()}))
             if failed:
                 details = "; ".join(f"{name}: {outcome.detail(name)}" for name in failed[:3])
                 raise InfrastructureError(f"the baseline failed on {len(failed)} production host(s): {details}")
@@ -157,19 +175,23 @@ def require_provisioned(config: LabConfig, hosts: list[Endpoint]) -> None:
 
 
 def teardown(config: LabConfig, settings: RolloutSettings) -> list[str]:
-    """Stop and remove every local production host (static hosts are never touched); their names."""
+    """Destroy every production host the lab owns (hosts of providers that do not own them, such as
+    static, are never touched); the names of those that existed."""
     removed = []
     with production_lease(config, "lab production down"):
         for item in endpoints(config, settings):
-            if item.provider == "local" and home(config, item.name).exists():
-                stop_processes(Path(item.root))
-                shutil.rmtree(home(config, item.name))
+            if not item.served_by.owns_hosts:
+                continue
+            existed = item.served_by.describe(item.spec).get("state") != "absent"
+            item.served_by.destroy(item.spec)
+            marker(config, item.name).unlink(missing_ok=True)
+            if existed:
                 removed.append(item.name)
     return removed
 
 
 def journal_running(root: Path) -> bool:
-    """Whether the baseline journal service of the host at ``root`` is alive."""
+    """Whether the baseline journal service of the host whose tree is ``root`` is alive."""
     try:
         pid = int((root / "run" / "journal.pid").read_text().strip())
         return str(root).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -178,7 +200,7 @@ def journal_running(root: Path) -> bool:
 
 
 def installed(root: Path) -> dict[str, str]:
-    """product -> version, from the host's install records (local hosts only)."""
+    """product -> version, from the install records in the host's tree ``root``."""
     found = {}
     for record in sorted((root / "var/lib/lab/installed").glob("*.json")):
         try:
@@ -190,11 +212,15 @@ def installed(root: Path) -> dict[str, str]:
 
 
 def describe(item: Endpoint) -> dict[str, Any]:
-    """A short status for ``lab production status``."""
-    if item.provider != "local":
-        return {"state": "static", "where": item.root, "installed": {}}
+    """A short status for ``lab production status``: ``absent`` until provisioned; for a host whose
+    files are on this machine, ``up`` or ``down`` (its baseline journal service) and what it runs;
+    otherwise the provider's own word (``static``, ``running``, ...)."""
     if not item.provisioned:
-        return {"state": "absent", "where": item.root, "installed": {}}
-    root = Path(item.root)
-    return {"state": "up" if journal_running(root) else "down", "where": item.root, "port": item.facts["lab_port"],
-            "installed": installed(root)}
+        where = item.root or str(item.served_by.describe(item.spec).get("where", "-"))
+        return {"state": "absent", "where": where, "installed": {}}
+    tree = item.served_by.tree(item.spec)
+    if tree is None:
+        info = item.served_by.describe(item.spec)
+        return {"state": str(info.get("state", "?")), "where": str(info.get("where", item.root)), "installed": {}}
+    return {"state": "up" if journal_running(tree) else "down", "where": item.root, "port": item.facts["lab_port"],
+            "installed": installed(tree)}

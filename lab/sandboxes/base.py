@@ -1,25 +1,64 @@
-"""What every sandbox provider offers, and how providers are looked up by name."""
+"""The provider contract: what lab needs from whatever gives it a host, sandbox or production.
+
+A *provider* brings hosts up, resets them to a clean state, destroys them and describes them.
+The same providers serve both kinds of host the lab knows: *sandboxes* (the hosts of lab.yml's
+sandbox group, reset before every campaign) and *production hosts* (the rollout's inventory
+group, brought up once by ``lab production up`` and never reset by a campaign). A host names its
+provider with the inventory variable ``lab_provider``. The built-in providers are ``local``,
+``namespace`` and ``static``; others ship as packages of their own (see ``lab.sandboxes.registry``).
+
+What a provider promises, for a host given as a ``SandboxSpec`` (its inventory name, platform,
+provider and inventory variables):
+
+``reset(spec) -> HostHandle``
+    The host in its clean state, created if it did not exist. Idempotent. Raises
+    InfrastructureError when the host cannot be brought up, ConfigError when its inventory
+    variables are wrong.
+``current(spec) -> HostHandle | None``
+    The host as it is now, changing nothing: None when it is not up (never created, destroyed,
+    or its processes are gone).
+``up(spec) -> HostHandle``
+    ``current(spec)``, or ``reset(spec)`` when the host is not up.
+``destroy(spec)``
+    Stop everything the host runs and remove it. Safe to repeat. A provider whose hosts exist
+    outside the lab (``owns_hosts = False``, e.g. ``static``) only forgets what it recorded.
+``describe(spec) -> dict``
+    A short status for ``lab sandbox list`` and ``lab production status``: ``state`` (absent,
+    ready, running, stopped, degraded, static, ...), ``where``, and ``port``, ``since``
+    (epoch seconds), ``detail`` when known.
+``tree(spec) -> Path | None``
+    The host's root file tree as this machine sees it (``local`` hosts), for reading what the
+    host holds; None when its files are not on this machine.
+
+A ``HostHandle`` carries the host's ``root`` (where suites find the files they check) and its
+``facts``: never secrets, they go to Ansible as extra vars and, merged over the host's inventory
+variables, to the transport as settings and to suites as ``${name}`` variables, so deploy and
+verify reach the host the same way. Every provider's facts include ``sandbox_root`` and
+``sandbox_name``; connection settings a provider chooses itself (a port, a key) are facts too.
+
+A provider is constructed as ``Provider(state_dir, site, pool=...)``: ``state_dir`` is where it
+keeps what it knows (``.lab/`` by default), ``site`` the lab's root, inventory and playbook
+timeout (for providers that run playbooks of their own), and ``pool`` the kind of host it serves
+(``sandboxes`` or ``production``), for providers that keep the two apart on disk.
+"""
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from lab.errors import ConfigError
 from lab.model import SandboxSpec
+
+SANDBOXES = "sandboxes"
+PRODUCTION = "production"
+POOLS = (SANDBOXES, PRODUCTION)
 
 
 @dataclass(frozen=True)
-class SandboxHandle:
-    """A sandbox ready for work: where its root is and the facts its provider adds.
-
-    ``facts`` (never secrets) go to Ansible as extra vars and, merged over the host's inventory
-    variables, to the transport as settings and to suites as ``${name}`` variables, so deploy
-    and verify can never disagree about how to reach the host or where its files live.
-    """
+class HostHandle:
+    """A host ready for work: where its root is and the facts its provider adds (see the module docstring)."""
 
     name: str
     root: str
@@ -36,40 +75,37 @@ class LabSite:
     playbook_timeout: float
 
 
-class SandboxProvider(ABC):
-    """Creates, resets and destroys sandboxes. Every operation is idempotent."""
+class Provider(ABC):
+    """Brings hosts up, resets, destroys and describes them (the contract: see the module docstring)."""
 
-    name: str = ""
+    name: ClassVar[str] = ""
+    owns_hosts: ClassVar[bool] = True  # False: the hosts exist outside the lab, destroy only forgets them
 
-    def __init__(self, state_dir: Path, site: LabSite | None = None) -> None:
+    def __init__(self, state_dir: Path, site: LabSite | None = None, pool: str = SANDBOXES) -> None:
         self.state_dir = state_dir
         self.site = site
+        self.pool = pool
 
     @abstractmethod
-    def reset(self, spec: SandboxSpec) -> SandboxHandle:
-        """Bring the sandbox to its clean state (creating it if needed) and return its handle."""
+    def reset(self, spec: SandboxSpec) -> HostHandle:
+        """Bring the host to its clean state (creating it if needed) and return its handle."""
+
+    @abstractmethod
+    def current(self, spec: SandboxSpec) -> HostHandle | None:
+        """The host's handle as it is now, changing nothing; None when it is not up."""
 
     @abstractmethod
     def destroy(self, spec: SandboxSpec) -> None:
-        """Remove the sandbox and everything it runs. Safe to repeat."""
+        """Remove the host and everything it runs (or, for hosts the lab does not own, its records). Safe to repeat."""
 
     @abstractmethod
     def describe(self, spec: SandboxSpec) -> dict[str, Any]:
-        """A short status for `lab sandbox list`: state and where it lives."""
+        """A short status: ``state`` and ``where``, with ``port``, ``since`` and ``detail`` when known."""
 
+    def up(self, spec: SandboxSpec) -> HostHandle:
+        """The host as it is when it is up, else freshly reset: a host already up is left untouched."""
+        return self.current(spec) or self.reset(spec)
 
-PROVIDERS = {
-    "local": ("lab.sandboxes.local", "LocalProvider"),
-    "namespace": ("lab.sandboxes.namespace.provider", "NamespaceProvider"),
-    "static": ("lab.sandboxes.static", "StaticProvider"),
-}
-
-
-def provider_for(name: str, state_dir: Path, site: LabSite | None = None) -> SandboxProvider:
-    """The provider called ``name``, working under ``state_dir`` (and with the lab's ``site``, if given)."""
-    entry = PROVIDERS.get(name)
-    if entry is None:
-        raise ConfigError(f"unknown sandbox provider {name!r}; known: {', '.join(sorted(PROVIDERS))}")
-    module = importlib.import_module(entry[0])
-    cls: type[SandboxProvider] = getattr(module, entry[1])
-    return cls(state_dir, site)
+    def tree(self, spec: SandboxSpec) -> Path | None:
+        """The host's root file tree on this machine, if its files are here; None by default."""
+        return None

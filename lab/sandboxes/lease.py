@@ -1,4 +1,4 @@
-"""Leases: one campaign at a time holds a sandbox.
+"""Leases: one campaign at a time holds a sandbox; and the plain lock providers serialise their state with.
 
 A lease is an advisory ``flock`` on a file per sandbox. The kernel drops it when the holder
 dies, however it dies, so a crashed campaign never blocks a sandbox forever.
@@ -61,5 +61,20 @@ def current_holder(path: Path) -> str | None:
             return str(json.loads(raw)["holder"])
         except (ValueError, KeyError):
             return "another campaign"
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created if needed) for the duration of the block.
+
+    Threads of one process exclude each other too: each call opens the file anew.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)

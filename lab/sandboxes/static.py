@@ -1,13 +1,14 @@
 """Provider ``static``: existing hosts from the Ansible inventory (Windows VMs, say), taken as they are.
 
-The lab neither creates nor destroys them; the inventory says how to reach them (Ansible and
-the transport read the same variables). ``reset`` runs the host's reset playbook, if it has
+Sandboxes or production servers: the lab neither creates nor destroys them (``destroy`` only
+forgets what the lab recorded); the inventory says how to reach them (Ansible and the transport
+read the same variables). ``reset`` runs the host's reset playbook, if it has
 one: the inventory variable ``lab_reset_playbook``, a path relative to the lab's root (the
 directory of lab.yml), run through ansible-runner limited to that host. Typically it reverts a
 snapshot on Hyper-V, vSphere or libvirt and waits for the host to come back. Without one,
 ``reset`` changes nothing on the host and the campaign's reset step says so.
 
-The sandbox root is ``lab_sandbox_root`` if set, else the host's filesystem root: ``C:\\`` on
+The host's root is ``lab_sandbox_root`` if set, else the host's filesystem root: ``C:\\`` on
 Windows hosts (a ``winrm``/``psrp`` connection with the PowerShell runner, or an
 ``ansible_shell_type`` of powershell or cmd), ``/`` elsewhere. Both runners read a filesystem
 root as "paths as the suite writes them".
@@ -28,7 +29,7 @@ from typing import Any
 from lab.ansible.playbook import run_playbook
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import SandboxSpec
-from lab.sandboxes.base import SandboxHandle, SandboxProvider
+from lab.sandboxes.base import HostHandle, Provider
 from lab.util.atomic import write_text
 
 WINDOWS_CONNECTIONS = ("winrm", "psrp")
@@ -54,10 +55,11 @@ def sandbox_root(spec: SandboxSpec) -> str:
     return raw
 
 
-class StaticProvider(SandboxProvider):
+class StaticProvider(Provider):
     """Hosts as the inventory declares them; reset by their reset playbook or not at all."""
 
     name = "static"
+    owns_hosts = False
 
     def home(self, spec: SandboxSpec) -> Path:
         """Where the lab keeps what it knows about the host (its last reset), never the host itself."""
@@ -79,10 +81,10 @@ class StaticProvider(SandboxProvider):
                               "create it or fix the inventory")
         return path
 
-    def reset(self, spec: SandboxSpec) -> SandboxHandle:
+    def reset(self, spec: SandboxSpec) -> HostHandle:
         """Run the host's reset playbook (InfrastructureError if it fails), or leave the host as it is."""
-        root = sandbox_root(spec)
-        facts = {"sandbox_root": root, "sandbox_name": spec.name}
+        facts = self.current(spec).facts
+        root = str(facts["sandbox_root"])
         playbook = self.reset_playbook(spec)
         if playbook is None:
             note = (f"not reset: static host {spec.name} has no lab_reset_playbook, so it is used as it is "
@@ -96,7 +98,12 @@ class StaticProvider(SandboxProvider):
                 raise InfrastructureError(f"host {spec.name}: reset playbook failed: {outcome.detail(spec.name)}")
             note = f"reset by {playbook.name}: {outcome.detail(spec.name)} (root {root})"
         self.remember(spec, playbook, ok=True)
-        return SandboxHandle(spec.name, root, facts, note)
+        return HostHandle(spec.name, root, facts, note)
+
+    def current(self, spec: SandboxSpec) -> HostHandle:
+        """The host as the inventory declares it: a static host is always up, as far as the lab can tell."""
+        root = sandbox_root(spec)
+        return HostHandle(spec.name, root, {"sandbox_root": root, "sandbox_name": spec.name})
 
     def remember(self, spec: SandboxSpec, playbook: Path | None, *, ok: bool) -> None:
         """Record the last reset (when, how, whether it worked) for ``lab sandbox list``."""

@@ -16,7 +16,7 @@ from lab.campaign.baseline import baseline_pack, baseline_tree, baseline_vars, p
 from lab.config.labfile import load_lab
 from lab.evidence import audit
 from lab.evidence.store import Store
-from lab.sandboxes.base import SandboxProvider
+from lab.sandboxes.base import Provider
 from lab.sandboxes.local import LocalProvider, stop_processes
 from lab.sandboxes.namespace.provider import NamespaceProvider
 from tests.integration.test_namespace import require_root_and_sshd
@@ -44,7 +44,7 @@ def listing(root: Path) -> dict[str, tuple[str, int, int, str]]:
     return found
 
 
-def written_tree(provider: SandboxProvider, root: str, home: Path) -> Path:
+def written_tree(provider: Provider, root: str, home: Path) -> Path:
     """Where the files the sandbox has since its reset are: its root, or a namespace sandbox's upper layer."""
     if isinstance(provider, NamespaceProvider):
         generation = json.loads((home / "state.json").read_text())["generation"]
@@ -63,7 +63,7 @@ def test_the_packed_baseline_installs_the_same_tree_as_the_copy(tmp_path: Path, 
     (tree / "var" / "spool" / "journal").mkdir(parents=True)
     (tree / "opt" / "shared" / "python" / "carefmt-1.py").symlink_to("carefmt.py")
     config = load_lab(lab_yml, provider=provider_name)
-    provider: SandboxProvider = LocalProvider(config.state_dir) if provider_name == "local" else \
+    provider: Provider = LocalProvider(config.state_dir) if provider_name == "local" else \
         NamespaceProvider(config.state_dir)
     copied, packed = config.sandboxes
     trees = {}

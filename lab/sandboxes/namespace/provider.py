@@ -27,7 +27,8 @@ from typing import Any
 
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import SandboxSpec
-from lab.sandboxes.base import SandboxHandle, SandboxProvider
+from lab.sandboxes.base import HostHandle, Provider
+from lab.sandboxes.lease import locked
 from lab.sandboxes.namespace import boot as nsboot
 from lab.sandboxes.namespace import linux, sshkeys
 from lab.util.atomic import write_text
@@ -66,14 +67,14 @@ class NamespaceState:
             return None
 
 
-class NamespaceProvider(SandboxProvider):
+class NamespaceProvider(Provider):
     """Sandboxes as namespaced Linux servers with sshd on a loopback port (see the module docstring)."""
 
     name = "namespace"
 
     # --- the provider contract ----------------------------------------------------------------
 
-    def reset(self, spec: SandboxSpec) -> SandboxHandle:
+    def reset(self, spec: SandboxSpec) -> HostHandle:
         """Boot the sandbox fresh (creating it if needed): nothing written since its last reset survives.
 
         Returns once its sshd answers on its port; raises InfrastructureError if it does not boot.
@@ -81,13 +82,13 @@ class NamespaceProvider(SandboxProvider):
         home = self.home(spec)
         lower = self.lower(spec)
         self.preflight(lower)
-        with sshkeys.locked(self.lock_path(spec)):
+        with locked(self.lock_path(spec)):
             old = NamespaceState.load(home / "state.json")
             self.stop(spec, old)
             now = time.time()
             lab_key = sshkeys.lab_key(self.state_dir)
             host_key = sshkeys.ensure_key(home / "hostkey" / "ssh_host_ed25519_key", f"lab sandbox {spec.name}")
-            with sshkeys.locked(self.namespaces / ".ports.lock"):
+            with locked(self.namespaces / ".ports.lock"):
                 taken = self.claimed_ports(spec)
                 ssh_port = self.keep_or_pick(old.ssh_port if old else None, taken)
                 lab_port = self.keep_or_pick(old.lab_port if old else None, taken | {ssh_port})
@@ -104,13 +105,20 @@ class NamespaceProvider(SandboxProvider):
     def destroy(self, spec: SandboxSpec) -> None:
         """Stop every process of the sandbox, forget its host key and delete its files. Safe to repeat."""
         home = self.home(spec)
-        with sshkeys.locked(self.lock_path(spec)):
+        with locked(self.lock_path(spec)):
             state = NamespaceState.load(home / "state.json")
             self.stop(spec, state)
             if state is not None:
                 sshkeys.forget_host(self.state_dir, "127.0.0.1", state.ssh_port)
             if home.exists():
                 shutil.rmtree(home)
+
+    def current(self, spec: SandboxSpec) -> HostHandle | None:
+        """The handle of the running sandbox; None when it is absent, stopped or its sshd does not listen."""
+        state = NamespaceState.load(self.home(spec) / "state.json")
+        if state is None or self.condition(state) != "running":
+            return None
+        return self.handle(spec, state)
 
     def describe(self, spec: SandboxSpec) -> dict[str, Any]:
         """State (absent, running, degraded, stopped), where it lives, its ports, since when and its init pid."""
@@ -119,23 +127,28 @@ class NamespaceProvider(SandboxProvider):
         if state is None:
             return {"state": "absent", "where": str(home)}
         info: dict[str, Any] = {"where": str(home), "port": state.ssh_port, "lab_port": state.lab_port,
-                                "since": state.reset_at, "generation": state.generation, "pid": state.init_pid}
-        if not linux.is_running(state.init_pid, state.init_started):
-            info["state"] = "stopped"
-        elif f"127.0.0.1:{state.ssh_port}" not in linux.listening_addresses(state.ssh_port):
-            info["state"] = "degraded"
+                                "since": state.reset_at, "generation": state.generation, "pid": state.init_pid,
+                                "state": self.condition(state)}
+        if info["state"] == "degraded":
             info["detail"] = f"sshd does not listen on 127.0.0.1:{state.ssh_port}; reset the sandbox"
-        else:
-            info["state"] = "running"
         return info
+
+    @staticmethod
+    def condition(state: NamespaceState) -> str:
+        """``running``, ``stopped`` (its init is gone) or ``degraded`` (its sshd does not listen)."""
+        if not linux.is_running(state.init_pid, state.init_started):
+            return "stopped"
+        if f"127.0.0.1:{state.ssh_port}" not in linux.listening_addresses(state.ssh_port):
+            return "degraded"
+        return "running"
 
     # --- what the handle carries --------------------------------------------------------------
 
-    def handle(self, spec: SandboxSpec, state: NamespaceState) -> SandboxHandle:
+    def handle(self, spec: SandboxSpec, state: NamespaceState) -> HostHandle:
         """The handle: how Ansible and the ssh transport reach the sandbox (the same variables for both)."""
         common = shlex.join(["-o", f"UserKnownHostsFile={sshkeys.known_hosts_file(self.state_dir)}",
                              "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes"])
-        return SandboxHandle(spec.name, "/", {
+        return HostHandle(spec.name, "/", {
             "ansible_connection": "ssh",
             "ansible_host": "127.0.0.1",
             "ansible_port": state.ssh_port,

@@ -12,16 +12,14 @@ sandboxes reset in parallel (threads or processes) never lose each other's entri
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from lab.errors import InfrastructureError
+from lab.sandboxes.lease import locked
 from lab.util.atomic import write_text
 
 KEY_NAME = "id_ed25519"
@@ -34,18 +32,6 @@ def ssh_dir(state_dir: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on ``path`` (created if needed) for the duration of the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def generate_key(private: Path, comment: str) -> None:

@@ -21,7 +21,7 @@ from lab.errors import GateBlocked, InfrastructureError
 from lab.evidence import audit
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CampaignState, Result, Status, Suite
-from lab.rollout.endpoints import Endpoint
+from lab.rollout.endpoints import Endpoint, marker
 from lab.rollout.engine import RolloutRunner, outcome_code
 from lab.rollout.health import HostHealth
 from lab.rollout.records import HostState, RolloutState, RolloutStore, WaveState
@@ -88,6 +88,8 @@ def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytes
         facts = config.state_dir / "production" / host / "facts.json"
         facts.parent.mkdir(parents=True)
         facts.write_text(json.dumps({"lab_port": 1}))
+        marker(config, host).parent.mkdir(parents=True, exist_ok=True)
+        marker(config, host).write_text(json.dumps({"provisioned_at": 0}))
     store = Store(config.state_dir / "lab.sqlite3")
     artifact = tmp_path / "a.tar.gz"
     artifact.write_bytes(b"A")

@@ -13,7 +13,8 @@ import pytest
 
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import SandboxSpec
-from lab.sandboxes.base import LabSite, provider_for
+from lab.sandboxes.base import LabSite
+from lab.sandboxes.registry import provider_for
 from lab.sandboxes.static import StaticProvider, sandbox_root
 from tests.support.labfiles import write
 
