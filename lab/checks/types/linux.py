@@ -146,5 +146,8 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
     ),
 }
 
+# Parameters of the shared types that only runner.py understands (runner.ps1's schemas leave them out).
+LINUX_ONLY = {"file": ("follow", "owner", "group", "target"), "process": ("comm", "exe", "cmdline")}
+
 # Fields of a check entry that belong to the check itself, not to its type's parameters.
 COMMON_FIELDS = frozenset({"id", "type", "description", "timeout", "retries", "skip"})

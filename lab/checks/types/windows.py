@@ -29,6 +29,7 @@ from lab.checks.types.linux import (
     BOOLEAN,
     CHECK_TYPES,
     CONSTRAINT,
+    LINUX_ONLY,
     NO_VERSION_WHEN_ABSENT,  # a package that must be absent has no version to constrain (as on Linux)
     REGEX,
     STRING,
@@ -63,9 +64,9 @@ def shared(kind: str, drop: tuple[str, ...] = (), **added: Any) -> dict[str, Any
 
 
 WINDOWS_CHECK_TYPES: dict[str, dict[str, Any]] = {
-    "file": shared("file", drop=("mode",), file_version=CONSTRAINT),
+    "file": shared("file", drop=("mode", *LINUX_ONLY["file"]), file_version=CONSTRAINT),
     "command": shared("command", output_encoding={"enum": ["console", "utf-8", "utf-16le", "oem", "ansi"]}),
-    "process": shared("process"),
+    "process": shared("process", drop=LINUX_ONLY["process"]),
     "port": shared("port"),
     "http": shared("http"),
     "version": shared("version"),

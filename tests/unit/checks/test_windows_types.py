@@ -15,8 +15,9 @@ from lab.errors import ConfigError
 from lab.util.yamlfile import load_yaml, plain
 
 SELFTEST = Path(__file__).resolve().parents[3] / "lab" / "checks" / "selftest-windows.yml"
-# Linux parameters that mean nothing on Windows (mode bits, init scripts, dpkg/rpm).
-LINUX_ONLY = {"file": {"mode"}, "service": {"process", "pid_file"}, "package": {"manager"}}
+# Linux parameters that mean nothing on Windows (mode bits, owners, symlinks, init scripts, dpkg/rpm, comm).
+LINUX_ONLY = {"file": {"mode", "follow", "owner", "group", "target"}, "service": {"process", "pid_file"},
+              "package": {"manager"}, "process": {"comm", "exe", "cmdline"}}
 
 
 def errors(kind: str, params: dict[str, Any]) -> list[str]:
