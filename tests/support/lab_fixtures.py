@@ -1,9 +1,11 @@
 """A default lab with a finished campaign in its store (no sandboxes run) and approvers' SSH keys,
-for the policy half's tests."""
+for the policy half's tests; such labs made once per session as templates and copied per test."""
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,3 +97,48 @@ def seed_lab(root: Path, keys: dict[str, Path], failing: tuple[str, ...] = (),
     build = store.register_build("care-planner", "2.0.0", hashlib.sha256(artifact.read_bytes()).hexdigest(), artifact)
     campaign = finished_campaign(config, store, build, failing)
     return SeededLab(root, lab_yml, config, store, build, campaign)
+
+
+def move_store_paths(database: Path, old: Path, new: Path) -> None:
+    """Point the paths a store keeps (each build's artifact, each campaign's lab.yml) that lie under
+    ``old`` to the same place under ``new``: a copied lab's store then names the copy's files."""
+    db = sqlite3.connect(database)
+    try:
+        with db:
+            for table, column in (("builds", "artifact"), ("campaigns", "lab_path")):
+                db.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                           f"WHERE substr({column}, 1, ?) = ?",
+                           (str(new), len(str(old)) + 1, len(str(old)) + 1, f"{old}/"))
+    finally:
+        db.close()
+
+
+def copy_seeded(template: SeededLab, target: Path) -> SeededLab:
+    """A copy of ``template`` (its store closed) at ``target``: every file of its directory, the
+    store included, with the store's paths moved to the copy."""
+    shutil.copytree(template.root, target, symlinks=True)
+    config = load_lab(target / template.lab_yml.relative_to(template.root))
+    database = config.state_dir / "lab.sqlite3"
+    move_store_paths(database, template.root, target)
+    store = Store(database)
+    build = store.build(template.build.product, template.build.version)
+    assert build is not None, f"{template.build.ref} is missing from the copy of {template.root}"
+    return SeededLab(target, config.path, config, store, build, store.campaign(template.campaign.id))
+
+
+class LabTemplates:
+    """Seeded labs made once per test session (per xdist worker) and handed to each test as a copy,
+    so the setup's CLI calls run once instead of once per test."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.made: dict[str, SeededLab] = {}
+
+    def copy(self, name: str, make: Callable[[Path], SeededLab], target: Path) -> SeededLab:
+        """A copy at ``target`` of the template ``name``, which ``make(directory)`` builds on first use
+        (one name, one way of making it)."""
+        if name not in self.made:
+            template = make(self.directory / name)
+            template.store.close()
+            self.made[name] = template
+        return copy_seeded(self.made[name], target)

@@ -1,4 +1,5 @@
-"""Fixtures of the policy half's tests: approvers' SSH keys, a seeded lab, the ``lab`` CLI."""
+"""Fixtures of the policy half's tests: approvers' SSH keys, seeded labs (made once, copied per test),
+the ``lab`` CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.lab_fixtures import PRINCIPALS, SeededLab, make_key, seed_lab
+from tests.support.lab_fixtures import PRINCIPALS, LabTemplates, SeededLab, make_key, seed_lab
 from tests.support.labfiles import CliResult
 
 
@@ -24,8 +25,15 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: make_key(directory, name) for name in PRINCIPALS}
 
 
+@pytest.fixture(scope="session")
+def lab_templates(tmp_path_factory: pytest.TempPathFactory) -> LabTemplates:
+    """Seeded labs built once per session, copied per test (``LabTemplates.copy``)."""
+    return LabTemplates(tmp_path_factory.mktemp("lab-templates"))
+
+
 @pytest.fixture
-def seeded(tmp_path: Path, keys: dict[str, Path]) -> Iterator[SeededLab]:
-    lab = seed_lab(tmp_path / "lab", keys)
+def seeded(tmp_path: Path, keys: dict[str, Path], lab_templates: LabTemplates) -> Iterator[SeededLab]:
+    """A copy of the default lab with build A and its finished campaign (``seed_lab``)."""
+    lab = lab_templates.copy("seeded", lambda root: seed_lab(root, keys), tmp_path / "lab")
     yield lab
     lab.store.close()

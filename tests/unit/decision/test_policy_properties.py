@@ -184,7 +184,7 @@ def scenario(plan: Plan) -> tuple[Gate, Evidence, datetime]:
     return gate, replace(evidence, approvals=tuple(approvals)), now
 
 
-@settings(max_examples=10_000, deadline=None)
+@settings(deadline=None)  # examples: the Hypothesis profile's (tests/conftest.py): 10,000 in `ci`, what CI runs
 @given(PLANS)
 def test_evidence_is_allowed_exactly_when_it_has_no_blocking_defect(plan: Plan) -> None:
     gate, evidence, now = scenario(plan)

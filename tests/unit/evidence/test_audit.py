@@ -14,28 +14,35 @@ from lab.campaign import audit as campaign_audit
 from lab.evidence import audit
 from lab.evidence.audit import GENESIS, entry_hash
 from lab.evidence.store import Store
-from tests.support.lab_fixtures import BUILD, T0, T_OPEN, SeededLab, seed_lab
+from tests.support.lab_fixtures import BUILD, T0, T_OPEN, LabTemplates, SeededLab, seed_lab
 from tests.support.labfiles import CliResult
 
 Cli = Callable[..., CliResult]
 
 
 @pytest.fixture
-def logged(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli) -> Iterator[SeededLab]:
-    """A lab whose log holds a campaign's start and finish, decisions, approvals, a waiver, promotions."""
-    failing = "ts-sbx-03/care-planner-smoke/plans-a-route"
-    lab = seed_lab(tmp_path / "lab", keys, (failing,), lambda text: text.replace(
-        "      waivers: false", "      waivers: true"))
-    campaign_audit.audit_campaign_event(lab.store, lab.campaign, "start", lab.config)
-    campaign_audit.audit_campaign_event(lab.store, lab.campaign, "finish")
-    assert lab.cli(lab_cli, "waive", BUILD, failing, "--reason", "flaky probe", "--expires", "2026-12-31",
-                   "--key", str(keys["anna"]), "--now", T0).code == 0
-    assert lab.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-    for name in ("maija", "juha"):
-        assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]), "--now", T0).code == 0
-    assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["anna"]), "--reject",
-                   "--now", T0).code == 0
-    assert lab.cli(lab_cli, "gate", BUILD, "--to", "production", "--now", T_OPEN).code == 1
+def logged(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli, lab_templates: LabTemplates) -> Iterator[SeededLab]:
+    """A lab whose log holds a campaign's start and finish, decisions, approvals, a waiver, promotions
+    (made once per session, copied per test)."""
+
+    def make(root: Path) -> SeededLab:
+        failing = "ts-sbx-03/care-planner-smoke/plans-a-route"
+        lab = seed_lab(root, keys, (failing,), lambda text: text.replace(
+            "      waivers: false", "      waivers: true"))
+        campaign_audit.audit_campaign_event(lab.store, lab.campaign, "start", lab.config)
+        campaign_audit.audit_campaign_event(lab.store, lab.campaign, "finish")
+        assert lab.cli(lab_cli, "waive", BUILD, failing, "--reason", "flaky probe", "--expires", "2026-12-31",
+                       "--key", str(keys["anna"]), "--now", T0).code == 0
+        assert lab.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
+        for name in ("maija", "juha"):
+            assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
+                           "--now", T0).code == 0
+        assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["anna"]), "--reject",
+                       "--now", T0).code == 0
+        assert lab.cli(lab_cli, "gate", BUILD, "--to", "production", "--now", T_OPEN).code == 1
+        return lab
+
+    lab = lab_templates.copy("logged", make, tmp_path / "lab")
     yield lab
     lab.store.close()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +13,48 @@ from lab.campaign import audit as campaign_audit
 from lab.errors import ConfigError
 from lab.reports.bundle import read_bundle, verify_bundle
 from lab.util.canonical import digest_of
-from tests.support.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab, allowed_signers_text
+from tests.support.lab_fixtures import (
+    BUILD,
+    PRINCIPALS,
+    T0,
+    T_OPEN,
+    LabTemplates,
+    SeededLab,
+    allowed_signers_text,
+    seed_lab,
+)
 from tests.support.labfiles import CliResult
 
 Cli = Callable[..., CliResult]
 
 
 @pytest.fixture
-def bundle(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> Path:
+def bundled(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli, lab_templates: LabTemplates) -> Iterator[SeededLab]:
+    """A seeded lab whose build went to pilot and was approved for production by two people, its
+    bundle written to ``evidence.json`` (made once per session, copied per test)."""
+
+    def make(root: Path) -> SeededLab:
+        seeded = seed_lab(root, keys)
+        campaign_audit.audit_campaign_event(seeded.store, seeded.campaign, "start", seeded.config)
+        assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
+        for name in ("maija", "juha"):
+            assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
+                              "--now", T0).code == 0
+        path = seeded.root / "evidence.json"
+        written = seeded.cli(lab_cli, "evidence", BUILD, "-o", str(path), "--now", T_OPEN)
+        assert written.code == 0, written.err
+        assert written.out.startswith(f"evidence bundle of {BUILD}: {path}\n")
+        return seeded
+
+    lab = lab_templates.copy("bundled", make, tmp_path / "lab")
+    yield lab
+    lab.store.close()
+
+
+@pytest.fixture
+def bundle(bundled: SeededLab) -> Path:
     """The bundle of a build that went to pilot and was approved for production by two people."""
-    campaign_audit.audit_campaign_event(seeded.store, seeded.campaign, "start", seeded.config)
-    assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-    for name in ("maija", "juha"):
-        assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
-                          "--now", T0).code == 0
-    path = seeded.root / "evidence.json"
-    written = seeded.cli(lab_cli, "evidence", BUILD, "-o", str(path), "--now", T_OPEN)
-    assert written.code == 0, written.err
-    assert written.out.startswith(f"evidence bundle of {BUILD}: {path}\n")
-    return path
+    return bundled.root / "evidence.json"
 
 
 def rewrite(path: Path, change: Callable[[dict[str, Any]], None], reseal: bool = False) -> None:
@@ -42,9 +65,9 @@ def rewrite(path: Path, change: Callable[[dict[str, Any]], None], reseal: bool =
     path.write_text(json.dumps(data))
 
 
-def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, seeded: SeededLab, lab_cli: Cli) -> None:
+def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, bundled: SeededLab, lab_cli: Cli) -> None:
     data = read_bundle(bundle)
-    assert data["build"] == {"product": "care-planner", "version": "2.0.0", "digest": seeded.build.digest,
+    assert data["build"] == {"product": "care-planner", "version": "2.0.0", "digest": bundled.build.digest,
                              "artifact": "care-planner-2.0.0.tar.gz"}
     assert sorted(data["files"]) == ["agreement.yml", "lab.yml", "playbooks/baseline.yml", "playbooks/deploy.yml",
                                      "playbooks/files/baseline/",
@@ -58,12 +81,12 @@ def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, seeded: See
     assert [p["stage"] for p in data["promotions"]] == ["pilot"]
     assert [d["kind"] for d in data["recorded_decisions"]] == ["decision", "promotion"]
     assert data["audit"]["intact"] is True
-    checked = seeded.cli(lab_cli, "evidence", "verify", str(bundle))
+    checked = bundled.cli(lab_cli, "evidence", "verify", str(bundle))
     assert checked.code == 0, checked.out
     assert checked.out.splitlines() == [
         f"  ok  approval #1 by {PRINCIPALS['maija']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
         f"  ok  approval #2 by {PRINCIPALS['juha']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
-        f"{BUILD} (sha256 {seeded.build.digest[:12]}…): evidence bundle verified"]
+        f"{BUILD} (sha256 {bundled.build.digest[:12]}…): evidence bundle verified"]
 
 
 def test_a_changed_result_is_caught_even_when_the_bundle_is_resealed(bundle: Path, lab_cli: Cli) -> None:
