@@ -73,14 +73,14 @@ expect 0 lab production up
 step "Promote A to production: two change-board approvals, soaked in pilot, in the window ($PROD_NOW)"
 to_production care-planner@2.0.0
 step "Roll A out to production in waves of 1%, 10%, 50%, 100%: expected to complete (exit 0)"
-expect 0 lab rollout care-planner@2.0.0 --now "$PROD_NOW"
+expect 0 lab rollout start care-planner@2.0.0 --now "$PROD_NOW"
 step "Build C (care-planner 2.2.0): passes every lab suite (exit 0), promoted to pilot and production"
 expect 0 lab build care-planner@2.2.0
 expect 0 lab run care-planner@2.2.0
 expect 0 lab promote care-planner@2.2.0 --to pilot
 to_production care-planner@2.2.0
 step "Roll C out: it crashes under the production site profile; halted in wave 1, rolled back (exit 1)"
-expect 1 lab rollout care-planner@2.2.0 --now "$PROD_NOW"
+expect 1 lab rollout start care-planner@2.2.0 --now "$PROD_NOW"
 step "Campaigns in the store"
 expect 0 lab list
 echo

@@ -6,23 +6,22 @@ from pathlib import Path
 
 import click
 
-from lab import __version__
+from lab import __version__, api
 from lab.cli.cmd_approve import approve, waive
 from lab.cli.cmd_audit import audit_group, evidence_group
 from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
 from lab.cli.cmd_lab import build, validate
+from lab.cli.cmd_production import production
 from lab.cli.cmd_promote import gate, promote
-from lab.cli.cmd_rollout import production, rollout
+from lab.cli.cmd_rollout import rollout
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.cmd_selftest import selftest
-from lab.cli.context import LabContext
-from lab.config.labfile import PROVIDER_NAMES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--lab", "lab_path", metavar="PATH", envvar="LAB_CONFIG",
               help="The lab file (or its directory). Default: ./lab.yml, or $LAB_CONFIG.")
-@click.option("--provider", type=click.Choice(PROVIDER_NAMES), envvar="LAB_PROVIDER",
+@click.option("--provider", type=click.Choice(api.PROVIDER_NAMES), envvar="LAB_PROVIDER",
               help="Run every sandbox on this provider, whatever the inventory says "
                    "(e.g. the demo on namespace sandboxes; needs root).")
 @click.option("--allowed-signers", "allowed_signers", metavar="FILE", envvar="LAB_ALLOWED_SIGNERS",
@@ -41,9 +40,9 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    context = LabContext(lab_path, provider, allowed_signers)
-    ctx.obj = context
-    ctx.call_on_close(context.close)
+    session = api.Lab(lab_path, provider, allowed_signers)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
 
 
 COMMANDS = (validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from lab.campaign.builds import verified_build
-from lab.cli.cmd_promote import NOW
-from lab.cli.context import LabContext, pass_lab
-from lab.evidence import audit
-from lab.reports.bundle import build_bundle, read_bundle, verify_bundle
+from lab import api
+from lab.cli.options import BUILD_REF, NOW, pass_lab
 from lab.reports.data import printable
-from lab.util.atomic import write_text
-from lab.util.clock import current
 
-KIND_WIDTH = max(map(len, audit.KINDS))
+KIND_WIDTH = max(map(len, api.AUDIT_KINDS))
 
 
 @click.group(name="audit")
@@ -25,12 +21,12 @@ def audit_group() -> None:
 
 
 @audit_group.command()
-@click.option("--kind", type=click.Choice(audit.KINDS), help="Only entries of this kind.")
+@click.option("--kind", type=click.Choice(api.AUDIT_KINDS), help="Only entries of this kind.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with hashes.")
 @pass_lab
-def show(lab: LabContext, kind: str | None, as_json: bool) -> None:
+def show(lab: api.Lab, kind: str | None, as_json: bool) -> None:
     """List the audit log's entries, oldest first: seq, time, kind, subject (and payload with --json)."""
-    for entry in audit.entries(lab.store, kind):
+    for entry in api.audit_show(lab, kind):
         if as_json:
             click.echo(json.dumps({"seq": entry.seq, "time": entry.time, "kind": entry.kind, "subject": entry.subject,
                                    "payload": entry.data(), "prev_hash": entry.prev_hash, "hash": entry.hash},
@@ -41,13 +37,13 @@ def show(lab: LabContext, kind: str | None, as_json: bool) -> None:
 
 @audit_group.command(name="verify")
 @pass_lab
-def verify_log(lab: LabContext) -> int:
+def verify_log(lab: api.Lab) -> int:
     """Check that no entry of the audit log was edited, removed or reordered.
 
     Exits 0 when the whole chain holds (and prints its head hash, worth keeping elsewhere), 1
     naming the first bad seq otherwise.
     """
-    check = audit.verify(lab.store)
+    check = api.audit_verify(lab)
     if check.ok:
         click.echo(f"audit log intact: {check.entries} entries, head {check.head}")
         return 0
@@ -70,20 +66,17 @@ def evidence_group() -> None:
 
 
 @evidence_group.command()
-@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@BUILD_REF
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the bundle (JSON, written atomically).")
 @NOW
 @pass_lab
-def write(lab: LabContext, build_ref: str, output: Path, now_text: str | None) -> None:
+def write(lab: api.Lab, build_ref: str, output: Path, now: datetime | None) -> None:
     """Write one JSON file proving what was tested: build digest, file hashes, results, decisions, signatures."""
-    config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
-    bundle = build_bundle(config, lab.store, build, current(now_text))
-    write_text(output, json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    click.echo(f"evidence bundle of {build.ref}: {output}")
-    click.echo(f"  evidence sha256 {bundle['evidence_digest']}, {len(bundle['signatures'])} signed record(s), "
-               f"bundle sha256 {bundle['bundle_digest']}")
+    written = api.evidence_write(lab, build_ref, output, now)
+    click.echo(f"evidence bundle of {written.build_ref}: {written.path}")
+    click.echo(f"  evidence sha256 {written.evidence_digest}, {written.signatures} signed record(s), "
+               f"bundle sha256 {written.bundle_digest}")
 
 
 @evidence_group.command(name="verify")
@@ -92,15 +85,11 @@ def write(lab: LabContext, build_ref: str, output: Path, now_text: str | None) -
               help="Verify signatures against this file instead of the copy inside the bundle.")
 def verify_evidence(path: Path, allowed_signers: Path | None) -> int:
     """Check an evidence bundle offline: hashes consistent, signatures valid. Exits 0 if so, 1 if not."""
-    data = read_bundle(path)
-    signers = allowed_signers.read_text(encoding="utf-8") if allowed_signers else None
-    check = verify_bundle(data, signers)
-    build = data.get("build", {})
-    for note in check.notes:
+    verdict = api.evidence_verify(path, allowed_signers)
+    for note in verdict.notes:
         click.echo(f"  ok  {printable(note)}")
-    for problem in check.problems:
+    for problem in verdict.problems:
         click.echo(f"  BAD {printable(problem)}")
-    word = "verified" if check.ok else "NOT verified"
-    click.echo(f"{build.get('product')}@{build.get('version')} (sha256 {str(build.get('digest'))[:12]}…): "
-               f"evidence bundle {word}")
-    return 0 if check.ok else 1
+    word = "verified" if verdict.ok else "NOT verified"
+    click.echo(f"{verdict.product}@{verdict.version} (sha256 {verdict.digest[:12]}…): evidence bundle {word}")
+    return 0 if verdict.ok else 1

@@ -2,73 +2,65 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import click
 
-from lab.campaign.builds import verified_build
-from lab.cli.cmd_campaign import refresh_reports
-from lab.cli.context import LabContext, pass_lab
-from lab.cli.render import print_verdict
-from lab.config import allowed_signers as signers
-from lab.config.labfile import LabConfig
-from lab.decision import promotion
-from lab.errors import GateBlocked
-from lab.util.clock import current
-
-NOW = click.option("--now", "now_text", hidden=True, metavar="ISO-TIME",
-                   help="Decide as if it were this time (tests, replays); default $LAB_NOW or the clock.")
-
-
-def note_override(config: LabConfig) -> None:
-    """Say so when approvals were verified against an overriding allowed_signers file."""
-    line = signers.describe(config.agreement)
-    if line:
-        click.echo(line)
+from lab import api
+from lab.cli.options import BUILD_REF, NOW, pass_lab
+from lab.cli.render import print_note, print_refresh, print_verdict
 
 
 @click.command()
-@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@BUILD_REF
 @click.option("--to", "stage", required=True, help="The stage the decision is about (e.g. production).")
 @NOW
 @pass_lab
-def gate(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> int:
+def gate(lab: api.Lab, build_ref: str, stage: str, now: datetime | None) -> int:
     """Decide whether a build may enter STAGE now, clause by clause, with the evidence used.
 
     Nothing moves; the decision is recorded in the audit log. Exits 0 when the gate allows the
     build, 1 when it blocks it.
     """
-    config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
-    verdict = promotion.decide(config, lab.store, build, stage, current(now_text))
-    print_verdict(verdict, evidence=True)
-    note_override(config)
-    return 0 if verdict.allowed else 1
+    decision = api.gate(lab, build_ref, stage, now)
+    print_verdict(decision.verdict, evidence=True)
+    print_note(decision.signers_note)
+    return 0 if decision.verdict.allowed else 1
+
+
+def print_promotion(promotion: api.Promotion) -> None:
+    """The decision and what became of it: promoted, already promoted, or (printed before the refusal
+    itself is raised) blocked."""
+    outcome = promotion.outcome
+    if outcome.verdict is None:
+        click.echo(f"{outcome.build.ref} was already promoted to {outcome.stage}; nothing changed")
+        return
+    print_verdict(outcome.verdict)
+    print_note(promotion.signers_note)
+    if not outcome.verdict.allowed:
+        return
+    if outcome.recorded:
+        click.echo(f"{outcome.build.ref} promoted to {outcome.stage} (evidence: campaign {outcome.campaign_id})")
+        print_refresh(promotion.refreshed)
+    else:
+        click.echo(f"{outcome.build.ref} was already promoted to {outcome.stage}; nothing changed")
 
 
 @click.command()
-@click.argument("build_ref", metavar="PRODUCT@VERSION")
+@BUILD_REF
 @click.option("--to", "stage", required=True, help="The stage to promote into (e.g. pilot).")
 @NOW
 @pass_lab
-def promote(lab: LabContext, build_ref: str, stage: str, now_text: str | None) -> None:
+def promote(lab: api.Lab, build_ref: str, stage: str, now: datetime | None) -> None:
     """Promote a build into STAGE: evaluates the gate on the stored evidence and records the promotion.
 
     The build must already be in the stage before (lab -> pilot -> production). Refuses (exit 1)
     with the decision's reasons when the gate blocks; repeating a promotion that is already
     recorded changes nothing and says so.
     """
-    config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
-    now = current(now_text)
-    outcome = promotion.promote(config, lab.store, build, stage, now)
-    if outcome.verdict is None:
-        click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
-        return
-    print_verdict(outcome.verdict)
-    note_override(config)
-    if not outcome.verdict.allowed:
-        raise GateBlocked(f"{build.ref} may not enter {stage}: " + "; ".join(outcome.verdict.reasons))
-    if outcome.recorded:
-        click.echo(f"{build.ref} promoted to {stage} (evidence: campaign {outcome.campaign_id})")
-        refresh_reports(lab, build, now)
-    else:
-        click.echo(f"{build.ref} was already promoted to {stage}; nothing changed")
+    try:
+        promotion = api.promote(lab, build_ref, stage, now)
+    except api.PromotionRefused as refused:
+        print_promotion(refused.promotion)
+        raise
+    print_promotion(promotion)

@@ -1,25 +1,23 @@
-"""``lab rollout`` and ``lab production up|down|status``: staged rollout to the production hosts."""
+"""``lab rollout start|resume|abort|status``: staged rollout of a promoted build to the production hosts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
 import click
 
-from lab.campaign.builds import registered_build, verified_build
-from lab.cli.cmd_campaign import refresh_reports
-from lab.cli.cmd_promote import NOW
-from lab.cli.context import LabContext, pass_lab
-from lab.config.rollout_plan import load_rollout_settings
-from lab.errors import ConfigError, NotFoundError
+from lab import api
+from lab.cli.options import BUILD_REF, NO_WAIT, NOW, pass_lab
+from lab.cli.render import print_refresh
 from lab.reports.data import printable
-from lab.rollout.endpoints import describe, endpoints, provision, teardown
-from lab.rollout.engine import RolloutEvent, RolloutRunner, outcome_code
-from lab.rollout.records import RolloutRecord, RolloutState, RolloutStore, WaveState
-from lab.util.clock import current
+from lab.rollout.records import RolloutRecord, RolloutState, WaveState
 
 STATE_WIDTH = max(len(state.value) for state in WaveState)
 
 
-def print_event(event: RolloutEvent) -> None:
+def print_event(event: api.RolloutEvent) -> None:
     """One line per step; a healthy host only counts in its wave's summary line."""
     if event.what == "host" and event.ok:
         return
@@ -42,16 +40,34 @@ def print_rollout(record: RolloutRecord) -> None:
                 click.echo(f"      {host.host}: {host.state.value}: {printable(host.detail)[:300]}")
 
 
-@click.command()
-@click.argument("build_ref", metavar="PRODUCT@VERSION")
-@click.option("--resume", is_flag=True, help="Continue the build's unfinished rollout (after a crash or a pause).")
-@click.option("--abort", is_flag=True, help="Roll back what the current wave changed and end the rollout.")
-@click.option("--status", "show", is_flag=True, help="Show the build's latest rollout; change nothing.")
-@click.option("--no-wait", is_flag=True, help="Stop at a pause between waves (exit 0) instead of waiting it out.")
-@NOW
-@pass_lab
-def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bool, no_wait: bool,
-            now_text: str | None) -> int:
+def print_outcome(outcome: api.RolloutOutcome) -> int:
+    """The rollout, what continues it when it stopped before its end, the refreshed reports; its exit code."""
+    record = outcome.record
+    print_rollout(record)
+    if record.state is RolloutState.PAUSED:
+        wave = record.current_wave()
+        when = wave.resume_at if wave is not None else "now"
+        click.echo(f"paused until {when}; `lab rollout resume {record.build_ref}` continues")
+    if record.state is RolloutState.WAITING_WINDOW:
+        click.echo(f"waiting for the maintenance window; `lab rollout resume {record.build_ref}` continues once it "
+                   "is open")
+    print_refresh(outcome.refreshed)
+    return outcome.code
+
+
+@contextmanager
+def interruptible(build_ref: str) -> Iterator[None]:
+    """Ctrl-C during a rollout: say what is recorded and how to go on, exit 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(f"lab: interrupted; every finished step is recorded. `lab rollout resume {build_ref}` continues, "
+                   f"`lab rollout abort {build_ref}` rolls back the current wave", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+@click.group()
+def rollout() -> None:
     """Roll a build that entered production out to the production hosts, wave by wave.
 
     Waves, their halt thresholds, pauses, the health suite and the rollback playbook come from
@@ -59,83 +75,52 @@ def rollout(lab: LabContext, build_ref: str, resume: bool, abort: bool, show: bo
     health suite on each; a wave whose failures exceed its threshold is rolled back and no later
     wave is touched; a wave within its threshold has its failed hosts rolled back on their own
     before the next wave. A wave starts only inside the production stage's maintenance window
-    (outside it, the rollout waits, naming the next open window; --resume continues). Every
-    step is recorded first, and audited.
+    (outside it, the rollout waits, naming the next open window; `lab rollout resume` continues).
+    Every step is recorded first, and audited.
 
     \b
     Exit codes: 0 rolled out (or paused with --no-wait, or aborted), 1 halted, not promoted or
     outside the maintenance window, 2 bad usage or configuration, 3 infrastructure error or a
     rollback that left hosts unhealthy.
     """
-    if sum((resume, abort, show)) > 1:
-        raise ConfigError("use at most one of --resume, --abort and --status")
-    config = lab.config
-    if show:  # reads the store only: no settings, no runner
-        spec = config.build_spec(build_ref)
-        record = RolloutStore(lab.store).latest(spec.product, spec.version)
-        if record is None:
-            raise NotFoundError(f"{build_ref} has no rollout")
-        print_rollout(record)
-        return 0
-    runner = RolloutRunner(config, lab.store, load_rollout_settings(config), print_event,
-                           clock=lambda: current(now_text))
-    if abort:
-        aborted = registered_build(config.build_spec(build_ref), lab.store)
-        record = runner.abort(aborted)
-        print_rollout(record)
-        refresh_reports(lab, aborted, current(now_text))
-        return outcome_code(record)
-    build = verified_build(config.build_spec(build_ref), lab.store)
-    try:
-        record = runner.resume(build, wait=not no_wait) if resume else runner.start(build, wait=not no_wait)
-    except KeyboardInterrupt:
-        click.echo(f"lab: interrupted; every finished step is recorded. `lab rollout {build.ref} --resume` "
-                   "continues, --abort rolls back the current wave", err=True)
-        raise click.exceptions.Exit(130) from None
-    print_rollout(record)
-    if record.state is RolloutState.PAUSED:
-        wave = record.current_wave()
-        when = wave.resume_at if wave is not None else "now"
-        click.echo(f"paused until {when}; `lab rollout {build.ref} --resume` continues")
-    if record.state is RolloutState.WAITING_WINDOW:
-        click.echo(f"waiting for the maintenance window; `lab rollout {build.ref} --resume` continues once it is open")
-    refresh_reports(lab, build, current(now_text))
-    return outcome_code(record)
 
 
-@click.group()
-def production() -> None:
-    """The production hosts that `lab rollout` deploys to (the rollout settings' inventory group)."""
-
-
-@production.command("up")
-@click.option("--rebuild", is_flag=True, help="Provision every local host again from a fresh tree.")
+@rollout.command()
+@BUILD_REF
+@NO_WAIT
+@NOW
 @pass_lab
-def production_up(lab: LabContext, rebuild: bool) -> None:
-    """Provision the local production hosts with the baseline playbook: one Ansible run for all.
-
-    Hosts already provisioned are left as they are (unless --rebuild). Exits 3 naming the hosts
-    the baseline failed on.
-    """
-    settings = load_rollout_settings(lab.config)
-    outcome = provision(lab.config, settings, rebuild)
-    click.echo(f"production: {len(outcome.provisioned)} host(s) provisioned, {len(outcome.already)} already up "
-               f"({outcome.seconds:.1f}s)")
+def start(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) -> int:
+    """Start rolling a build out from its first wave (a rollout that already ended is shown, not repeated)."""
+    with interruptible(build_ref):
+        outcome = api.rollout_start(lab, build_ref, wait=not no_wait, now=now, events=print_event)
+    return print_outcome(outcome)
 
 
-@production.command("down")
+@rollout.command()
+@BUILD_REF
+@NO_WAIT
+@NOW
 @pass_lab
-def production_down(lab: LabContext) -> None:
-    """Stop and remove the local production hosts (static hosts are never touched)."""
-    removed = teardown(lab.config, load_rollout_settings(lab.config))
-    click.echo(f"production: {len(removed)} local host(s) removed")
+def resume(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) -> int:
+    """Continue the build's unfinished rollout from its last recorded step (after a crash or a pause)."""
+    with interruptible(build_ref):
+        outcome = api.rollout_resume(lab, build_ref, wait=not no_wait, now=now, events=print_event)
+    return print_outcome(outcome)
 
 
-@production.command("status")
+@rollout.command()
+@BUILD_REF
+@NOW
 @pass_lab
-def production_status(lab: LabContext) -> None:
-    """One line per production host: state, where it lives, what it runs."""
-    for item in endpoints(lab.config, load_rollout_settings(lab.config)):
-        info = describe(item)
-        runs = ", ".join(f"{p} {v}" for p, v in info["installed"].items()) or "-"
-        click.echo(f"{item.name:<14} {info['state']:<7} {info['where']}  runs: {runs}")
+def abort(lab: api.Lab, build_ref: str, now: datetime | None) -> int:
+    """Roll back what the current wave of the build's unfinished rollout changed, and end the rollout."""
+    return print_outcome(api.rollout_abort(lab, build_ref, now=now, events=print_event))
+
+
+@rollout.command()
+@BUILD_REF
+@pass_lab
+def status(lab: api.Lab, build_ref: str) -> None:
+    """Show the build's latest rollout, wave by wave, as stored; change nothing."""
+    print_rollout(api.rollout_status(lab, build_ref))

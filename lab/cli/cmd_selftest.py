@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from lab.campaign.selftest import run_selftest
-from lab.cli.context import LabContext, pass_lab
-from lab.model import Status
+from lab import api
+from lab.cli.options import pass_lab
 from lab.reports.data import printable
 
 
@@ -15,19 +14,18 @@ from lab.reports.data import printable
 @click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
               help="Seconds the whole self-test may take on the host.")
 @pass_lab
-def selftest(lab: LabContext, host: str, timeout: float) -> int:
+def selftest(lab: api.Lab, host: str, timeout: float) -> int:
     """Run every check type of runner.ps1 against HOST, a Windows host of the inventory, and print which pass.
 
     Use it once on a Windows Server 2022 VM of the lab before the first campaign: it proves the
     WinRM settings, the PowerShell runner and each check type on the real thing. Exits 0 when
     every check passes, 1 when some do not, 3 when the host cannot be reached.
     """
-    suite, results = run_selftest(lab.config, host, timeout)
-    by_id = {c.id: c for c in suite.checks}
-    for result in results:
+    outcome = api.selftest(lab, host, timeout)
+    by_id = {c.id: c for c in outcome.suite.checks}
+    for result in outcome.results:
         kind = by_id[result.check_id].type if result.check_id in by_id else "part"
         click.echo(f"{result.status.value.upper():<5} {kind:<9} {printable(result.check_id)}: "
                    f"{printable(result.message)[:200]}")
-    passed = sum(1 for r in results if r.status in (Status.PASS, Status.FLAKY))
-    click.echo(f"{passed}/{len(results)} self-test checks passed on {host}")
-    return 0 if passed == len(results) else 1
+    click.echo(f"{outcome.passed}/{len(outcome.results)} self-test checks passed on {host}")
+    return outcome.code

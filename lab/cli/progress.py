@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import TextIO
 
-from lab.campaign.runner import Progress
+from lab.api import CampaignStarting, RunEvent
 
 
 def wants_live(stream: TextIO) -> bool:
@@ -25,7 +25,13 @@ class ProgressPrinter:
         self.lock = threading.Lock()
         self.status: dict[str, str] = {}
 
-    def __call__(self, event: Progress) -> None:
+    def __call__(self, event: RunEvent) -> None:
+        if isinstance(event, CampaignStarting):
+            with self.lock:
+                self.stream.write(f"campaign of {event.build_ref} (sha256 {event.digest[:12]}…) on {event.sandboxes} "
+                                  f"sandbox(es), {event.parallel} at a time\n")
+                self.stream.flush()
+            return
         mark = "ok" if event.ok else ("FAIL" if event.what == "cell" else "FAILED")
         where = f"[{event.cells_done}/{event.cells_total}] {event.sandbox}"
         line = f"{where}: {event.what} {event.name}: {mark} ({event.detail})"

@@ -1,9 +1,14 @@
-"""Plain-text rendering shared by the commands: verdicts and campaign matrices."""
+"""Plain-text rendering shared by the commands: verdicts, campaign matrices, promotion paths, refreshed
+reports and the allowed_signers override note."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import click
 
+from lab.api import ReportsRefresh
 from lab.model import CellState, ClauseOutcome, Status, Verdict
 from lab.reports.data import ReportData, printable
 from lab.reports.path import PromotionPath
@@ -69,3 +74,30 @@ def print_path(path: PromotionPath) -> None:
         rollout = path.rollout
         click.echo(f"  rollout {rollout.id}: {rollout.state.value}"
                    + (f" - {printable(rollout.detail)[:300]}" if rollout.detail else ""))
+
+
+def print_reports(paths: Iterable[Path]) -> None:
+    """One ``report: PATH`` line per report written."""
+    for path in paths:
+        click.echo(f"report: {path}")
+
+
+def print_refresh(refresh: ReportsRefresh | None) -> None:
+    """Which reports were re-written after a change, in one line; a failure on stderr, saying how to
+    write them (what was recorded stands); nothing when the build has no campaign."""
+    if refresh is None:
+        return
+    if refresh.problem is not None:
+        click.echo(f"lab: the reports of {refresh.build_ref} were not refreshed ({refresh.problem}); "
+                   "`lab report CAMPAIGN` writes them", err=True)
+        return
+    if refresh.paths:
+        first, *rest = refresh.paths
+        also = ", ".join(path.name.removeprefix(first.stem) for path in rest)
+        click.echo(f"report refreshed: {first} (and {also})")
+
+
+def print_note(note: str | None) -> None:
+    """The line saying approvals were verified against an overriding allowed_signers file, if one was."""
+    if note:
+        click.echo(note)

@@ -7,10 +7,10 @@ build and the rollout (and the wave): ``care-planner@2.0.0 rollout r20261129-210
 
 - ``rollout-start``: build, digest, stage, health suite, rollback playbook, and every planned
   wave with its hosts and threshold;
-- ``rollout-resume`` (``lab rollout --resume``) and ``rollout-abort`` (``--abort`` asked for):
+- ``rollout-resume`` (``lab rollout resume``) and ``rollout-abort`` (``lab rollout abort`` asked for):
   the state and current wave they found;
 - ``rollout-window-closed``: the next wave may not start yet (outside the stage's maintenance
-  window or in a freeze), with the next open window; the rollout waits for ``--resume``;
+  window or in a freeze), with the next open window; the rollout waits for ``lab rollout resume``;
 - ``rollout-wave-start``: the wave's hosts and threshold, as it starts deploying;
 - ``rollout-wave-done``: hosts per state, the check counts of its healthy hosts, and the failed
   hosts that were rolled back one by one (within the threshold);

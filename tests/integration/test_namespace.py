@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.api import outcome_code
 from lab.campaign.builds import build_and_register
 from lab.campaign.runner import CampaignRunner, Progress
-from lab.cli.cmd_campaign import outcome_code
 from lab.config.labfile import LabConfig, load_lab
 from lab.errors import InfrastructureError
 from lab.evidence.store import Store
