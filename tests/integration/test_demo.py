@@ -14,7 +14,7 @@ import pytest
 from lxml import etree, html
 
 from lab.campaign.builds import sha256_file
-from tests.support.labfiles import JUNIT_XSD, REPO, copy_default_lab, lab_command, stop_local_sandboxes
+from tests.support.labfiles import JUNIT_XSD, REPO, copy_default_lab, lab_command, needs_junit_xsd, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
 
@@ -80,6 +80,7 @@ def test_build_a_passes_everything_and_b_breaks_only_compatibility(
     assert smoke_b == ["pass"] * 12
 
 
+@needs_junit_xsd
 def test_reports_are_written_and_valid(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, _ = demo
     schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))

@@ -37,7 +37,7 @@ from spnego.channel_bindings import GssChannelBindings
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
 from winrm.protocol import Protocol
 
-from tests.support.labfiles import REFERENCE
+from tests.support.labfiles import REFERENCE, needs_reference
 from tests.support.winrm_endpoint import WinRMEndpoint, compare_envelopes
 from tests.support.winrm_lab import ansible_ready_env
 
@@ -461,6 +461,10 @@ def _recordings() -> list[Path]:
     return sorted(RECORDINGS.glob("*.yml")) if RECORDINGS.is_dir() else []
 
 
+needs_recordings = needs_reference("winrm-recordings", "the recordings of real Windows hosts (*.yml)",
+                                   bool(_recordings()))
+
+
 def _replay(endpoint: WinRMEndpoint, name: str, messages: list[dict[str, str]], workdir: Path) -> bytes:
     """Send each recorded request (with our ids and sh commands); assert each response matches.
 
@@ -492,11 +496,7 @@ def _replay(endpoint: WinRMEndpoint, name: str, messages: list[dict[str, str]], 
     return b"".join(outputs)
 
 
-@pytest.mark.skipif(
-    not _recordings(),
-    reason=f"needs the recordings of real Windows hosts in {RECORDINGS} (shared reference data); "
-    "put the *.yml recordings there to run the fidelity replay",
-)
+@needs_recordings
 @pytest.mark.parametrize("recording", _recordings(), ids=lambda p: p.stem)
 def test_replay_matches_recorded_windows_responses(recording: Path, tmp_path: Path) -> None:
     messages = yaml.safe_load(recording.read_text())["messages"]
@@ -522,7 +522,7 @@ def test_replay_matches_recorded_windows_responses(recording: Path, tmp_path: Pa
         assert produced.endswith(b"abc\n")
 
 
-@pytest.mark.skipif(not _recordings(), reason=f"needs the recordings of real Windows hosts in {RECORDINGS}")
+@needs_recordings
 def test_compare_envelopes_reports_differences_precisely() -> None:
     recorded = yaml.safe_load((RECORDINGS / "test_winrs_standard.yml").read_text())["messages"][2]["response"]
     command_id = "CF84C20A-0A35-43FA-AF78-0B4711DA5F30"

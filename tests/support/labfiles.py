@@ -15,10 +15,24 @@ import pytest
 from lab.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-# Reference data from real systems (the JUnit XSD, WinRM recordings) lives outside the repository.
+# Reference data from real systems (the JUnit XSD, WinRM recordings) is third-party data kept outside the
+# repository: $LAB_REFERENCE_DIR, by default the team's ../shared/reference next to the clone. The tests
+# that read it skip without it (needs_reference); nothing else depends on it.
 REFERENCE = Path(os.environ.get("LAB_REFERENCE_DIR") or REPO.parent / "shared" / "reference")
 JUNIT_XSD = REFERENCE / "schemas" / "junit-10.xsd"
 LAB_FILES = ("lab.yml", "agreement.yml", "inventory", "test_suites", "playbooks", "products")
+
+
+def needs_reference(relative: str, what: str, present: bool) -> pytest.MarkDecorator:
+    """Skip the test unless ``present`` (``what`` is at ``$LAB_REFERENCE_DIR/relative``), with a reason
+    that says what to put where."""
+    return pytest.mark.skipif(not present, reason=(
+        f"needs {what} under $LAB_REFERENCE_DIR/{relative} (default ../shared/reference next to the "
+        f"repository; looked in {REFERENCE / relative}): set LAB_REFERENCE_DIR to a copy of the team's "
+        "reference data"))
+
+
+needs_junit_xsd = needs_reference("schemas", "the JUnit schema junit-10.xsd", JUNIT_XSD.is_file())
 
 
 @dataclass(frozen=True)

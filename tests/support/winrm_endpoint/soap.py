@@ -3,7 +3,7 @@
 Requests are parsed with ElementTree into a :class:`WSManRequest`. Responses are
 rendered as text so that prefixes, namespace declarations and element order match
 what a real Windows Remote Management service sends (see the recordings under
-``/work/shared/reference/winrm-recordings``).
+``$LAB_REFERENCE_DIR/winrm-recordings``, tests/support/labfiles.py).
 """
 
 from __future__ import annotations

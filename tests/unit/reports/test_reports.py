@@ -18,7 +18,7 @@ from lab.model import Result, Status, StepRecord
 from lab.reports import render, write_reports
 from lab.reports.data import ReportData, gather
 from lab.util.clock import now, parse_instant
-from tests.support.labfiles import JUNIT_XSD, copy_default_lab
+from tests.support.labfiles import JUNIT_XSD, copy_default_lab, needs_junit_xsd
 
 HOSTILE = "<script>alert('x')</script> ]]> \x00 NUL \x1b[31mred\x1b[0m & \"quotes\""
 BIG = "B" * 10_000_000
@@ -47,6 +47,7 @@ def data(tmp_path: Path) -> ReportData:
     return gather(config, store, store.campaign(campaign.id))
 
 
+@needs_junit_xsd
 def test_junit_validates_against_the_xsd_and_maps_every_status(data: ReportData) -> None:
     text = render(data, "junit")
     schema = etree.XMLSchema(etree.parse(str(JUNIT_XSD)))
