@@ -14,10 +14,12 @@ from typing import Any
 
 from lab.config.labfile import LabConfig
 from lab.decision.evaluate import ApprovalFacts, CellFacts, Evidence, SuiteFacts, WaiverFacts, evaluate
+from lab.decision.records import promotions
 from lab.errors import ConfigError
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CampaignState, Stage, Verdict
 from lab.signoff.approvals import payload_problem
+from lab.signoff.records import signed
 from lab.signoff.signing import verify
 from lab.util.clock import current
 
@@ -34,7 +36,7 @@ def stage_entries(config: LabConfig, store: Store, build: Build) -> dict[str, st
 def promotions_of(store: Store, build: Build) -> list[dict[str, Any]]:
     """The recorded promotions of exactly this build (same digest), oldest first, as stored rows
     (``stage``, ``campaign_id``, ``promoted_at``, ...)."""
-    return [row for row in store.promotions(build.product, build.version) if row["digest"] == build.digest]
+    return [row for row in promotions(store, build.product, build.version) if row["digest"] == build.digest]
 
 
 def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None) -> Evidence:
@@ -68,7 +70,7 @@ def signoffs(store: Store, build: Build, allowed_signers: Path | None) -> tuple[
     against ``allowed_signers``, as facts for the policy."""
     approvals: list[ApprovalFacts] = []
     waivers: list[WaiverFacts] = []
-    for item in store.signed(build.product, build.version):
+    for item in signed(store, build.product, build.version):
         try:
             payload: Any = json.loads(item.payload)
         except json.JSONDecodeError:

@@ -16,8 +16,9 @@ from typing import Any
 from lab.config.allowed_signers import signers_source
 from lab.config.labfile import LabConfig
 from lab.decision.gather import gated_stage, latest_campaign, verdict_for
+from lab.decision.records import insert_promotion, promotion
 from lab.evidence.audit import append
-from lab.evidence.store import Store, insert_promotion
+from lab.evidence.store import Store
 from lab.model import Build, Verdict
 from lab.util.clock import iso
 
@@ -80,7 +81,7 @@ def promote(config: LabConfig, store: Store, build: Build, stage: str, now: date
     """
     gated_stage(config, stage)
     with store.transaction() as db:
-        existing = store.promotion(build.product, build.version, stage)
+        existing = promotion(store, build.product, build.version, stage)
         if existing is not None:
             return PromotionOutcome(build, stage, None, False, existing["campaign_id"], existing["promoted_at"])
         campaign = latest_campaign(store, build)

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lab.evidence.store import Store
 from lab.util.canonical import canonical_json, sha256_hex
 from lab.util.clock import now
-
-if TYPE_CHECKING:
-    from lab.evidence.store import Store
 
 GENESIS = "0" * 64
 ROLLOUT_KINDS = ("rollout-start", "rollout-resume", "rollout-abort", "rollout-wave-start", "rollout-wave-done",

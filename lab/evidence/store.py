@@ -1,4 +1,4 @@
-"""The evidence store: SQLite in WAL mode, versioned migrations, one transaction per state change.
+"""The evidence store: SQLite in WAL mode, per-feature migrations, one transaction per state change.
 
 Every state change is committed before the campaign takes its next step, so a crash at any
 point (kill -9 included) leaves a state that ``resume`` completes: finished cells keep their
@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from lab.errors import NotFoundError
+from lab.evidence.migrations import Schema, Step, applied, apply, register, registered
 from lab.model import (
     Build,
     Campaign,
@@ -25,14 +25,13 @@ from lab.model import (
     CellRecord,
     CellState,
     Result,
-    SignedRecord,
     Status,
     StepRecord,
 )
 from lab.util.clock import now
 
-MIGRATIONS: tuple[str, ...] = (
-    """
+EVIDENCE = register(Schema("evidence", (
+    Step("""
     CREATE TABLE builds (
         product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
         artifact TEXT NOT NULL, registered_at TEXT NOT NULL,
@@ -56,19 +55,9 @@ MIGRATIONS: tuple[str, ...] = (
         ok INTEGER NOT NULL, infrastructure_error INTEGER NOT NULL, detail TEXT NOT NULL,
         deployed_digest TEXT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
         PRIMARY KEY (campaign_id, sandbox, step));
-    CREATE TABLE promotions (
-        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
-        campaign_id TEXT NOT NULL, verdict TEXT NOT NULL, promoted_at TEXT NOT NULL,
-        PRIMARY KEY (product, version, stage));
-    """,
-    # 2: signed approvals, rejections and waivers; the hash-chained, append-only audit log.
-    """
-    CREATE TABLE signatures (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL,
-        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT,
-        sandbox TEXT, suite TEXT, check_id TEXT,
-        principal TEXT NOT NULL, payload TEXT NOT NULL, signature TEXT NOT NULL, recorded_at TEXT NOT NULL);
-    CREATE INDEX signatures_by_build ON signatures (product, version);
+    """, legacy=1),
+    # the hash-chained, append-only audit log (lab/evidence/audit.py)
+    Step("""
     CREATE TABLE audit (
         seq INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
         payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
@@ -78,45 +67,9 @@ MIGRATIONS: tuple[str, ...] = (
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER signatures_no_update BEFORE UPDATE ON signatures
-        BEGIN SELECT RAISE(ABORT, 'signed records are append-only'); END;
-    CREATE TRIGGER signatures_no_delete BEFORE DELETE ON signatures
-        BEGIN SELECT RAISE(ABORT, 'signed records are append-only'); END;
-    """,
-    # 3: staged rollouts to production: rollouts, their waves, each host's outcome (lab/rollout/records.py).
-    """
-    CREATE TABLE rollouts (
-        id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
-        stage TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-        finished_at TEXT, detail TEXT NOT NULL);
-    CREATE INDEX rollouts_by_product ON rollouts (product, created_at);
-    CREATE TABLE rollout_waves (
-        rollout_id TEXT NOT NULL REFERENCES rollouts(id), wave INTEGER NOT NULL, name TEXT NOT NULL,
-        state TEXT NOT NULL, max_failures INTEGER, max_failure_rate REAL, pause_seconds INTEGER NOT NULL,
-        started_at TEXT, finished_at TEXT, resume_at TEXT, detail TEXT NOT NULL,
-        PRIMARY KEY (rollout_id, wave));
-    CREATE TABLE rollout_hosts (
-        rollout_id TEXT NOT NULL, wave INTEGER NOT NULL, host TEXT NOT NULL, position INTEGER NOT NULL,
-        state TEXT NOT NULL, previous TEXT, deployed_digest TEXT, health TEXT, detail TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (rollout_id, host),
-        FOREIGN KEY (rollout_id, wave) REFERENCES rollout_waves(rollout_id, wave));
-    """,
-)
-
-
-def statements(script: str) -> list[str]:
-    """The SQL statements of a migration script, in order (a trigger body's ``;`` does not split it)."""
-    found, pending = [], ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                found.append(pending.strip())
-            pending = ""
-    if pending.strip(" \n;"):
-        found.append(pending.strip())
-    return found
+    """, legacy=2),
+)))
+"""The evidence core's tables; other features' tables live beside their records (``lab.evidence.migrations``)."""
 
 
 CampaignAudit = Callable[[sqlite3.Connection, Campaign], object]
@@ -140,7 +93,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        self._ensured: set[str] = set()
+        for schema in registered():
+            self.ensure(schema)
 
     def close(self) -> None:
         with self._lock:
@@ -158,17 +113,19 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def _migrate(self) -> None:
-        with self.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = db.execute("SELECT version FROM schema_version").fetchone()
-            current = row[0] if row else 0
-            if row is None:
-                db.execute("INSERT INTO schema_version VALUES (0)")
-            for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-                for statement in statements(script):
-                    db.execute(statement)
-                db.execute("UPDATE schema_version SET version = ?", (version,))
+    def ensure(self, schema: Schema) -> None:
+        """Make sure ``schema``'s tables are up to date (every registered schema is, once the store
+        is open; a feature's accessors call this with their own). Inside an open transaction the
+        steps join it; otherwise they are one transaction of their own."""
+        with self._lock:
+            if schema.feature in self._ensured:
+                return
+            if self._db.in_transaction:  # the caller's transaction may still roll back: check again next time
+                apply(self._db, schema)
+                return
+            with self.transaction() as db:
+                apply(db, schema)
+            self._ensured.add(schema.feature)
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
@@ -176,9 +133,10 @@ class Store:
         with self._lock:
             yield self._db
 
-    def schema_version(self) -> int:
+    def schema_steps(self) -> dict[str, int]:
+        """How many migration steps of each feature's schema the store holds."""
         with self._lock:
-            return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+            return applied(self._db)
 
     # --- builds -------------------------------------------------------------------------------
 
@@ -322,64 +280,6 @@ class Store:
                                     (campaign_id,)).fetchall()
         return [StepRecord(r["campaign_id"], r["sandbox"], r["step"], bool(r["ok"]), bool(r["infrastructure_error"]),
                            r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
-
-    # --- promotions ---------------------------------------------------------------------------
-
-    def record_promotion(self, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str | None = None) -> bool:
-        """Record that the campaign's build entered ``stage`` (at ``at``, default now). False if it
-        already had (nothing changes)."""
-        with self.transaction() as db:
-            return insert_promotion(db, campaign, stage, verdict, at or now())
-
-    def promotion(self, product: str, version: str, stage: str) -> dict[str, Any] | None:
-        """The promotion of the build into ``stage``, if recorded."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM promotions WHERE product=? AND version=? AND stage=?",
-                                   (product, version, stage)).fetchone()
-        return None if row is None else dict(row)
-
-    # --- signed records: approvals, rejections, waivers ----------------------------------------
-
-    def add_signed(self, kind: str, build: Build, principal: str, payload: str, signature: str, at: str,
-                   stage: str | None = None, target: tuple[str, str, str] | None = None) -> SignedRecord:
-        """Keep a signed approval, rejection or waiver and its audit entry, in one transaction."""
-        from lab.evidence.audit import append
-
-        sandbox, suite, check = target or (None, None, None)
-        with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO signatures (kind, product, version, digest, stage, sandbox, suite, check_id, principal, "
-                "payload, signature, recorded_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (kind, build.product, build.version, build.digest, stage, sandbox, suite, check, principal, payload,
-                 signature, at))
-            record_id = int(cursor.lastrowid or 0)
-            append(db, kind, build.ref, {"record": record_id, "principal": principal, "recorded_at": at,
-                                         "signed": json.loads(payload), "signature": signature})
-        return SignedRecord(record_id, kind, principal, payload, signature, at)
-
-    def signed(self, product: str, version: str) -> list[SignedRecord]:
-        """Every signed record of the build, in the order they were recorded."""
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM signatures WHERE product=? AND version=? ORDER BY id",
-                                    (product, version)).fetchall()
-        return [SignedRecord(r["id"], r["kind"], r["principal"], r["payload"], r["signature"], r["recorded_at"])
-                for r in rows]
-
-    def promotions(self, product: str, version: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute("SELECT * FROM promotions WHERE product=? AND version=? ORDER BY promoted_at",
-                                    (product, version)).fetchall()
-        return [dict(r) for r in rows]
-
-
-def insert_promotion(db: sqlite3.Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
-    """Insert a promotion inside the caller's transaction; False if the build was already in ``stage``."""
-    cursor = db.execute(
-        "INSERT OR IGNORE INTO promotions VALUES (?,?,?,?,?,?,?)",
-        (campaign.product, campaign.version, campaign.digest, stage, campaign.id, json.dumps(verdict, sort_keys=True),
-         at),
-    )
-    return cursor.rowcount == 1
 
 
 def campaign_from_row(row: sqlite3.Row) -> Campaign:

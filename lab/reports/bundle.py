@@ -21,10 +21,12 @@ from lab.config.labfile import LabConfig
 from lab.decision.evaluate import evaluate, evidence_document
 from lab.decision.gather import evidence_of, latest_campaign
 from lab.decision.promotion import decision_payload
+from lab.decision.records import promotions
 from lab.errors import ConfigError
 from lab.evidence import audit
 from lab.evidence.store import Store
 from lab.model import Build
+from lab.signoff.records import signed
 from lab.signoff.signing import verify_with_text
 from lab.util.canonical import digest_of
 from lab.util.clock import iso
@@ -73,11 +75,11 @@ def build_bundle(config: LabConfig, store: Store, build: Build, now: datetime) -
         "decisions": decisions,
         "recorded_decisions": [{"seq": e.seq, "time": e.time, "kind": e.kind, **e.data()}
                                for e in audit.entries(store, subject_prefix=f"{build.ref} -> ")],
-        "promotions": [{k: v for k, v in p.items() if k != "verdict"} for p in store.promotions(build.product,
+        "promotions": [{k: v for k, v in p.items() if k != "verdict"} for p in promotions(store, build.product,
                                                                                                  build.version)],
         "signatures": [{"id": s.id, "kind": s.kind, "principal": s.principal, "payload": s.payload,
                         "signature": s.signature, "recorded_at": s.recorded_at, "valid": s.id in valid}
-                       for s in store.signed(build.product, build.version)],
+                       for s in signed(store, build.product, build.version)],
         "allowed_signers": signers.read_text(encoding="utf-8") if signers and signers.is_file() else None,
         "allowed_signers_source": signers_source(config.agreement),
         "audit": {"entries": chain.entries, "head": chain.head, "intact": chain.ok},

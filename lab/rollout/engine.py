@@ -24,6 +24,7 @@ from typing import Any
 from lab.ansible.playbook import PlaybookOutcome, run_playbook_on
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import RolloutSettings
+from lab.decision.records import promotion
 from lab.decision.schedule import window_clause
 from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
 from lab.evidence.audit import Note
@@ -75,7 +76,7 @@ EventHandler = Callable[[RolloutEvent], None]
 
 def require_promotion(store: Store, build: Build, stage: str) -> None:
     """GateBlocked unless ``build`` (this very digest) has a recorded promotion into ``stage``."""
-    promoted = store.promotion(build.product, build.version, stage)
+    promoted = promotion(store, build.product, build.version, stage)
     if promoted is None:
         raise GateBlocked(f"{build.ref} has no recorded promotion into {stage}; it may not be rolled out. "
                           f"`lab promote {build.ref} --to {stage}` first")

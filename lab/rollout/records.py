@@ -1,7 +1,7 @@
 """The rollout's records in the store: rollouts, their waves and every host's outcome.
 
-Tables come from the store's migration 3 (``lab/evidence/store.py``: rollouts, rollout_waves,
-rollout_hosts). Each method is one committed transaction, so a rollout's state on disk is
+The tables (rollouts, rollout_waves, rollout_hosts) are this feature's: ``ROLLOUT`` below
+(``lab.evidence.migrations``). Each method is one committed transaction, so a rollout's state on disk is
 always the state of its last finished step: a wave is recorded before it starts and after each
 step, and ``lab rollout --resume`` continues from exactly there. A state change that the audit
 log records takes its entries (``audit``: made from the rollout as it stands after the change)
@@ -22,9 +22,31 @@ from typing import Any
 from lab.config.rollout_plan import WavePlan
 from lab.errors import NotFoundError
 from lab.evidence.audit import Note
+from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
 from lab.model import Build
 from lab.util.clock import now
+
+ROLLOUT = register(Schema("rollout", (
+    Step("""
+    CREATE TABLE rollouts (
+        id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
+        stage TEXT NOT NULL, state TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        finished_at TEXT, detail TEXT NOT NULL);
+    CREATE INDEX rollouts_by_product ON rollouts (product, created_at);
+    CREATE TABLE rollout_waves (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id), wave INTEGER NOT NULL, name TEXT NOT NULL,
+        state TEXT NOT NULL, max_failures INTEGER, max_failure_rate REAL, pause_seconds INTEGER NOT NULL,
+        started_at TEXT, finished_at TEXT, resume_at TEXT, detail TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, wave));
+    CREATE TABLE rollout_hosts (
+        rollout_id TEXT NOT NULL, wave INTEGER NOT NULL, host TEXT NOT NULL, position INTEGER NOT NULL,
+        state TEXT NOT NULL, previous TEXT, deployed_digest TEXT, health TEXT, detail TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, host),
+        FOREIGN KEY (rollout_id, wave) REFERENCES rollout_waves(rollout_id, wave));
+    """, legacy=3),
+)))
 
 
 class RolloutState(enum.StrEnum):
@@ -150,6 +172,7 @@ class RolloutStore:
     """Rollout records, on top of the lab's ``Store`` (its lock and its transactions)."""
 
     def __init__(self, store: Store) -> None:
+        store.ensure(ROLLOUT)
         self.store = store
 
     def create(self, build: Build, stage: str, waves: Iterable[WavePlan],

@@ -16,6 +16,7 @@ from typing import Any
 from lab.errors import ConfigError
 from lab.evidence.store import Store
 from lab.model import Build, SignedRecord
+from lab.signoff.records import add_signed
 from lab.signoff.signing import sign, verify
 from lab.util.canonical import canonical_bytes, canonical_json
 from lab.util.clock import iso, parse_instant
@@ -72,7 +73,7 @@ def record(store: Store, build: Build, payload: dict[str, Any], signature: str, 
     if kind == "waiver":
         target = (str(payload["sandbox"]), str(payload["suite"]), str(payload["check"]))
     stage = None if kind == "waiver" else str(payload["stage"])
-    return store.add_signed(kind, build, principal, canonical_json(payload), signature, iso(at), stage, target)
+    return add_signed(store, kind, build, principal, canonical_json(payload), signature, iso(at), stage, target)
 
 
 def payload_problem(record: SignedRecord, payload: Any, build: Build) -> str:

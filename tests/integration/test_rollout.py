@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.decision.records import record_promotion
 from lab.evidence import audit
 from lab.evidence.store import Store
 from lab.model import Campaign, CampaignState
@@ -78,7 +79,7 @@ def promote_to_production(root: Path, versions: tuple[str, ...] = ("2.0.0", "2.2
             assert build is not None
             evidence = Campaign(f"test-{version}", build.product, build.version, build.digest, CampaignState.FINISHED,
                                 build.registered_at, build.registered_at, (), (), "lab.yml")
-            assert store.record_promotion(evidence, "production", {"allowed": True, "note": "recorded by the test"})
+            assert record_promotion(store, evidence, "production", {"allowed": True, "note": "recorded by the test"})
     finally:
         store.close()
 

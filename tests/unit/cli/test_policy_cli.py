@@ -8,6 +8,7 @@ import click
 import pytest
 
 from lab.cli.app import cli
+from lab.decision.records import promotions
 from tests.support.lab_fixtures import BUILD, T0, SeededLab
 from tests.support.labfiles import CliResult
 
@@ -48,4 +49,4 @@ def test_gate_exit_codes(lab_cli: Callable[..., CliResult], seeded: SeededLab) -
     assert allowed.code == 0 and f"{BUILD} (sha256 {seeded.build.digest[:12]}…): PROMOTABLE to pilot\n" in allowed.out
     blocked = seeded.cli(lab_cli, "gate", BUILD, "--to", "production", "--now", T0)
     assert blocked.code == 1 and "BLOCKED from production" in blocked.out
-    assert seeded.store.promotions("care-planner", "2.0.0") == []  # a decision moves nothing
+    assert promotions(seeded.store, "care-planner", "2.0.0") == []  # a decision moves nothing

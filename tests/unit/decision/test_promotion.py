@@ -10,6 +10,7 @@ from typing import Any
 
 from lab.config.labfile import load_lab
 from lab.decision.promotion import promote
+from lab.decision.records import promotion, promotions
 from lab.evidence import audit
 from lab.evidence.store import Store
 from lab.util.clock import parse_instant
@@ -58,7 +59,7 @@ def test_promotion_goes_one_stage_at_a_time(seeded: SeededLab, lab_cli: Cli) -> 
     assert early.err.startswith(f"lab: {BUILD} may not enter production: {BUILD} is not in pilot; promote it to "
                                 "pilot first; 2d in pilot required; the build is not there yet; ")
     assert "  [NO ] previous stage: care-planner@2.0.0 is not in pilot; promote it to pilot first\n" in early.out
-    assert seeded.store.promotions("care-planner", "2.0.0") == []
+    assert promotions(seeded.store, "care-planner", "2.0.0") == []
     unknown = seeded.cli(lab_cli, "promote", BUILD, "--to", "staging")
     assert (unknown.code, unknown.err) == (2, "lab: unknown stage 'staging'; stages in agreement.yml: lab, pilot, "
                                               "production\n")
@@ -78,12 +79,12 @@ def test_repeating_a_done_promotion_changes_nothing_for_every_stage(seeded: Seed
                              f"report refreshed: {seeded.config.reports_dir / seeded.campaign.id}.html "
                              "(and .junit.xml, .json)\n")
     before = audit.entries(seeded.store)
-    rows = seeded.store.promotions("care-planner", "2.0.0")
+    rows = promotions(seeded.store, "care-planner", "2.0.0")
     for stage, at in (("pilot", T_OPEN), ("production", "2026-12-25T12:00:00Z")):  # even in the freeze
         again = seeded.cli(lab_cli, "promote", BUILD, "--to", stage, "--now", at)
         assert (again.code, again.out) == (0, f"{BUILD} was already promoted to {stage}; nothing changed\n")
     assert audit.entries(seeded.store) == before
-    assert seeded.store.promotions("care-planner", "2.0.0") == rows
+    assert promotions(seeded.store, "care-planner", "2.0.0") == rows
     assert [(r["stage"], r["promoted_at"]) for r in rows] == [("pilot", "2026-12-01T10:00:00+00:00"),
                                                               ("production", "2026-12-04T17:00:00+00:00")]
 
@@ -108,7 +109,7 @@ def test_a_closed_window_refuses_and_names_the_next_one(seeded: SeededLab, keys:
 def test_lab_now_in_the_environment_is_the_clock(seeded: SeededLab, lab_cli: Cli, monkeypatch: Any) -> None:
     monkeypatch.setenv("LAB_NOW", "2026-12-02T08:00:00+02:00")
     assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot").code == 0
-    assert seeded.store.promotion("care-planner", "2.0.0", "pilot")["promoted_at"] == "2026-12-02T06:00:00+00:00"  # type: ignore[index]
+    assert promotion(seeded.store, "care-planner", "2.0.0", "pilot")["promoted_at"] == "2026-12-02T06:00:00+00:00"  # type: ignore[index]
     monkeypatch.setenv("LAB_NOW", "tomorrow")
     bad = seeded.cli(lab_cli, "gate", BUILD, "--to", "production")
     assert (bad.code, bad.err) == (2, "lab: $LAB_NOW 'tomorrow' is not an ISO 8601 time; write e.g. "

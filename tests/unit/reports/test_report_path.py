@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import html
 
+from lab.decision.records import promotion
 from lab.reports import refresh
 from lab.signoff import approvals, signing
 from lab.util.canonical import canonical_bytes
@@ -189,7 +190,7 @@ def test_a_report_that_cannot_be_written_does_not_undo_the_promotion(seeded: See
     assert promoted.code == 0
     assert promoted.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {seeded.campaign.id})\n")
     assert promoted.err.startswith(f"lab: the reports of {BUILD} were not refreshed ([Errno 17] File exists: ")
-    assert seeded.store.promotion("care-planner", "2.0.0", "pilot") is not None
+    assert promotion(seeded.store, "care-planner", "2.0.0", "pilot") is not None
 
 
 def test_lab_show_prints_the_path_in_the_terminal(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli,

@@ -17,6 +17,7 @@ import pytest
 from lab.ansible.playbook import HostOutcome, PlaybookOutcome
 from lab.config.labfile import load_lab
 from lab.config.rollout_plan import load_rollout_settings
+from lab.decision.records import record_promotion
 from lab.errors import GateBlocked, InfrastructureError
 from lab.evidence import audit
 from lab.evidence.store import Store
@@ -94,7 +95,7 @@ def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytes
     artifact = tmp_path / "a.tar.gz"
     artifact.write_bytes(b"A")
     build = store.register_build("care-planner", "2.0.0", "d" * 64, artifact)
-    store.record_promotion(Campaign("c", build.product, build.version, build.digest, CampaignState.FINISHED, "t",
+    record_promotion(store, Campaign("c", build.product, build.version, build.digest, CampaignState.FINISHED, "t",
                                     "t", (), (), "lab.yml"), "production", {})
     monkeypatch.setattr("lab.rollout.engine.run_playbook_on", production.run_playbook_on)
     monkeypatch.setattr("lab.rollout.engine.check_hosts", production.check_hosts)

@@ -15,6 +15,7 @@ from lab.decision.gather import evidence_of, verdict_for
 from lab.errors import ConfigError
 from lab.model import ClauseOutcome
 from lab.signoff import approvals, signing
+from lab.signoff.records import signed
 from lab.util.canonical import canonical_bytes
 from lab.util.clock import parse_instant
 from tests.support.lab_fixtures import (
@@ -92,7 +93,7 @@ def test_a_key_allowed_signers_does_not_list_is_refused_and_never_counts(seeded:
     impostor = approve(seeded, lab_cli, keys["mallory"], "--as", MAIJA)
     assert impostor.code == 2
     assert f"lab: not recorded: signature does not verify as {MAIJA} against allowed_signers" in impostor.err
-    assert seeded.store.signed("care-planner", "2.0.0") == []
+    assert signed(seeded.store, "care-planner", "2.0.0") == []
     # Forged straight into the store (as someone with write access could): recorded, but it does not count.
     evidence = evidence_of(seeded.config, seeded.store, seeded.build, seeded.campaign)
     now = parse_instant(T0)
@@ -133,7 +134,7 @@ def test_a_valid_rejection_blocks_until_its_signer_approves(seeded: SeededLab, k
 def test_the_store_keeps_payload_signature_and_principal_never_the_key(seeded: SeededLab, keys: dict[str, Path],
                                                                        lab_cli: Cli) -> None:
     assert approve(seeded, lab_cli, keys["maija"]).code == 0
-    [record] = seeded.store.signed("care-planner", "2.0.0")
+    [record] = signed(seeded.store, "care-planner", "2.0.0")
     assert (record.kind, record.principal) == ("approval", MAIJA)
     assert record.signature.startswith("-----BEGIN SSH SIGNATURE-----\n")
     payload = json.loads(record.payload)

@@ -1,0 +1,63 @@
+"""Promotions in the store: which build entered which stage, when, on which campaign's decision.
+
+The ``promotions`` table is this feature's (``PROMOTIONS``). A build enters a stage at most once:
+the first record stays, a second attempt changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from lab.evidence.migrations import Schema, Step, register
+from lab.evidence.store import Store
+from lab.model import Campaign
+from lab.util.clock import now
+
+PROMOTIONS = register(Schema("promotion", (
+    Step("""
+    CREATE TABLE promotions (
+        product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL, stage TEXT NOT NULL,
+        campaign_id TEXT NOT NULL, verdict TEXT NOT NULL, promoted_at TEXT NOT NULL,
+        PRIMARY KEY (product, version, stage));
+    """, legacy=1),
+)))
+
+
+def record_promotion(store: Store, campaign: Campaign, stage: str, verdict: dict[str, Any],
+                     at: str | None = None) -> bool:
+    """Record that the campaign's build entered ``stage`` (at ``at``, default now). False if it
+    already had (nothing changes)."""
+    store.ensure(PROMOTIONS)
+    with store.transaction() as db:
+        return insert_promotion(db, campaign, stage, verdict, at or now())
+
+
+def insert_promotion(db: sqlite3.Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
+    """Insert a promotion inside the caller's transaction (on a store that ``ensure``\\ d ``PROMOTIONS``,
+    as ``promotion`` and ``promotions`` do); False if the build was already in ``stage``."""
+    cursor = db.execute(
+        "INSERT OR IGNORE INTO promotions VALUES (?,?,?,?,?,?,?)",
+        (campaign.product, campaign.version, campaign.digest, stage, campaign.id, json.dumps(verdict, sort_keys=True),
+         at),
+    )
+    return cursor.rowcount == 1
+
+
+def promotion(store: Store, product: str, version: str, stage: str) -> dict[str, Any] | None:
+    """The promotion of the build into ``stage``, if recorded, as its stored row."""
+    store.ensure(PROMOTIONS)
+    with store.reading() as db:
+        row = db.execute("SELECT * FROM promotions WHERE product=? AND version=? AND stage=?",
+                         (product, version, stage)).fetchone()
+    return None if row is None else dict(row)
+
+
+def promotions(store: Store, product: str, version: str) -> list[dict[str, Any]]:
+    """Every recorded promotion of the build (any digest), oldest first, as stored rows."""
+    store.ensure(PROMOTIONS)
+    with store.reading() as db:
+        rows = db.execute("SELECT * FROM promotions WHERE product=? AND version=? ORDER BY promoted_at",
+                          (product, version)).fetchall()
+    return [dict(r) for r in rows]
