@@ -13,7 +13,7 @@ from lab.decision.gather import first_gate_stage, verdict_for
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
-from lab.transports.base import security_notes
+from lab.transports.security import security_notes
 from lab.util.clock import current, now
 
 # Control characters other than tab and newline; shown as visible escapes, never passed through.

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lab.errors import ConfigError
-from lab.transports.winrm.settings import cert_validation
 
 
 @dataclass(frozen=True)
@@ -102,12 +101,3 @@ def transport_class(connection: str, *, host: str) -> type[Transport]:
 def transport_for(host: str, variables: dict[str, Any]) -> Transport:
     """A (not yet opened) transport to ``host``, chosen by its ``ansible_connection`` (default ssh)."""
     return transport_class(str(variables.get("ansible_connection", "ssh")), host=host)(host, variables)
-
-
-def security_notes(host: str, variables: Mapping[str, Any]) -> list[str]:
-    """The sentences a report must show about ``host`` because its connection settings weaken
-    security (today: WinRM's TLS certificate validation turned off). This is what transports
-    promise the reports: they show these sentences as they are and read no transport setting."""
-    if cert_validation(variables) == "ignore":
-        return [f"TLS certificate validation was turned OFF for {host} (ansible_winrm_server_cert_validation: ignore)"]
-    return []

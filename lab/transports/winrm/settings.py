@@ -280,5 +280,5 @@ def settings_from_variables(host: str, variables: Mapping[str, Any]) -> WinRMSet
 
 def cert_validation(variables: Mapping[str, Any]) -> str:
     """``ansible_winrm_server_cert_validation`` as lab reads it everywhere (``validate`` by default):
-    the transport to decide, ``lab.transports.base.security_notes`` to tell the reports when it is ``ignore``."""
+    the transport to decide, ``lab.transports.security.security_notes`` to tell the reports when it is ``ignore``."""
     return str(variables.get("ansible_winrm_server_cert_validation", "validate")).strip().lower()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lab.errors import ConfigError
-from lab.transports.base import security_notes
+from lab.transports.security import security_notes
 from lab.transports.winrm.settings import MAX_ENVELOPE_SIZE, STDIN_CHUNK, cert_validation, settings_from_variables
 
 SECRET = "Not-In-Any-Message-42"
