@@ -13,7 +13,7 @@ from typing import Any
 
 from lab.checks.manifest import VARIABLE
 from lab.checks.types.linux import CHECK_TYPES, COMMON_FIELDS
-from lab.checks.types.windows import WINDOWS_CHECK_TYPES
+from lab.checks.types.windows import WINDOWS_CHECK_TYPES, case_clashes
 from lab.config.agreement import load_agreement
 from lab.config.allowed_signers import override_signers
 from lab.config.inventory import Inventory, load_inventory
@@ -223,6 +223,10 @@ def load_suite(file: Path) -> Suite:
                                   line=line_of(data, [*where, "type"]))
             validate(data["checks"][index], with_common_fields(registry[kind]), file, base=[f"check {check_id}"])
         params = {k: v for k, v in entry.items() if k not in COMMON_FIELDS}
+        if any(family == "Windows" for family, _ in registries) and (clashes := case_clashes(kind, params)):
+            raise ConfigError(f"check {check_id!r}: keys that differ only in case ({'; '.join(clashes)}); Windows "
+                              "PowerShell 5.1 cannot read a manifest with them (every check would error): keep one "
+                              "of each", source=str(file), line=line)
         checks.append(Check(
             id=check_id,
             type=kind,

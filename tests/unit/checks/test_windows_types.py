@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from lab.checks.types.linux import CHECK_TYPES, COMMON_FIELDS
-from lab.checks.types.windows import WINDOWS_CHECK_TYPES
+from lab.checks.types.windows import WINDOWS_CHECK_TYPES, case_clashes
+from lab.config.labfile import load_suite
 from lab.config.schemas import schema, validate
 from lab.errors import ConfigError
 from lab.util.yamlfile import load_yaml, plain
@@ -132,3 +133,61 @@ def test_a_selftest_typo_is_a_config_error_naming_the_file(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="unknown field 'value_typ' in check major-version") as caught:
         validate(params, WINDOWS_CHECK_TYPES["registry"], broken, base=["check major-version"])
     assert caught.value.source == str(broken)
+
+
+# --- issue 13: what Windows PowerShell 5.1 and Windows itself need ---------------------------------------
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("command", {"command": "app.exe", "exit_code": 3221225477}),  # 0xC0000005, unsigned
+        ("command", {"command": "app.exe", "exit_code": -1073741819}),  # the same, signed
+        ("eventlog", {"since": "deploy"}),
+        ("file", {"path": "C:\\x", "kind": "directory"}),
+    ],
+)
+def test_windows_only_values_are_accepted(kind: str, params: dict[str, Any]) -> None:
+    assert errors(kind, params) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "problem"),
+    [
+        ("command", {"command": "app.exe", "exit_code": 2**32}, "is greater than the maximum of 4294967295"),
+        ("file", {"path": "C:\\x", "kind": "symlink"}, "is not one of ['file', 'directory']"),
+        ("eventlog", {"since": "deployed"}, "does not match"),
+    ],
+)
+def test_values_runner_ps1_cannot_judge_are_rejected(kind: str, params: dict[str, Any], problem: str) -> None:
+    found = errors(kind, params)
+    assert any(problem in message for message in found), found
+
+
+def test_case_clashes_are_named() -> None:
+    assert case_clashes("command", {"command": "x", "env": {"Path": "a", "PATH": "b", "TEMP": "c"}}) == [
+        "env: Path, PATH"]
+    assert case_clashes("http", {"url": "http://x", "headers": {"Accept": "a", "accept": "b"}}) == [
+        "headers: Accept, accept"]
+    assert case_clashes("command", {"command": "x", "env": {"Path": "a", "Temp": "b"}}) == []
+    assert case_clashes("registry", {"key": "HKLM:\\X", "value": "v"}) == []
+
+
+def test_a_suite_with_case_only_duplicate_keys_is_refused_at_validation(tmp_path: Path) -> None:
+    # PowerShell 5.1's ConvertFrom-Json rejects the whole manifest for {"Path": .., "PATH": ..}: every check
+    # of the suite would error on the host. Validation names the check and its line instead.
+    suite = tmp_path / "env.yml"
+    suite.write_text(
+        "suite: env\nplatforms: [windows-server-2022]\nchecks:\n"
+        "  - id: fine\n    type: command\n    command: cmd.exe /c ver\n"
+        "  - id: clash\n    type: command\n    command: cmd.exe /c set\n"
+        "    env: {Path: 'C:\\\\tools', PATH: 'C:\\\\other'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_suite(suite)
+    assert str(caught.value).endswith(
+        "check 'clash': keys that differ only in case (env: Path, PATH); Windows PowerShell 5.1 cannot read a "
+        "manifest with them (every check would error): keep one of each")
+    assert (caught.value.source, caught.value.line) == (str(suite), 7)
+    linux = tmp_path / "linux.yml"
+    linux.write_text(suite.read_text().replace("windows-server-2022", "debian-12"))
+    assert [c.id for c in load_suite(linux).checks] == ["fine", "clash"]  # Linux environments are case-sensitive
