@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from lab.checks.clixml import stderr_summary
 from lab.checks.delivery import run_runner
+from lab.checks.testinfra_suite import CONTROLLER_TYPES, run_controller_checks
 from lab.model import Result, Status, Suite
 from lab.transports.base import CommandResult, Transport
 
@@ -111,9 +113,30 @@ def parse_results(suite: Suite, output: CommandResult) -> list[Result]:
 
 def run_suite(transport: Transport, suite: Suite, root: str, variables: dict[str, Any], cap: float) -> list[Result]:
     """One round trip on an open ``transport``: ``suite`` compiled for the host, run by its runner
-    within the suite's budget (at most ``cap``), one result per check. Transport errors propagate."""
-    output = run_runner(transport, compile_suite(suite, root, variables), suite_budget(suite, cap))
-    return parse_results(suite, output)
+    within the suite's budget (at most ``cap``), one result per check. Transport errors propagate.
+
+    Checks the controller runs itself (``testinfra``) never reach the runner: they run after it,
+    against the same sandbox, and their results take their place in the suite's order.
+    """
+    on_runner = replace(suite, checks=tuple(c for c in suite.checks if c.type not in CONTROLLER_TYPES))
+    results: list[Result] = []
+    if on_runner.checks:
+        output = run_runner(transport, compile_suite(on_runner, root, variables), suite_budget(on_runner, cap))
+        results = parse_results(on_runner, output)
+    controller = run_controller_checks(transport, suite, root, variables, cap)
+    return in_suite_order(suite, results, controller) if controller else results
+
+
+def in_suite_order(suite: Suite, runner: list[Result], controller: dict[str, list[Result]]) -> list[Result]:
+    """The runner's results (each check's own, then its parts) and the controller's, in the suite's order."""
+    merged, pending = [], list(runner)
+    for check in suite.checks:
+        if check.id in controller:
+            merged += controller[check.id]
+            continue
+        while pending and (pending[0].check_id == check.id or pending[0].check_id.startswith(f"{check.id}/")):
+            merged.append(pending.pop(0))
+    return merged + pending
 
 
 def error_results(suite: Suite, message: str) -> list[Result]:

@@ -140,6 +140,13 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
         {"key": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.:@/-]*$"},
          "value": {"type": ["integer", "string"]}},
     ),
+    # Run by the controller, not the runner (lab.checks.testinfra_suite): pytest-testinfra files,
+    # relative to the suite's directory, each test one result.
+    "testinfra": params(
+        ["files"],
+        {"files": {"type": "array", "minItems": 1, "uniqueItems": True,
+                   "items": {"type": "string", "pattern": r"^[^/\-][^\x00]*\.py$"}}},
+    ),
     "kernel_module": params(
         ["name"],
         {"name": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}, "loaded": BOOLEAN},
