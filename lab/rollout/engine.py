@@ -110,7 +110,7 @@ class RolloutRunner:
         that has not ended must be resumed or aborted first (ConfigError).
         """
         require_promotion(self.store, build, self.settings.stage)
-        with production_lease(self.config, f"lab rollout {build.ref}"):
+        with production_lease(self.config, f"lab rollout start {build.ref}"):
             closed = self.window_closed()
             if closed is not None:
                 raise GateBlocked(f"{build.ref} may not be rolled out to {self.settings.stage} now: {closed}")
@@ -121,8 +121,8 @@ class RolloutRunner:
             for other in self.rollouts.unfinished():
                 if other.product == build.product:
                     raise ConfigError(f"rollout {other.id} of {other.build_ref} has not ended ({other.state.value}); "
-                                      f"`lab rollout {other.build_ref} --resume` continues it, --abort rolls back "
-                                      "its current wave")
+                                      f"`lab rollout resume {other.build_ref}` continues it, "
+                                      f"`lab rollout abort {other.build_ref}` rolls back its current wave")
             hosts = endpoints(self.config, self.settings)
             require_provisioned(self.config, hosts)
             previous = {h.name: self.rollouts.last_good(build.product, h.name) for h in hosts}
@@ -136,7 +136,7 @@ class RolloutRunner:
     def resume(self, build: Build, wait: bool = True) -> RolloutRecord:
         """Continue the unfinished rollout of ``build`` from its last recorded step."""
         require_promotion(self.store, build, self.settings.stage)
-        with production_lease(self.config, f"lab rollout {build.ref} --resume"):
+        with production_lease(self.config, f"lab rollout resume {build.ref}"):
             record = self.unfinished_of(build)
             self.rollouts.set_rollout(record.id, record.state, audit=lambda _: [found_at("rollout-resume", record)])
             self.emit(record, 0, "plan", True, f"resuming rollout {record.id} of {build.ref} ({record.state.value})")
@@ -145,7 +145,7 @@ class RolloutRunner:
     def abort(self, build: Build) -> RolloutRecord:
         """Stop the unfinished rollout of ``build``: roll back what its current wave changed, cancel
         the waves after it. Waves that were done stay as they are."""
-        with production_lease(self.config, f"lab rollout {build.ref} --abort"):
+        with production_lease(self.config, f"lab rollout abort {build.ref}"):
             record = self.unfinished_of(build)
             self.rollouts.set_rollout(record.id, RolloutState.ABORTING, WHY_ABORTED,
                                       audit=lambda _: [found_at("rollout-abort", record)])
@@ -155,7 +155,7 @@ class RolloutRunner:
         """The newest rollout of ``build``, which must not have ended."""
         latest = self.rollouts.latest(build.product, build.version)
         if latest is None:
-            raise NotFoundError(f"{build.ref} has no rollout; `lab rollout {build.ref}` starts one")
+            raise NotFoundError(f"{build.ref} has no rollout; `lab rollout start {build.ref}` starts one")
         if latest.state in FINAL:
             raise ConfigError(f"rollout {latest.id} of {build.ref} has ended ({latest.state.value}): nothing to "
                               "resume or abort")
@@ -292,7 +292,7 @@ class RolloutRunner:
             detail = outcome.detail(next(iter(hosts)))
             self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
             raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
-                                      f"{record.build_ref} --resume` (or --abort)")
+                                      f"resume {record.build_ref}` (or `lab rollout abort`)")
         return outcome
 
     def previous_vars(self, record: RolloutRecord, wave: WaveRecord, host: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The tables (rollouts, rollout_waves, rollout_hosts) are this feature's: ``ROLLOUT`` below
 (``lab.evidence.migrations``). Each method is one committed transaction, so a rollout's state on disk is
 always the state of its last finished step: a wave is recorded before it starts and after each
-step, and ``lab rollout --resume`` continues from exactly there. A state change that the audit
+step, and ``lab rollout resume`` continues from exactly there. A state change that the audit
 log records takes its entries (``audit``: made from the rollout as it stands after the change)
 into that same transaction, so neither is ever committed without the other.
 """
@@ -55,7 +55,7 @@ class RolloutState(enum.StrEnum):
     WAITING_WINDOW = "waiting_window"  # the next wave may not start outside the stage's maintenance window
     COMPLETE = "complete"
     HALTED = "halted"  # a wave breached its threshold and was rolled back
-    ABORTING = "aborting"  # --abort is rolling back the current wave
+    ABORTING = "aborting"  # lab rollout abort is rolling back the current wave
     ABORTED = "aborted"
     FAILED = "failed"  # a rollback did not bring every host back healthy: a human must look
 
