@@ -5,7 +5,7 @@ deploy log, install record and files under its root), never from the orchestrato
 Lab 1 (6 hosts, waves 1 host / 50% / 100%): build A rolls out completely; build C fails the
 production health suite, halts in wave 1, is rolled back, and no later host is touched. Each
 rollout leaves exactly its sequence of entries in the audit log, which still verifies.
-Lab 2 (4 hosts): a rollout killed with SIGKILL mid-wave finishes with --resume, each host
+Lab 2 (4 hosts): a rollout killed with SIGKILL mid-wave finishes with `lab rollout resume`, each host
 deployed once; a rollout killed mid-wave and then aborted rolls its current wave back; C again,
 on hosts that all have the municipal roster C needs but one: that host fails within the last
 wave's threshold and is rolled back on its own (killed mid-rollback and resumed), the others
@@ -210,17 +210,17 @@ def lab2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def test_a_build_without_a_promotion_into_production_is_refused(tmp_path: Path) -> None:
     lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
     assert run_lab(lab_yml, "build", A).returncode == 0
-    result = run_lab(lab_yml, "rollout", A)
+    result = run_lab(lab_yml, "rollout", "start", A)
     assert result.returncode == 1
     assert f"lab: {A} has no recorded promotion into production; it may not be rolled out" in result.stderr
     promote_to_production(tmp_path / "lab", ("2.0.0",))
-    closed = run_lab(lab_yml, "rollout", A, "--now", CLOSED)  # promoted, but outside the maintenance window
+    closed = run_lab(lab_yml, "rollout", "start", A, "--now", CLOSED)  # promoted, but outside the maintenance window
     assert closed.returncode == 1
     assert closed.stderr == (
         f"lab: {A} may not be rolled out to production now: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
         "(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); next open window: "
         "2026-12-04 18:00 Europe/Helsinki (Fri) (2026-12-04T16:00:00+00:00)\n")
-    result = run_lab(lab_yml, "rollout", A)  # promoted, but production was never provisioned: infrastructure
+    result = run_lab(lab_yml, "rollout", "start", A)  # promoted, but production was never provisioned: infrastructure
     assert result.returncode == 3
     assert "production host(s) prod-ts-01, prod-ts-02, prod-ts-03, prod-ts-04, prod-ts-05 and 19 more are not " \
            "provisioned; run `lab production up`" in result.stderr
@@ -229,7 +229,7 @@ def test_a_build_without_a_promotion_into_production_is_refused(tmp_path: Path) 
 
 
 def test_build_a_rolls_out_wave_by_wave_to_every_host(lab1: Path) -> None:
-    result = run_lab(lab1, "rollout", A)
+    result = run_lab(lab1, "rollout", "start", A)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{A} (sha256 " in result.stdout and "to production: COMPLETE" in result.stdout
     assert waves_of(lab1, "2.0.0") == [(1, "first", "done", "prod-ts-01"), (2, "half", "done", "prod-ts-02 prod-ts-03"),
@@ -270,7 +270,7 @@ def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(la
     if waves_of(lab1, "2.0.0") == [] or installed(lab1, "prod-ts-06") != "2.0.0":
         pytest.skip(f"needs build A rolled out by the test before it{WHOLE_MODULE}")
     before = {host: snapshot(lab1, host) for host in HOSTS_1[1:]}
-    result = run_lab(lab1, "rollout", C)
+    result = run_lab(lab1, "rollout", "start", C)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "to production: HALTED - halted in wave 1 (first)" in result.stdout
     assert "prod-ts-01 unhealthy: plans-a-route fail" in result.stdout
@@ -310,7 +310,7 @@ def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(la
     assert (rollback["hosts"], rollback["rolled_back"], rollback["outcome"], rollback["why"]) == (
         ["prod-ts-01"], ["prod-ts-01"], "rolled back", "the wave failed over its threshold")
     # asking again repeats the outcome and touches nothing (and audits nothing)
-    again = run_lab(lab1, "rollout", C)
+    again = run_lab(lab1, "rollout", "start", C)
     assert again.returncode == 1 and "HALTED" in again.stdout
     assert [entry[1:4] for entry in host_log(lab1, "prod-ts-01")] == actions
     assert audited(lab1, "2.2.0") == entries
@@ -345,19 +345,19 @@ def test_a_tampered_rollout_entry_is_detected(lab1: Path, tmp_path: Path) -> Non
 
 def test_one_rollout_at_a_time_holds_production(lab1: Path) -> None:
     with lease(lab1.parent / ".lab", "production", "lab rollout care-planner@9.9.9", 1):
-        busy = run_lab(lab1, "rollout", C)
+        busy = run_lab(lab1, "rollout", "start", C)
     assert busy.returncode == 3
     assert "production is busy: lab rollout care-planner@9.9.9 holds it" in busy.stderr
 
 
 def test_resume_after_kill_9_mid_wave_deploys_each_host_once(lab2: Path) -> None:
     # killed while wave 2's Ansible run is under way: its host already has A, the store does not know yet
-    kill_when(lab2, ["rollout", A], lambda: bool(deploys(lab2, "prod-ts-02", "2.0.0")))
+    kill_when(lab2, ["rollout", "start", A], lambda: bool(deploys(lab2, "prod-ts-02", "2.0.0")))
     assert query(lab2, "SELECT state FROM rollout_waves WHERE wave=2") == [("deploying",)]
     assert query(lab2, "SELECT state FROM rollouts") == [("running",)]
-    blocked = run_lab(lab2, "rollout", A)  # a second rollout of the product is refused while one is unfinished
-    assert blocked.returncode == 2 and "--resume` continues it" in blocked.stderr
-    resumed = run_lab(lab2, "rollout", A, "--resume")
+    blocked = run_lab(lab2, "rollout", "start", A)  # a second rollout of the product is refused while one is unfinished
+    assert blocked.returncode == 2 and f"`lab rollout resume {A}` continues it" in blocked.stderr
+    resumed = run_lab(lab2, "rollout", "resume", A)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "to production: COMPLETE" in resumed.stdout
     assert [row[2] for row in waves_of(lab2, "2.0.0")] == ["done", "done", "done"]
@@ -370,9 +370,9 @@ def test_abort_rolls_back_the_current_wave(lab2: Path) -> None:
     if [row[2] for row in waves_of(lab2, "2.0.0")] != ["done", "done", "done"]:
         pytest.skip(f"needs build A rolled out by the test before it{WHOLE_MODULE}")
     before = {host: snapshot(lab2, host) for host in HOSTS_2[1:]}
-    kill_when(lab2, ["rollout", C], lambda: bool(deploys(lab2, "prod-ts-01", "2.2.0")))
+    kill_when(lab2, ["rollout", "start", C], lambda: bool(deploys(lab2, "prod-ts-01", "2.2.0")))
     assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["deploying", "planned", "planned"]
-    aborted = run_lab(lab2, "rollout", C, "--abort")
+    aborted = run_lab(lab2, "rollout", "abort", C)
     assert aborted.returncode == 0, aborted.stdout + aborted.stderr
     assert "to production: ABORTED - aborted by the operator during wave 1 (first)" in aborted.stdout
     assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["rolled_back", "cancelled", "cancelled"]
@@ -383,7 +383,7 @@ def test_abort_rolls_back_the_current_wave(lab2: Path) -> None:
         ["deploy", "care-planner", "2.2.0"], ["rollback", "care-planner", str(query(
             lab2, "SELECT digest FROM builds WHERE version='2.2.0'")[0][0])]]
     assert {host: snapshot(lab2, host) for host in HOSTS_2[1:]} == before
-    ended = run_lab(lab2, "rollout", C, "--resume")
+    ended = run_lab(lab2, "rollout", "resume", C)
     assert ended.returncode == 2 and "has ended (aborted): nothing to resume or abort" in ended.stderr
 
 
@@ -399,13 +399,13 @@ def test_a_failed_host_within_the_threshold_is_rolled_back_on_its_own_and_the_ro
         roster.write_text(json.dumps(ROSTER))
     (digest_c,) = query(lab2, "SELECT digest FROM builds WHERE version='2.2.0'")[0]
     # killed once prod-ts-04 has been rolled back, before the lab recorded it: resume must finish the step
-    kill_when(lab2, ["rollout", C], lambda: host_log(lab2, "prod-ts-04")[-1][1:4] == ["rollback", "care-planner",
-                                                                                      str(digest_c)])
+    kill_when(lab2, ["rollout", "start", C],
+              lambda: host_log(lab2, "prod-ts-04")[-1][1:4] == ["rollback", "care-planner", str(digest_c)])
     assert [row[2] for row in waves_of(lab2, "2.2.0")] == ["done", "done", "rolling_back_hosts"]
     assert query(lab2, "SELECT host, state FROM rollout_hosts WHERE wave=3 AND rollout_id = (SELECT id FROM "
                        "rollouts WHERE version='2.2.0' ORDER BY created_at DESC LIMIT 1) ORDER BY host") == [
         ("prod-ts-03", "healthy"), ("prod-ts-04", "rolling_back")]
-    resumed = run_lab(lab2, "rollout", C, "--resume")
+    resumed = run_lab(lab2, "rollout", "resume", C)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "[wave 3/3] done: 1/2 healthy, 1 failed host rolled back: prod-ts-04" in resumed.stdout
     assert "to production: COMPLETE - every wave done; 1 failed host rolled back: prod-ts-04" in resumed.stdout
@@ -423,7 +423,7 @@ def test_a_failed_host_within_the_threshold_is_rolled_back_on_its_own_and_the_ro
         route = planner(lab2, host, "plan", "--demo")
         assert (route.returncode, route.stdout.splitlines()[0], route.stderr) == (0, "Route for team North (3 visits)",
                                                                                   "")
-    status = run_lab(lab2, "rollout", C, "--status")
+    status = run_lab(lab2, "rollout", "status", C)
     assert status.returncode == 0
     assert "  wave 3 all        done                 2 host(s): 1 healthy, 1 rolled_back" in status.stdout
     assert "      prod-ts-04: rolled_back: failed (unhealthy: plans-a-route fail" in status.stdout
