@@ -21,6 +21,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lab tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 type: $(STAMP)
 	$(BIN)/mypy --strict lab
