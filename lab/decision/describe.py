@@ -1,7 +1,7 @@
 """The agreement in words: one line per stage's gate and time rules, for ``lab validate``.
 
 What a lab engineer reads to check that the YAML says what the service agreement means,
-before any build meets the gate.
+before any build meets the gate. Each gate clause (``lab.decision.clauses``) says its own part.
 """
 
 from __future__ import annotations
@@ -9,32 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 
 from lab.config.rollout_plan import RolloutSettings
-from lab.decision.schedule import describe_freeze, describe_window
+from lab.decision.clauses import CLAUSES
+from lab.decision.context import GATE_LINE, OPEN_LINE
 from lab.model import Agreement, Gate, Stage
 from lab.util.clock import format_duration
 
 
-def describe_gate(gate: Gate) -> str:
-    """``platforms debian-12; mandatory suites, zero failures; flaky <= 0; ...``: a gate's clauses."""
-    parts = [f"platforms {', '.join(gate.platforms) or 'any'}"]
-    suites = "mandatory suites" if gate.suites is None else f"suites {', '.join(gate.suites)}"
-    rule = "zero failures" if gate.min_pass_rate is None else f"pass rate >= {gate.min_pass_rate:.0%}"
-    parts.append(f"{suites}, {rule}")
-    parts.append(f"flaky <= {gate.max_flaky}")
-    parts.append("waivers allowed" if gate.waivers else "no waivers")
-    if gate.soak_seconds:
-        parts.append(f"soak {format_duration(gate.soak_seconds)}")
-    rule_of = gate.approvals
-    if rule_of is not None:
-        who = f"role {rule_of.role}" if rule_of.role else ", ".join(rule_of.approvers)
-        parts.append(f"{rule_of.min_count}{' distinct' if rule_of.distinct else ''} approval(s) from {who}")
-    return "; ".join(parts)
+def sentences(stage: Stage, gate: Gate, line: str) -> list[str]:
+    """What the gate's clauses say for ``line`` (the gate line or the "open:" line), in registry order."""
+    said = (clause.describe(stage, gate) for clause in CLAUSES if clause.line == line)
+    return [sentence for sentence in said if sentence]
 
 
-def describe_times(stage: Stage) -> str | None:
+def describe_gate(stage: Stage, gate: Gate) -> str:
+    """``from lab; platforms debian-12; mandatory suites, zero failures; flaky <= 0; ...``: each clause's sentence."""
+    return "; ".join(sentences(stage, gate, GATE_LINE))
+
+
+def describe_times(stage: Stage, gate: Gate) -> str | None:
     """The stage's windows and freezes in one line; None when a promotion may happen any time."""
-    parts = [describe_window(w) for w in stage.windows] + [describe_freeze(f) for f in stage.freezes]
-    return "; ".join(parts) if parts else None
+    return "; ".join(sentences(stage, gate, OPEN_LINE)) or None
 
 
 def describe_agreement(agreement: Agreement) -> list[str]:
@@ -44,8 +38,8 @@ def describe_agreement(agreement: Agreement) -> list[str]:
         if stage.gate is None:
             lines.append(f"{stage.name}: no gate (a registered build is in it)")
             continue
-        lines.append(f"{stage.name}: from {stage.previous}; {describe_gate(stage.gate)}")
-        times = describe_times(stage)
+        lines.append(f"{stage.name}: {describe_gate(stage, stage.gate)}")
+        times = describe_times(stage, stage.gate)
         if times:
             lines.append(f"{' ' * len(stage.name)}  open: {times}")
     signers = agreement.allowed_signers

@@ -125,21 +125,31 @@ def display_zone(stage: Stage) -> str:
 
 def window_clause(stage: Stage, now: datetime) -> tuple[Clause, datetime | None]:
     """The ``window`` clause of a decision at ``now``, and when the stage next opens if it is closed."""
+    opens = reopens(stage, now)
+    return window_line(stage, now, opens), opens
+
+
+def reopens(stage: Stage, now: datetime) -> datetime | None:
+    """None when ``stage`` is open at ``now``; otherwise when it next opens (None beyond the horizon too)."""
+    return None if is_open(stage, now) else next_open(stage, now)
+
+
+def window_line(stage: Stage, now: datetime, opens: datetime | None) -> Clause:
+    """The ``window`` clause at ``now``, given ``opens``: ``next_open(stage, now)`` when the stage is closed."""
     clock = f"clock {iso(now)}"
     if not stage.windows and not stage.freezes:
-        return Clause("window", ClauseOutcome.NOT_APPLICABLE,
-                      f"stage {stage.name} has no maintenance window or freeze", (clock,)), None
+        return Clause("window", ClauseOutcome.NOT_APPLICABLE, f"stage {stage.name} has no maintenance window or freeze",
+                      (clock,))
     tz = display_zone(stage)
     if is_open(stage, now):
         inside = next((w for w in stage.windows if in_window(w, now)), None)
         why = f"in window {describe_window(inside)}" if inside else "no freeze in force; the stage has no windows"
-        return Clause("window", ClauseOutcome.MET, f"open at {local(now, tz)}: {why}", (clock,)), None
+        return Clause("window", ClauseOutcome.MET, f"open at {local(now, tz)}: {why}", (clock,))
     freeze = next((f for f in stage.freezes if in_freeze(f, now)), None)
     if freeze is not None:
         why = f"in {describe_freeze(freeze)}"
     else:
         why = "outside " + "; ".join(describe_window(w) for w in stage.windows)
-    opens = next_open(stage, now)
     after = (f"next open window: {local(opens, tz)} ({iso(opens)})" if opens is not None
              else f"no open window in the next {HORIZON_DAYS} days")
-    return Clause("window", ClauseOutcome.NOT_MET, f"closed at {local(now, tz)} ({why}); {after}", (clock,)), opens
+    return Clause("window", ClauseOutcome.NOT_MET, f"closed at {local(now, tz)} ({why}); {after}", (clock,))
