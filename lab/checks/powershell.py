@@ -11,8 +11,13 @@ through ``$input``, as Ansible's own bootstrap does over WinRM, and expects this
 
 Everything on stdin is ASCII (the manifest's other characters are ``\\uXXXX`` escapes), so the
 console code page of the sandbox cannot garble it; runner.ps1 answers in ASCII JSON lines too.
-The bootstrap exits 3 when stdin has no separator or the runner does not parse; otherwise the
-exit code is the runner's (0 ran, 1 unusable manifest).
+
+The bootstrap runs in any PowerShell language mode. Its first output line is the host's facts,
+``{"host": {FACTS...}}`` (read back by ``host_facts``). In FullLanguage it then dot-sources
+runner.ps1; in ConstrainedLanguage (WDAC/AppLocker enforcement) it reports every check of the
+manifest as ``error`` with CONSTRAINED_LANGUAGE_MESSAGE instead. It exits 3 when stdin has no
+separator or the runner does not parse (its message goes to stderr, as CLIXML: see
+``lab.checks.clixml``); otherwise the exit code is the runner's (0 ran, 1 unusable manifest).
 """
 
 from __future__ import annotations
@@ -24,38 +29,67 @@ from importlib import resources
 from typing import Any
 
 SEPARATOR = b"\0\0\0\0"
+HOST_FACTS_KEY = "host"
+FACTS = ("language_mode", "execution_policy", "machine_policy", "user_policy", "powershell", "dotnet_release",
+         "code_page")
 
+# What every check reports on a host whose PowerShell runs in ConstrainedLanguage (runner.ps1 needs .NET
+# types and Add-Type, which that mode forbids). Single-quoted in the bootstrap: no ' inside.
+CONSTRAINED_LANGUAGE_MESSAGE = (
+    "PowerShell runs in ConstrainedLanguage mode on this host: an application control policy (WDAC, or AppLocker "
+    "script rules in enforce mode) forbids the .NET calls runner.ps1 needs, so no check ran. The admin of the host "
+    "must let the WinRM account of the lab run PowerShell in FullLanguage on this sandbox (exempt it from the "
+    "WDAC/AppLocker policy, or allow runner.ps1 by a signed-script or hash rule); lab selftest shows the language mode."
+)
+
+# Runs in any language mode: cmdlets, operators and methods of strings only, no New-Object, no [Console],
+# no Add-Type. It reports the host's facts first, then either dot-sources runner.ps1 (FullLanguage) or
+# reports CONSTRAINED_LANGUAGE_MESSAGE for every check of the manifest. It must stay short: the encoded
+# command travels on a cmd.exe command line (at most 8191 characters).
 BOOTSTRAP_SCRIPT = """\
 $ErrorActionPreference = 'Stop'
 $ProgressPreference = 'SilentlyContinue'
-$labCode = New-Object System.Text.StringBuilder
-$labData = New-Object System.Text.StringBuilder
-$labSeen = $false
-foreach ($labLine in $input) {
-    if ($labSeen) {
-        [void]$labData.Append([string]$labLine).Append("`n")
-    }
-    elseif ([string]::Equals([string]$labLine, "`0`0`0`0")) {
-        $labSeen = $true
-    }
-    else {
-        [void]$labCode.Append([string]$labLine).Append("`n")
-    }
+$labLines = @($input | ForEach-Object { [string]$_ })
+if ($labLines.Count -gt 0) { $labLines[0] = $labLines[0].TrimStart([char]0xFEFF) }
+$labAt = -1
+for ($labI = 0; $labI -lt $labLines.Count; $labI++) { if ($labLines[$labI] -ceq "`0`0`0`0") { $labAt = $labI; break } }
+$labMode = [string]$ExecutionContext.SessionState.LanguageMode
+$labNet = Get-ItemProperty -ErrorAction SilentlyContinue `
+    -Path 'HKLM:\\SOFTWARE\\Microsoft\\NET Framework Setup\\NDP\\v4\\Full'
+$labCp = ''
+try { $labCp = [string](chcp.com) -replace '[^0-9]', '' } catch { $labCp = '' }
+$labFacts = @{
+    language_mode = $labMode; powershell = [string]$PSVersionTable.PSVersion; code_page = $labCp
+    execution_policy = [string](Get-ExecutionPolicy)
+    machine_policy = [string](Get-ExecutionPolicy -Scope MachinePolicy)
+    user_policy = [string](Get-ExecutionPolicy -Scope UserPolicy)
+    dotnet_release = $(if ($null -ne $labNet) { $labNet.Release } else { $null })
 }
-if (-not $labSeen) {
-    [Console]::Error.WriteLine('lab bootstrap: no manifest on stdin (no line of four NUL characters)')
+'{"host":' + (ConvertTo-Json -InputObject $labFacts -Compress) + '}'
+if ($labAt -lt 0) {
+    Write-Error -Message 'lab bootstrap: no manifest on stdin (no line of four NUL characters)' -ErrorAction Continue
     exit 3
 }
+$labJson = ($labLines | Select-Object -Skip ($labAt + 1)) -join "`n"
+if ($labMode -ne 'FullLanguage') {
+    $labChecks = @((ConvertFrom-Json -InputObject $labJson).checks)
+    foreach ($labCheck in $labChecks) {
+        ConvertTo-Json -Compress -InputObject @{ id = $labCheck.id; status = 'error'; duration_ms = 0; attempts = 0
+            message = '@CONSTRAINED_LANGUAGE_MESSAGE@'; evidence = @{ language_mode = $labMode } }
+    }
+    '{"end":true,"checks":' + $labChecks.Count + '}'
+    exit 0
+}
 try {
-    $labRunner = [ScriptBlock]::Create($labCode.ToString())
+    $labRunner = [ScriptBlock]::Create((($labLines | Select-Object -First $labAt) -join "`n"))
 }
 catch {
-    [Console]::Error.WriteLine('lab bootstrap: runner.ps1 does not parse: ' + $_.Exception.Message)
+    Write-Error -Message ('lab bootstrap: runner.ps1 does not parse: ' + $_.Exception.Message) -ErrorAction Continue
     exit 3
 }
 . $labRunner
-Stop-LabRunner -ExitCode (Invoke-LabManifest -Json $labData.ToString())
-"""
+Stop-LabRunner -ExitCode (Invoke-LabManifest -Json $labJson)
+""".replace("@CONSTRAINED_LANGUAGE_MESSAGE@", CONSTRAINED_LANGUAGE_MESSAGE)
 
 POWERSHELL_BOOTSTRAP = base64.b64encode(BOOTSTRAP_SCRIPT.encode("utf-16-le")).decode("ascii")
 
@@ -94,9 +128,10 @@ def powershell_payload(manifest: dict[str, Any]) -> bytes:
 def split_payload(payload: bytes) -> tuple[str, dict[str, Any]]:
     """What the bootstrap takes from ``payload``: the script text and the manifest.
 
-    Mirrors the bootstrap's line reading (LF or CRLF line ends); ValueError without a separator.
+    Mirrors the bootstrap's line reading (LF or CRLF line ends; a BOM before the first line, which a
+    console at code page 65001 may add, is dropped); ValueError without a separator.
     """
-    lines = payload.decode("ascii").split("\n")
+    lines = payload.decode("utf-8").removeprefix("\ufeff").split("\n")
     lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     separator = SEPARATOR.decode("ascii")
     if separator not in lines:
@@ -107,3 +142,16 @@ def split_payload(payload: bytes) -> tuple[str, dict[str, Any]]:
     if not isinstance(manifest, dict):
         raise ValueError("the manifest after the separator is not a JSON object")
     return script, manifest
+
+
+def host_facts(stdout: bytes) -> dict[str, Any] | None:
+    """The host facts the bootstrap printed first (language mode, execution policies, PowerShell and .NET
+    versions, code page); None when the output has no such line (another runner, or no bootstrap ran)."""
+    for raw in stdout.removeprefix(b"\xef\xbb\xbf").splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and isinstance(line.get(HOST_FACTS_KEY), dict):
+            return {name: line[HOST_FACTS_KEY].get(name) for name in FACTS}
+    return None

@@ -392,6 +392,31 @@ function Get-LabEncoding {
     return [Console]::OutputEncoding
 }
 
+function Write-LabStdin {
+    # The text as bytes of -Encoding straight to the pipe, then the pipe closed. Never through the
+    # StandardInput writer: built on [Console]::InputEncoding, it may put a BOM first (or last, on Close).
+    param([System.Diagnostics.Process] $Process, [AllowNull()] [string] $Text, [System.Text.Encoding] $Encoding)
+    $pipe = $Process.StandardInput.BaseStream
+    try {
+        if ($Text.Length -gt 0) {
+            $bytes = $Encoding.GetBytes($Text)  # GetBytes never adds a preamble
+            $pipe.Write($bytes, 0, $bytes.Length)
+            $pipe.Flush()
+        }
+    }
+    catch {
+        $null = $_  # the program exited without reading its input
+    }
+    finally {
+        try {
+            $pipe.Close()
+        }
+        catch {
+            $null = $_
+        }
+    }
+}
+
 function Stop-LabProcessTree {
     # Kill a process and its children (taskkill /T), then the process itself if still there.
     param([int] $ProcessId)
@@ -401,9 +426,11 @@ function Stop-LabProcessTree {
         $info.Arguments = '/PID {0} /T /F' -f $ProcessId
         $info.UseShellExecute = $false
         $info.CreateNoWindow = $true
+        $info.RedirectStandardInput = $true  # never the runner's own stdin (the WinRS pipe)
         $info.RedirectStandardOutput = $true
         $info.RedirectStandardError = $true
         $killer = [System.Diagnostics.Process]::Start($info)
+        $killer.StandardInput.BaseStream.Close()
         [void]$killer.StandardOutput.ReadToEnd()
         [void]$killer.WaitForExit(10000)
     }
@@ -421,13 +448,37 @@ function Stop-LabProcessTree {
     }
 }
 
+function Resolve-LabProgram {
+    # A bare program name resolved as cmd.exe would: PATHEXT order over the directories of PATH, so "deploy"
+    # finds deploy.cmd or deploy.bat too (CreateProcess alone only ever appends .exe).
+    param([string] $Name)
+    if ($Name.IndexOfAny([char[]]@('\', '/', ':')) -ge 0 -or [System.IO.Path]::HasExtension($Name)) {
+        return $Name
+    }
+    $found = @(Get-Command -Name $Name -CommandType Application -ErrorAction SilentlyContinue)
+    if ($found.Count -gt 0) {
+        return [string]$found[0].Source
+    }
+    return $Name
+}
+
+function ConvertTo-LabExitCode {
+    # An exit code as Windows means it: an unsigned 32-bit number (0xC0000005 is 3221225477, not -1073741819).
+    param($Code)
+    $value = [long]$Code
+    if ($value -lt 0) {
+        $value += 4294967296
+    }
+    return $value
+}
+
 function Invoke-LabProcess {
     # Run argv without a shell; stdout and stderr are read concurrently; killed on timeout.
     param([string[]] $Argv, $Context, [AllowNull()] [string] $Stdin, $Environment, [string] $Encoding,
           [double] $Timeout)
     $decoder = Get-LabEncoding -Name $Encoding
     $info = New-Object System.Diagnostics.ProcessStartInfo
-    $info.FileName = $Argv[0]
+    $info.FileName = Resolve-LabProgram -Name $Argv[0]
     $info.Arguments = Join-LabArguments -Arguments (Get-LabArgvTail -Argv $Argv)
     $info.UseShellExecute = $false
     $info.CreateNoWindow = $true
@@ -457,15 +508,7 @@ function Invoke-LabProcess {
     [void]$Context['children'].Add($process.Id)
     $stdoutTask = $process.StandardOutput.ReadToEndAsync()
     $stderrTask = $process.StandardError.ReadToEndAsync()
-    try {
-        if ($Stdin.Length -gt 0) {
-            $process.StandardInput.Write($Stdin)
-        }
-        $process.StandardInput.Close()
-    }
-    catch {
-        $null = $_  # the program exited without reading its input
-    }
+    Write-LabStdin -Process $process -Text $Stdin -Encoding $decoder
     if (-not $process.WaitForExit([int][Math]::Ceiling($Timeout * 1000))) {
         Stop-LabProcessTree -ProcessId $process.Id
         throw ("{0} timed out after {1}s" -f $Argv[0], (ConvertTo-LabNumberText $Timeout))
@@ -479,11 +522,59 @@ function Invoke-LabProcess {
             $streams[$pair[0]] = '[output still open: a child process of the command holds it]'
         }
     }
-    return @{ exit_code = $process.ExitCode; stdout = $streams['stdout']; stderr = $streams['stderr'] }
+    return @{ exit_code = (ConvertTo-LabExitCode $process.ExitCode); program = $info.FileName; stdout = $streams['stdout']; stderr = $streams['stderr'] }
 }
 
 
 # --- file ---------------------------------------------------------------------------------------
+
+function ConvertTo-LabLongPath {
+    # Paths of 260 characters and more need the \\?\ form on Windows PowerShell 5.1 (.NET Framework).
+    param([string] $Path)
+    if ($Path.Length -lt 248 -or $Path.StartsWith('\\?\')) {
+        return $Path
+    }
+    $Path = $Path.Replace('/', '\')  # the \\?\ form takes no forward slashes
+    if ($Path -match '^[A-Za-z]:\\') {
+        return '\\?\' + $Path
+    }
+    if ($Path.StartsWith('\\')) {
+        return '\\?\UNC\' + $Path.Substring(2)
+    }
+    return $Path
+}
+
+function Read-LabText {
+    # A text file's content: by its BOM when it has one, as UTF-8 when its bytes are valid UTF-8, and in the
+    # system's ANSI code page otherwise (Notepad's and most installers' "ANSI" files carry no BOM).
+    param([string] $Path)
+    $bytes = [System.IO.File]::ReadAllBytes($Path)
+    $boms = @(
+        @(@(0xEF, 0xBB, 0xBF), (New-Object System.Text.UTF8Encoding($false)), 'utf-8-bom'),
+        @(@(0xFF, 0xFE), (New-Object System.Text.UnicodeEncoding($false, $false)), 'utf-16le'),
+        @(@(0xFE, 0xFF), (New-Object System.Text.UnicodeEncoding($true, $false)), 'utf-16be')
+    )
+    foreach ($bom in $boms) {
+        $mark = $bom[0]
+        if ($bytes.Length -ge $mark.Count) {
+            $same = $true
+            for ($i = 0; $i -lt $mark.Count; $i++) {
+                if ($bytes[$i] -ne $mark[$i]) { $same = $false }
+            }
+            if ($same) {
+                return @{ text = $bom[1].GetString($bytes, $mark.Count, $bytes.Length - $mark.Count); encoding = $bom[2] }
+            }
+        }
+    }
+    try {
+        $strict = New-Object System.Text.UTF8Encoding($false, $true)
+        return @{ text = $strict.GetString($bytes); encoding = 'utf-8' }
+    }
+    catch {
+        $ansi = [System.Text.Encoding]::GetEncoding([System.Globalization.CultureInfo]::CurrentCulture.TextInfo.ANSICodePage)
+        return @{ text = $ansi.GetString($bytes); encoding = ('ansi ({0})' -f $ansi.CodePage) }
+    }
+}
 
 function Get-LabSha256 {
     param([string] $Path)
@@ -501,7 +592,8 @@ function Get-LabSha256 {
 function Test-LabFile {
     param($Params, $Context)
     $shown = [string](Get-LabParam $Params 'path')
-    $path = Resolve-LabPath -Context $Context -Path $shown
+    $plainPath = Resolve-LabPath -Context $Context -Path $shown
+    $path = ConvertTo-LabLongPath -Path $plainPath
     $wantExists = [bool](Get-LabParam $Params 'exists' $true)
     $evidence = [ordered]@{ path = $shown }
     $isFile = [System.IO.File]::Exists($path)
@@ -543,7 +635,9 @@ function Test-LabFile {
         }
     }
     if ($null -ne $contains -or $null -ne $pattern) {
-        $text = ConvertTo-LabLf ([System.IO.File]::ReadAllText($path))
+        $read = Read-LabText -Path $path
+        $text = ConvertTo-LabLf $read['text']
+        $evidence['encoding'] = $read['encoding']
         $evidence['content'] = Limit-LabText $text
         if ($null -ne $contains -and $text.IndexOf([string]$contains, [System.StringComparison]::Ordinal) -lt 0) {
             return New-LabOutcome 'fail' ("{0} does not contain '{1}'" -f $shown, $contains) $evidence
@@ -553,7 +647,7 @@ function Test-LabFile {
         }
     }
     if ($null -ne $wantVersion) {
-        $info = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($path)
+        $info = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($plainPath)
         $version = '{0}.{1}.{2}.{3}' -f $info.FileMajorPart, $info.FileMinorPart, $info.FileBuildPart, $info.FilePrivatePart
         $evidence['file_version'] = $version
         $evidence['file_version_text'] = $info.FileVersion
@@ -776,9 +870,12 @@ function Test-LabService {
     if ($null -eq $wantState -and $null -eq $wantStart -and $null -eq $wantRunning -and $null -eq $wantEnabled) {
         $wantRunning = $true  # as on Linux: a service check without expectations means running
     }
+    Assert-LabFullLanguage
     Add-Type -AssemblyName System.ServiceProcess
     $service = $null
-    foreach ($candidate in [System.ServiceProcess.ServiceController]::GetServices()) {
+    # GetServices() lists Win32 services only; kernel and file system drivers come from GetDevices().
+    $all = @([System.ServiceProcess.ServiceController]::GetServices()) + @([System.ServiceProcess.ServiceController]::GetDevices())
+    foreach ($candidate in $all) {
         if ([string]::Equals($candidate.ServiceName, $name, [System.StringComparison]::OrdinalIgnoreCase)) {
             $service = $candidate
             break
@@ -805,6 +902,7 @@ function Test-LabService {
     }
     $start = Get-LabServiceStartMode -ServiceName $service.ServiceName
     $evidence['display_name'] = $service.DisplayName
+    $evidence['service_type'] = $service.ServiceType.ToString()
     $evidence['state'] = $state
     $evidence['start_mode'] = $start['mode']
     $evidence['delayed_auto_start'] = $start['delayed']
@@ -829,15 +927,28 @@ function Test-LabService {
 
 # --- package (the Uninstall keys, 64- and 32-bit views, machine and user) -----------------------
 
+function Get-LabUserHives {
+    # The SIDs of the user hives loaded under HKEY_USERS: the WinRM account's own and those of the users
+    # logged on (RDS sessions). HKCU would be the WinRM account's alone; a logged-off user's hive is not loaded.
+    $users = [Microsoft.Win32.RegistryKey]::OpenBaseKey([Microsoft.Win32.RegistryHive]::Users, [Microsoft.Win32.RegistryView]::Registry64)
+    try {
+        return , ([string[]]@($users.GetSubKeyNames() | Where-Object { $_ -match '^S-1-5-21-[0-9-]+$' }))
+    }
+    finally {
+        $users.Dispose()
+    }
+}
+
 function Get-LabUninstallEntries {
-    $locations = @(
-        @('LocalMachine', 'SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall',
-          'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall'),
-        @('LocalMachine', 'SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall',
-          'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall'),
-        @('CurrentUser', 'SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall',
-          'HKCU:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall')
-    )
+    $uninstall = 'SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall'
+    $locations = New-Object System.Collections.ArrayList
+    [void]$locations.Add(@('LocalMachine', $uninstall, ('HKLM:\' + $uninstall)))
+    [void]$locations.Add(@('LocalMachine', 'SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall',
+                           'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall'))
+    $hives = Get-LabUserHives
+    foreach ($sid in $hives) {
+        [void]$locations.Add(@('Users', ($sid + '\' + $uninstall), ('HKU:\' + $sid + '\' + $uninstall)))
+    }
     $entries = New-Object System.Collections.ArrayList
     foreach ($location in $locations) {
         $base = [Microsoft.Win32.RegistryKey]::OpenBaseKey([Microsoft.Win32.RegistryHive]$location[0],
@@ -859,6 +970,8 @@ function Get-LabUninstallEntries {
                             name       = [string]$sub.GetValue('DisplayName', '')
                             version    = [string]$sub.GetValue('DisplayVersion', '')
                             publisher  = [string]$sub.GetValue('Publisher', '')
+                            windows_installer = ([int]$sub.GetValue('WindowsInstaller', 0) -eq 1)
+                            quiet_uninstall = ($null -ne $sub.GetValue('QuietUninstallString', $null))
                             location   = $location[2]
                         })
                     }
@@ -909,6 +1022,8 @@ function Test-LabPackage {
     }
     $evidence = [ordered]@{ product_id = $productId; name = $name; name_matches = $namePattern }
     $evidence['found'] = @($found.ToArray() | Select-Object -First 20)
+    # per-user installs are seen only in the hives loaded now (the WinRM account, users logged on)
+    $evidence['user_hives'] = Get-LabUserHives
     if (-not $wantInstalled) {
         if ($found.Count -gt 0) {
             return New-LabOutcome 'fail' ('{0} is installed ({1}) but must not be' -f $label, $found[0]['version']) $evidence
@@ -1064,6 +1179,7 @@ function Test-LabPort {
 
 function Initialize-LabTls {
     # The certificate policies for tls_verify: false and ca_file, compiled once per process.
+    Assert-LabFullLanguage
     $existing = 'LabTlsPolicy' -as [type]
     if ($null -ne $existing) {
         return $existing
@@ -1101,15 +1217,63 @@ public static class LabTlsPolicy
 }
 
 function Set-LabHeader {
+    # HttpWebRequest refuses its restricted headers in Headers[]: each has a property of its own.
     param([System.Net.HttpWebRequest] $Request, [string] $Name, [string] $Value)
+    $culture = [System.Globalization.CultureInfo]::InvariantCulture
     switch ($Name.ToLowerInvariant()) {
         'accept' { $Request.Accept = $Value }
         'user-agent' { $Request.UserAgent = $Value }
         'content-type' { $Request.ContentType = $Value }
         'referer' { $Request.Referer = $Value }
         'host' { $Request.Host = $Value }
+        'connection' {
+            if ($Value -match '^\s*close\s*$') { $Request.KeepAlive = $false }
+            elseif ($Value -notmatch '^\s*keep-alive\s*$') { $Request.Connection = $Value }
+        }
+        'content-length' { $Request.ContentLength = [long]::Parse($Value, $culture) }
+        'date' { $Request.Date = [DateTime]::Parse($Value, $culture, [System.Globalization.DateTimeStyles]::AdjustToUniversal) }
+        'expect' { $Request.Expect = $Value }
+        'if-modified-since' { $Request.IfModifiedSince = [DateTime]::Parse($Value, $culture, [System.Globalization.DateTimeStyles]::AdjustToUniversal) }
+        'range' {
+            $range = [regex]::Match($Value, '^\s*(\w+)=(\d+)-(\d*)\s*$')
+            if (-not $range.Success) {
+                throw ("header Range '{0}' must be unit=from-[to]" -f $Value)
+            }
+            if ($range.Groups[3].Value -eq '') {
+                $Request.AddRange($range.Groups[1].Value, [long]$range.Groups[2].Value)
+            }
+            else {
+                $Request.AddRange($range.Groups[1].Value, [long]$range.Groups[2].Value, [long]$range.Groups[3].Value)
+            }
+        }
+        'transfer-encoding' {
+            if ($Value -notmatch '^\s*chunked\s*$') {
+                $Request.SendChunked = $true
+                $Request.TransferEncoding = $Value
+            }
+            else {
+                $Request.SendChunked = $true
+            }
+        }
+        'proxy-connection' { throw 'header Proxy-Connection cannot be set: the check connects directly, without a proxy' }
         default { $Request.Headers[$Name] = $Value }
     }
+}
+
+function Get-LabResponseEncoding {
+    # The charset the response declares (Content-Type), UTF-8 when it declares none or an unknown one.
+    param([System.Net.WebResponse] $Response)
+    $type = [string]$Response.ContentType
+    $match = [regex]::Match($type, 'charset\s*=\s*"?([^";\s]+)', [System.Text.RegularExpressions.RegexOptions]::IgnoreCase)
+    if ($match.Success) {
+        try {
+            return [System.Text.Encoding]::GetEncoding($match.Groups[1].Value)
+        }
+        catch {
+            $null = $_
+        }
+    }
+    return (New-Object System.Text.UTF8Encoding($false))
 }
 
 function Read-LabResponseBody {
@@ -1118,7 +1282,8 @@ function Read-LabResponseBody {
     if ($null -eq $stream) {
         return ''
     }
-    $reader = New-Object System.IO.StreamReader($stream, (New-Object System.Text.UTF8Encoding($false)))
+    # a BOM in the body still wins (detectEncodingFromByteOrderMarks)
+    $reader = New-Object System.IO.StreamReader($stream, (Get-LabResponseEncoding -Response $Response), $true)
     try {
         $buffer = New-Object 'char[]' 8192
         $body = New-Object System.Text.StringBuilder
@@ -1156,6 +1321,8 @@ function Test-LabHttp {
     $request.Timeout = [int][Math]::Ceiling($seconds * 1000)
     $request.ReadWriteTimeout = $request.Timeout
     $request.AllowAutoRedirect = $follow
+    # Directly, never through the WinRM account's proxy settings: the check is about the sandbox's own service.
+    $request.Proxy = $null
     if ($null -ne $headers) {
         foreach ($headerName in @($headers.Keys)) {
             Set-LabHeader -Request $request -Name ([string]$headerName) -Value ([string]$headers[$headerName])
@@ -1220,14 +1387,16 @@ function Test-LabCommand {
     $stdin = [string](Get-LabParam $Params 'stdin' '')
     $environment = Get-LabParam $Params 'env'
     $encoding = [string](Get-LabParam $Params 'output_encoding' 'console')
-    $want = [int](Get-LabParam $Params 'exit_code' 0)
+    $want = ConvertTo-LabExitCode (Get-LabParam $Params 'exit_code' 0)
     $run = Invoke-LabProcess -Argv $argv -Context $Context -Stdin $stdin -Environment $environment -Encoding $encoding -Timeout ([double]$Context['timeout'])
     $stdout = ConvertTo-LabLf $run['stdout']
     $stderr = ConvertTo-LabLf $run['stderr']
     $evidence = [ordered]@{
         command   = $command
         argv      = $argv
+        program   = $run['program']
         exit_code = $run['exit_code']
+        exit_code_hex = ('0x{0:X8}' -f $run['exit_code'])
         stdout    = (Limit-LabText $stdout)
         stderr    = (Limit-LabText $stderr)
     }
@@ -1250,6 +1419,28 @@ function Test-LabCommand {
 
 # --- version ------------------------------------------------------------------------------------
 
+function Read-LabDeployRecord {
+    # What deploy.yml wrote for a product (%ProgramData%\lab\installed\<product>.json) as a dictionary; null if none.
+    param($Context, [string] $Product)
+    if ($Product -notmatch '^[A-Za-z0-9][A-Za-z0-9._-]*$') {
+        throw ("product name '{0}' cannot name a file" -f $Product)
+    }
+    $path = Resolve-LabPath -Context $Context -Path ([System.IO.Path]::Combine($env:ProgramData, 'lab\installed\' + $Product + '.json'))
+    if (-not [System.IO.File]::Exists($path)) {
+        return $null
+    }
+    try {
+        $document = ConvertTo-LabPlain -InputObject (ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($path)))
+    }
+    catch {
+        throw ('the deploy record {0} is not valid JSON: {1}' -f $path, $_.Exception.Message)
+    }
+    if (-not ($document -is [System.Collections.IDictionary])) {
+        throw ('the deploy record {0} is not a JSON object' -f $path)
+    }
+    return $document
+}
+
 function Test-LabVersion {
     param($Params, $Context)
     $product = [string](Get-LabParam $Params 'product')
@@ -1257,6 +1448,8 @@ function Test-LabVersion {
     $pattern = [string](Get-LabParam $Params 'regex' '(\d+(?:\.\d+)+)')
     $version = $null
     $text = $null
+    $source = $null
+    $record = $null
     if (Test-LabParam $Params 'command') {
         $argv = Get-LabArgv -Command (Get-LabParam $Params 'command')
         $run = Invoke-LabProcess -Argv $argv -Context $Context -Stdin '' -Environment $null -Encoding 'console' -Timeout ([double]$Context['timeout'])
@@ -1269,21 +1462,18 @@ function Test-LabVersion {
         }
     }
     else {
-        # What the Windows deploy playbook records: %ProgramData%\lab\installed\<product>.json
-        if ($product -notmatch '^[A-Za-z0-9][A-Za-z0-9._-]*$') {
-            throw ("product name '{0}' cannot name a file" -f $product)
-        }
-        $record = Resolve-LabPath -Context $Context -Path ([System.IO.Path]::Combine($env:ProgramData, 'lab\installed\' + $product + '.json'))
-        if ([System.IO.File]::Exists($record)) {
-            try {
-                $document = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($record))
-                $field = $document.PSObject.Properties['version']
-                if ($null -ne $field -and $null -ne $field.Value) {
-                    $version = [string]$field.Value
+        # The installed product's own version: the DisplayVersion of its Uninstall key, found by the product id
+        # that deploy.yml records in %ProgramData%\lab\installed\<product>.json. The version in that record
+        # is what the lab asked for, not what is installed (win_package skips a product already present).
+        $record = Read-LabDeployRecord -Context $Context -Product $product
+        $source = 'uninstall key'
+        if ($null -ne $record -and $null -ne $record['product_id']) {
+            $wanted = ConvertTo-LabProductId ([string]$record['product_id'])
+            foreach ($entry in (Get-LabUninstallEntries)) {
+                if ((ConvertTo-LabProductId $entry['product_id']) -eq $wanted -and $entry['version'] -ne '') {
+                    $version = $entry['version']
+                    break
                 }
-            }
-            catch {
-                $version = $null
             }
         }
     }
@@ -1297,6 +1487,17 @@ function Test-LabVersion {
         }
     }
     $evidence = [ordered]@{ product = $product; installed = $version; constraint = $constraint }
+    if ($null -ne $source) {
+        $evidence['source'] = $source
+        if ($null -eq $record) {
+            return New-LabOutcome 'fail' ('{0} has no deploy record (%ProgramData%\lab\installed\{0}.json): it was never deployed here' -f $product) $evidence
+        }
+        $evidence['product_id'] = $record['product_id']
+        $evidence['recorded_version'] = $record['version']
+        if ($null -eq $version) {
+            return New-LabOutcome 'fail' ('{0} was deployed as {1} (product id {2}) but no Uninstall key of that product id has a DisplayVersion: it is not installed' -f $product, $record['version'], $record['product_id']) $evidence
+        }
+    }
     if ($null -eq $version) {
         return New-LabOutcome 'fail' ('{0} is not installed (no version found)' -f $product) $evidence
     }
@@ -1309,8 +1510,175 @@ function Test-LabVersion {
 
 # --- launch -------------------------------------------------------------------------------------
 
+function Initialize-LabJob {
+    # A Windows job object: every process the launched program starts joins it, so its whole tree is
+    # counted (memory, live processes) and killed together (TerminateJobObject, and KILL_ON_JOB_CLOSE).
+    Assert-LabFullLanguage
+    $existing = 'LabJob' -as [type]
+    if ($null -ne $existing) {
+        return $existing
+    }
+    $source = @'
+using System;
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+
+public sealed class LabJob : IDisposable
+{
+    [StructLayout(LayoutKind.Sequential)]
+    struct BasicLimit
+    {
+        public long PerProcessUserTimeLimit; public long PerJobUserTimeLimit; public uint LimitFlags;
+        public UIntPtr MinimumWorkingSetSize; public UIntPtr MaximumWorkingSetSize; public uint ActiveProcessLimit;
+        public UIntPtr Affinity; public uint PriorityClass; public uint SchedulingClass;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct IoCounters
+    {
+        public ulong ReadOperationCount; public ulong WriteOperationCount; public ulong OtherOperationCount;
+        public ulong ReadTransferCount; public ulong WriteTransferCount; public ulong OtherTransferCount;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct ExtendedLimit
+    {
+        public BasicLimit Basic; public IoCounters Io; public UIntPtr ProcessMemoryLimit; public UIntPtr JobMemoryLimit;
+        public UIntPtr PeakProcessMemoryUsed; public UIntPtr PeakJobMemoryUsed;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct BasicAccounting
+    {
+        public long TotalUserTime; public long TotalKernelTime; public long ThisPeriodTotalUserTime;
+        public long ThisPeriodTotalKernelTime; public uint TotalPageFaultCount; public uint TotalProcesses;
+        public uint ActiveProcesses; public uint TotalTerminatedProcesses;
+    }
+
+    const int BasicAccountingInformation = 1;
+    const int BasicProcessIdList = 3;
+    const int ExtendedLimitInformation = 9;
+    const uint KillOnJobClose = 0x2000;
+
+    [DllImport("kernel32.dll", SetLastError = true, CharSet = CharSet.Unicode)]
+    static extern IntPtr CreateJobObject(IntPtr attributes, string name);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool AssignProcessToJobObject(IntPtr job, IntPtr process);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool SetInformationJobObject(IntPtr job, int infoClass, ref ExtendedLimit info, int length);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool QueryInformationJobObject(IntPtr job, int infoClass, out ExtendedLimit info, int length, IntPtr returned);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool QueryInformationJobObject(IntPtr job, int infoClass, out BasicAccounting info, int length, IntPtr returned);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool QueryInformationJobObject(IntPtr job, int infoClass, IntPtr info, int length, IntPtr returned);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool TerminateJobObject(IntPtr job, uint exitCode);
+    [DllImport("kernel32.dll", SetLastError = true)]
+    static extern bool CloseHandle(IntPtr handle);
+
+    IntPtr handle;
+
+    public LabJob()
+    {
+        handle = CreateJobObject(IntPtr.Zero, null);
+        if (handle == IntPtr.Zero) { throw new Win32Exception(); }
+        ExtendedLimit limit = new ExtendedLimit();
+        limit.Basic.LimitFlags = KillOnJobClose;
+        if (!SetInformationJobObject(handle, ExtendedLimitInformation, ref limit, Marshal.SizeOf(typeof(ExtendedLimit))))
+        {
+            throw new Win32Exception();
+        }
+    }
+
+    public void Add(IntPtr process)
+    {
+        if (!AssignProcessToJobObject(handle, process)) { throw new Win32Exception(); }
+    }
+
+    public long PeakJobMemory
+    {
+        get
+        {
+            ExtendedLimit info;
+            if (!QueryInformationJobObject(handle, ExtendedLimitInformation, out info, Marshal.SizeOf(typeof(ExtendedLimit)), IntPtr.Zero))
+            {
+                throw new Win32Exception();
+            }
+            return (long)info.PeakJobMemoryUsed.ToUInt64();
+        }
+    }
+
+    public int ActiveProcesses
+    {
+        get
+        {
+            BasicAccounting info;
+            if (!QueryInformationJobObject(handle, BasicAccountingInformation, out info, Marshal.SizeOf(typeof(BasicAccounting)), IntPtr.Zero))
+            {
+                throw new Win32Exception();
+            }
+            return (int)info.ActiveProcesses;
+        }
+    }
+
+    public int[] ProcessIds()
+    {
+        const int capacity = 1024;
+        int size = 8 + capacity * IntPtr.Size;
+        IntPtr buffer = Marshal.AllocHGlobal(size);
+        try
+        {
+            if (!QueryInformationJobObject(handle, BasicProcessIdList, buffer, size, IntPtr.Zero)) { throw new Win32Exception(); }
+            int count = Marshal.ReadInt32(buffer, 4);
+            int[] ids = new int[count];
+            for (int i = 0; i < count; i++) { ids[i] = (int)Marshal.ReadIntPtr(buffer, 8 + i * IntPtr.Size).ToInt64(); }
+            return ids;
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(buffer);
+        }
+    }
+
+    public void Kill()
+    {
+        if (handle != IntPtr.Zero) { TerminateJobObject(handle, 1); }
+    }
+
+    public void Dispose()
+    {
+        if (handle != IntPtr.Zero) { CloseHandle(handle); handle = IntPtr.Zero; }
+    }
+}
+'@
+    Add-Type -TypeDefinition $source -Language CSharp
+    return ('LabJob' -as [type])
+}
+
+function Get-LabTreeWorkingSet {
+    # The working sets of every live process of the job, added up (bytes).
+    param($Job)
+    $total = [long]0
+    foreach ($id in $Job.ProcessIds()) {
+        try {
+            $total += [long]([System.Diagnostics.Process]::GetProcessById($id).WorkingSet64)
+        }
+        catch {
+            $null = $_  # exited between the list and the read
+        }
+    }
+    return $total
+}
+
 function Test-LabLaunch {
+    # Start a program with its streams redirected (its output can never reach the runner's stdout), in a job
+    # object that holds its whole process tree: "alive" means some process of the tree still runs, memory is
+    # the tree's, and the whole tree is killed at the end. Under WinRS the program runs in the WinRM
+    # account's non-interactive session (session 0 on a server, no desktop): this proves that the program
+    # starts, survives and stays within a memory budget, not that its window or UI works for an RDS user.
     param($Params, $Context)
+    Assert-LabFullLanguage
     $command = Get-LabParam $Params 'command'
     $argv = Get-LabArgv -Command $command
     $alive = [double](Get-LabParam $Params 'alive' 5)
@@ -1319,61 +1687,103 @@ function Test-LabLaunch {
     if ($alive + 1.0 -ge $timeout) {
         throw ('alive ({0}s) must be at least a second shorter than the check timeout ({1}s)' -f (ConvertTo-LabNumberText $alive), (ConvertTo-LabNumberText $timeout))
     }
+    $jobType = Initialize-LabJob
+    $program = Resolve-LabProgram -Name $argv[0]
     $info = New-Object System.Diagnostics.ProcessStartInfo
-    $info.FileName = $argv[0]
+    $info.FileName = $program
     $info.Arguments = Join-LabArguments -Arguments (Get-LabArgvTail -Argv $argv)
     $info.UseShellExecute = $false
-    try {
-        $process = [System.Diagnostics.Process]::Start($info)
-    }
-    catch {
-        $reason = Get-LabInnerException -Exception $_.Exception
-        throw ("cannot start {0}: {1}" -f $argv[0], $reason.Message)
-    }
-    [void]$Context['children'].Add($process.Id)
-    $evidence = [ordered]@{ command = $command; argv = $argv; pid = $process.Id; alive_s = $alive }
+    $info.RedirectStandardInput = $true
+    $info.RedirectStandardOutput = $true
+    $info.RedirectStandardError = $true
+    $evidence = [ordered]@{ command = $command; argv = $argv; program = $program; alive_s = $alive }
     if ($null -ne $budget) {
         $evidence['max_memory_mb'] = $budget
     }
-    $watch = [System.Diagnostics.Stopwatch]::StartNew()
-    $peak = [long]0
-    $overBudget = $false
+    $job = New-Object -TypeName $jobType.FullName
     try {
-        while ($watch.Elapsed.TotalSeconds -lt $alive) {
-            if ($process.HasExited) {
+        try {
+            $process = [System.Diagnostics.Process]::Start($info)
+        }
+        catch {
+            $reason = Get-LabInnerException -Exception $_.Exception
+            throw ("cannot start {0}: {1}" -f $argv[0], $reason.Message)
+        }
+        [void]$Context['children'].Add($process.Id)
+        try {
+            $job.Add($process.Handle)
+        }
+        catch {
+            $null = $_  # it exited already: the loop below sees an empty job
+        }
+        Write-LabStdin -Process $process -Text '' -Encoding (New-Object System.Text.UTF8Encoding($false))
+        $stdoutTask = $process.StandardOutput.ReadToEndAsync()  # drained, so a chatty program never blocks
+        $stderrTask = $process.StandardError.ReadToEndAsync()
+        $evidence['pid'] = $process.Id
+        $session = $null
+        try {
+            $session = $process.SessionId
+        }
+        catch {
+            $session = $null
+        }
+        $evidence['session_id'] = $session
+        if ($session -eq 0) {
+            $evidence['desktop'] = 'none: session 0 (WinRS) has no interactive desktop; the UI was not exercised'
+        }
+        $watch = [System.Diagnostics.Stopwatch]::StartNew()
+        $peak = [long]0
+        $most = 0
+        $active = 0
+        $overBudget = $false
+        while ($true) {
+            $active = $job.ActiveProcesses
+            $most = [Math]::Max($most, $active)
+            if ($active -eq 0) {
                 break
             }
-            try {
-                $process.Refresh()
-                $peak = [Math]::Max($peak, [Math]::Max([long]$process.PeakWorkingSet64, [long]$process.WorkingSet64))
-            }
-            catch {
-                $null = $_  # it exited between the two calls
-            }
+            $peak = [Math]::Max($peak, (Get-LabTreeWorkingSet -Job $job))
             if ($null -ne $budget -and $peak -gt ([double]$budget * 1048576)) {
                 $overBudget = $true
+                break
+            }
+            if ($watch.Elapsed.TotalSeconds -ge $alive) {
                 break
             }
             Start-Sleep -Milliseconds 200
         }
         $peakMb = [Math]::Round($peak / 1048576.0, 1)
         $evidence['peak_working_set_mb'] = $peakMb
+        $evidence['peak_job_memory_mb'] = [Math]::Round($job.PeakJobMemory / 1048576.0, 1)
+        $evidence['most_processes'] = $most
         $label = [System.IO.Path]::GetFileName($argv[0])
-        if ($process.HasExited) {
-            $evidence['exit_code'] = $process.ExitCode
+        if ($active -eq 0) {
             $evidence['died_after_s'] = [Math]::Round($watch.Elapsed.TotalSeconds, 1)
-            return New-LabOutcome 'fail' ('{0} exited after {1}s with exit code {2}; it must stay alive {3}s' -f $label, (ConvertTo-LabNumberText $watch.Elapsed.TotalSeconds), $process.ExitCode, (ConvertTo-LabNumberText $alive)) $evidence
+            $exitCode = $null
+            if ($process.HasExited) {
+                $exitCode = $process.ExitCode
+            }
+            $evidence['exit_code'] = $exitCode
+            foreach ($pair in @(@('stdout', $stdoutTask), @('stderr', $stderrTask))) {
+                if ($pair[1].Wait(1000)) {
+                    $evidence[$pair[0]] = Limit-LabText ([string]$pair[1].Result)
+                }
+            }
+            return New-LabOutcome 'fail' ('{0} and every process it started exited after {1}s (exit code {2}); it must stay alive {3}s' -f $label, (ConvertTo-LabNumberText $watch.Elapsed.TotalSeconds), $exitCode, (ConvertTo-LabNumberText $alive)) $evidence
         }
         if ($overBudget) {
-            return New-LabOutcome 'fail' ('{0} reached a working set of {1} MB, over the budget of {2} MB' -f $label, (ConvertTo-LabNumberText $peakMb), $budget) $evidence
+            return New-LabOutcome 'fail' ('{0} reached a working set of {1} MB (its whole process tree), over the budget of {2} MB' -f $label, (ConvertTo-LabNumberText $peakMb), $budget) $evidence
         }
-        return New-LabOutcome 'pass' ('{0} stayed alive {1}s, peak working set {2} MB' -f $label, (ConvertTo-LabNumberText $alive), (ConvertTo-LabNumberText $peakMb)) $evidence
+        $where = ''
+        if ($session -eq 0) {
+            $where = ' (session 0, no desktop)'
+        }
+        return New-LabOutcome 'pass' ('{0} stayed alive {1}s{2}, peak working set {3} MB over {4} process(es)' -f $label, (ConvertTo-LabNumberText $alive), $where, (ConvertTo-LabNumberText $peakMb), $most) $evidence
     }
     finally {
-        if (-not $process.HasExited) {
-            Stop-LabProcessTree -ProcessId $process.Id
-            $evidence['stopped'] = $true
-        }
+        $job.Kill()  # the whole tree, grandchildren included
+        $job.Dispose()
+        $evidence['stopped'] = $true
     }
 }
 
@@ -1401,6 +1811,35 @@ function ConvertFrom-LabTimestamp {
     return $parsed.UtcDateTime
 }
 
+function Get-LabDeployTime {
+    # "since: deploy": the newest deployed_at of the deploy records (%ProgramData%\lab\installed\*.json),
+    # stamped by the host's own clock when deploy.yml ran, so it compares with the host's event times.
+    param($Context)
+    $folder = Resolve-LabPath -Context $Context -Path ([System.IO.Path]::Combine($env:ProgramData, 'lab\installed'))
+    $newest = $null
+    if ([System.IO.Directory]::Exists($folder)) {
+        foreach ($file in [System.IO.Directory]::GetFiles($folder, '*.json')) {
+            try {
+                $document = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($file))
+                $field = $document.PSObject.Properties['deployed_at']
+                if ($null -ne $field -and [string]$field.Value -ne '') {
+                    $stamp = ConvertFrom-LabTimestamp -Text ([string]$field.Value)
+                    if ($null -eq $newest -or $stamp -gt $newest) {
+                        $newest = $stamp
+                    }
+                }
+            }
+            catch {
+                $null = $_  # a record without a usable deployed_at does not count
+            }
+        }
+    }
+    if ($null -eq $newest) {
+        throw ('since: deploy needs a deploy record with deployed_at in {0}; deploy.yml writes it (deploy once more with the current playbook)' -f $folder)
+    }
+    return $newest.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
+}
+
 function Test-LabEventLog {
     param($Params, $Context)
     $log = [string](Get-LabParam $Params 'log' 'Application')
@@ -1408,6 +1847,11 @@ function Test-LabEventLog {
     $levelParam = Get-LabParam $Params 'level' @('critical', 'error')
     $levelNames = @($levelParam)
     $since = [string](Get-LabParam $Params 'since')
+    $sinceWhat = $since
+    if ($since -eq 'deploy') {
+        $since = Get-LabDeployTime -Context $Context
+        $sinceWhat = 'the deploy ({0})' -f $since
+    }
     $eventIds = Get-LabParam $Params 'event_id'
     $allowed = [int](Get-LabParam $Params 'max' 0)
     $sinceUtc = ConvertFrom-LabTimestamp -Text $since
@@ -1434,6 +1878,9 @@ function Test-LabEventLog {
     [void]$conditions.Add("TimeCreated[@SystemTime>='" + $stamp + "']")
     $xpath = '*[System[' + ($conditions.ToArray() -join ' and ') + ']]'
     $evidence = [ordered]@{ log = $log; source = $source; level = $levelNames; since = $since; query = $xpath }
+    # A reverted checkpoint starts the guest clock in the past until time sync catches up: say how far the
+    # host clock was from UTC as the host last synchronised it, so a skewed "since" can be seen.
+    $evidence['host_time_utc'] = [DateTime]::UtcNow.ToString('o')
     $query = New-Object System.Diagnostics.Eventing.Reader.EventLogQuery -ArgumentList $log, ([System.Diagnostics.Eventing.Reader.PathType]::LogName), $xpath
     $reader = New-Object System.Diagnostics.Eventing.Reader.EventLogReader -ArgumentList $query
     $count = 0
@@ -1484,9 +1931,9 @@ function Test-LabEventLog {
         $what = '{0} ({1})' -f $log, $source
     }
     if ($count -gt $allowed) {
-        return New-LabOutcome 'fail' ('{0} new {1} events in {2} since {3}, at most {4} allowed' -f $count, ($levelNames -join '/'), $what, $since, $allowed) $evidence
+        return New-LabOutcome 'fail' ('{0} new {1} events in {2} since {3}, at most {4} allowed' -f $count, ($levelNames -join '/'), $what, $sinceWhat, $allowed) $evidence
     }
-    return New-LabOutcome 'pass' ('{0} new {1} events in {2} since {3}' -f $count, ($levelNames -join '/'), $what, $since) $evidence
+    return New-LabOutcome 'pass' ('{0} new {1} events in {2} since {3}' -f $count, ($levelNames -join '/'), $what, $sinceWhat) $evidence
 }
 
 
@@ -1575,6 +2022,37 @@ function ConvertFrom-LabPesterRun {
     return @{ tests = $tests.ToArray(); problems = $problems.ToArray() }
 }
 
+function Get-LabScriptPolicyProblem {
+    # Why Windows will not run the Pester files under Path, or null. -ExecutionPolicy Bypass (and the worker
+    # runspace's Bypass) lose to an execution policy set by Group Policy: AllSigned runs signed files only,
+    # Restricted none at all.
+    param([string] $Path, [string] $Shown)
+    $effective = [string](Get-ExecutionPolicy)
+    if (@('AllSigned', 'Restricted') -notcontains $effective) {
+        return $null
+    }
+    $scope = 'Group Policy'
+    foreach ($candidate in @('MachinePolicy', 'UserPolicy')) {
+        if ([string](Get-ExecutionPolicy -Scope $candidate) -eq $effective) {
+            $scope = 'Group Policy ({0})' -f $candidate
+            break
+        }
+    }
+    $allow = 'The admin must allow it: set the policy to RemoteSigned (or Bypass) for the sandboxes, or sign the test files (and Pester) with a code-signing certificate the host trusts (Trusted Publishers).'
+    if ($effective -eq 'Restricted') {
+        return ('execution policy Restricted is set by {0} on this host and overrides -ExecutionPolicy Bypass: no script file runs, so {1} cannot. {2}' -f $scope, $Shown, $allow)
+    }
+    $files = @($Path)
+    if ([System.IO.Directory]::Exists($Path)) {
+        $files = @([System.IO.Directory]::GetFiles($Path, '*.ps1', [System.IO.SearchOption]::AllDirectories))
+    }
+    $unsigned = @($files | Where-Object { [string](Get-AuthenticodeSignature -FilePath $_).Status -ne 'Valid' })
+    if ($unsigned.Count -eq 0) {
+        return $null
+    }
+    return ('execution policy AllSigned is set by {0} on this host and overrides -ExecutionPolicy Bypass: {1} of the Pester files of {2} carry no valid signature (first: {3}), so Windows will not run them. {4}' -f $scope, $unsigned.Count, $Shown, $unsigned[0], $allow)
+}
+
 function Test-LabPester {
     param($Params, $Context)
     Set-StrictMode -Off  # test files are the sandbox owner's code, not ours
@@ -1584,6 +2062,10 @@ function Test-LabPester {
     $excluded = Get-LabParam $Params 'exclude_tag'
     if (-not ([System.IO.File]::Exists($path) -or [System.IO.Directory]::Exists($path))) {
         return New-LabOutcome 'fail' ('{0} does not exist' -f $shown) ([ordered]@{ path = $shown })
+    }
+    $blocked = Get-LabScriptPolicyProblem -Path $path -Shown $shown
+    if ($null -ne $blocked) {
+        return New-LabOutcome 'error' $blocked ([ordered]@{ path = $shown; execution_policy = [string](Get-ExecutionPolicy) })
     }
     $module = @(Get-Module -ListAvailable -Name 'Pester' | Sort-Object -Property 'Version' -Descending) | Select-Object -First 1
     if ($null -eq $module) {
@@ -1775,17 +2257,53 @@ function ConvertTo-LabJsonValue {
     return $value.ToString()
 }
 
-function Write-LabLine {
-    # One compact JSON line, ASCII only: other characters become \uXXXX escapes.
-    param([System.IO.TextWriter] $Writer, $Value)
+function ConvertTo-LabJsonLine {
+    # One compact JSON line, ASCII only: other characters become \uXXXX escapes. Throws what ConvertTo-Json throws.
+    param($Value)
     $json = ConvertTo-Json -InputObject (ConvertTo-LabJsonValue -InputObject $Value) -Depth 32 -Compress
     $escape = [System.Text.RegularExpressions.MatchEvaluator] {
         param($m)
         '\u{0:x4}' -f [int][char]$m.Value
     }
-    $ascii = [regex]::Replace($json, '[^\x00-\x7F]', $escape)
-    $Writer.Write($ascii + "`n")
+    return ([regex]::Replace($json, '[^\x00-\x7F]', $escape) + "`n")
+}
+
+function Write-LabText {
+    param([System.IO.TextWriter] $Writer, [string] $Text)
+    $Writer.Write($Text)
     $Writer.Flush()
+}
+
+function New-LabErrorLine {
+    param($CheckId, [string] $Message, [int] $Attempts = 0)
+    $id = $null
+    if ($null -ne $CheckId) {
+        $id = [string]$CheckId
+    }
+    return [ordered]@{ id = $id; status = 'error'; message = $Message; evidence = [ordered]@{}; duration_ms = 0; attempts = $Attempts }
+}
+
+function Get-LabCheckText {
+    # Every result line of one manifest entry, serialized: the check's own work and its serialization both
+    # happen here, so a check that throws or an evidence value ConvertTo-Json rejects errs that check alone.
+    param($Check, [string] $Root)
+    if (-not ($Check -is [System.Collections.IDictionary])) {
+        $lines = @(New-LabErrorLine -CheckId $null -Message 'a check entry is not a JSON object')
+    }
+    elseif ([string](Get-LabParam $Check 'broken' '') -ne '') {
+        $lines = @(New-LabErrorLine -CheckId $Check['id'] -Message ([string]$Check['broken']))
+    }
+    elseif ([string](Get-LabParam $Check 'skip' '') -ne '') {
+        $lines = @([ordered]@{ id = [string]$Check['id']; status = 'skip'; message = [string]$Check['skip']; evidence = [ordered]@{}; duration_ms = 0; attempts = 0 })
+    }
+    else {
+        $lines = Invoke-LabCheck -Check $Check -Root $Root
+    }
+    $text = New-Object System.Text.StringBuilder
+    foreach ($line in $lines) {
+        [void]$text.Append((ConvertTo-LabJsonLine -Value $line))
+    }
+    return $text.ToString()
 }
 
 function Invoke-LabHandler {
@@ -1936,11 +2454,30 @@ function Invoke-LabCheck {
 }
 
 function Initialize-LabConsole {
+    # UTF-8 without BOM both ways: a UTF8Encoding with BOM (what .NET Framework gives at code page 65001)
+    # writes a BOM into every child's stdin, and an OEM code page loses non-ASCII characters.
     try {
         [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding($false)
     }
     catch {
         $null = $_  # no console (PSRP): the output is ASCII anyway
+    }
+    try {
+        [Console]::InputEncoding = New-Object System.Text.UTF8Encoding($false)
+    }
+    catch {
+        $null = $_  # no console: children get their stdin as bytes anyway (Write-LabStdin)
+    }
+}
+
+function Test-LabFullLanguage {
+    return ([string]$ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage')
+}
+
+function Assert-LabFullLanguage {
+    # Guards every use of Add-Type: ConstrainedLanguage (WDAC/AppLocker) forbids it.
+    if (-not (Test-LabFullLanguage)) {
+        throw ('PowerShell runs in {0} mode on this host (WDAC or AppLocker enforcement); this check needs FullLanguage' -f $ExecutionContext.SessionState.LanguageMode)
     }
 }
 
@@ -1955,6 +2492,10 @@ function Invoke-LabManifest {
         [Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json,
         [System.IO.TextWriter] $Writer = $null
     )
+    if (-not (Test-LabFullLanguage)) {
+        Write-Error -Message ('lab runner: PowerShell runs in {0} mode; the runner needs FullLanguage' -f $ExecutionContext.SessionState.LanguageMode) -ErrorAction Continue
+        return 1
+    }
     if ($PSVersionTable.PSVersion.Major -lt 5 -or ($PSVersionTable.PSVersion.Major -eq 5 -and $PSVersionTable.PSVersion.Minor -lt 1)) {
         [Console]::Error.WriteLine(('lab runner: PowerShell 5.1 or later is needed, this is {0}' -f $PSVersionTable.PSVersion))
         return 1
@@ -1983,28 +2524,19 @@ function Invoke-LabManifest {
     $checks = @($checkList)
     try {
         foreach ($check in $checks) {
-            if (-not ($check -is [System.Collections.IDictionary])) {
-                $lines = @([ordered]@{ id = $null; status = 'error'; message = 'a check entry is not a JSON object'; evidence = [ordered]@{}; duration_ms = 0; attempts = 0 })
+            try {
+                $text = Get-LabCheckText -Check $check -Root $root
             }
-            elseif ([string](Get-LabParam $check 'broken' '') -ne '') {
-                $lines = @([ordered]@{ id = $check['id']; status = 'error'; message = [string]$check['broken']; evidence = [ordered]@{}; duration_ms = 0; attempts = 0 })
-            }
-            elseif ([string](Get-LabParam $check 'skip' '') -ne '') {
-                $lines = @([ordered]@{ id = $check['id']; status = 'skip'; message = [string]$check['skip']; evidence = [ordered]@{}; duration_ms = 0; attempts = 0 })
-            }
-            else {
-                try {
-                    $lines = Invoke-LabCheck -Check $check -Root $root
+            catch {
+                $checkId = $null
+                if ($check -is [System.Collections.IDictionary]) {
+                    $checkId = $check['id']
                 }
-                catch {
-                    $lines = @([ordered]@{ id = $check['id']; status = 'error'; message = (Format-LabError $_); evidence = [ordered]@{}; duration_ms = 0; attempts = 1 })
-                }
+                $text = ConvertTo-LabJsonLine -Value (New-LabErrorLine -CheckId $checkId -Message (Format-LabError $_) -Attempts 1)
             }
-            foreach ($line in $lines) {
-                Write-LabLine -Writer $Writer -Value $line
-            }
+            Write-LabText -Writer $Writer -Text $text
         }
-        Write-LabLine -Writer $Writer -Value ([ordered]@{ end = $true; checks = $checks.Count })
+        Write-LabText -Writer $Writer -Text (ConvertTo-LabJsonLine -Value ([ordered]@{ end = $true; checks = $checks.Count }))
     }
     finally {
         $runspace = $LabRunnerState['Runspace']

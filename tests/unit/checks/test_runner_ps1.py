@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -360,11 +361,17 @@ def test_bootstrap_decodes_to_a_short_stdin_reader() -> None:
     script = base64.b64decode(powershell.POWERSHELL_BOOTSTRAP).decode("utf-16-le")
     assert script == powershell.BOOTSTRAP_SCRIPT
     assert len(script) < 3000
-    assert "foreach ($labLine in $input)" in script
+    assert "$labLines = @($input | ForEach-Object { [string]$_ })" in script
     assert '"`0`0`0`0"' in script
     assert ". $labRunner" in script
-    assert "Stop-LabRunner -ExitCode (Invoke-LabManifest -Json $labData.ToString())" in script
+    assert "Stop-LabRunner -ExitCode (Invoke-LabManifest -Json $labJson)" in script
     assert powershell.POWERSHELL_ARGV[-2:] == ("-EncodedCommand", powershell.POWERSHELL_BOOTSTRAP)
+
+
+def test_the_bootstrap_command_line_fits_cmd_exe() -> None:
+    # WinRS runs the command through cmd.exe (WINRS_SKIP_CMD_SHELL is false), whose line limit is 8191.
+    line = "cmd.exe /c " + subprocess.list2cmdline(powershell.POWERSHELL_ARGV)
+    assert len(line) < 8191 - 500, len(line)
 
 
 def test_bootstrap_parses_and_calls_functions_the_runner_defines(source: str) -> None:
