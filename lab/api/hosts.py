@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.api.session import Lab
-from lab.campaign.selftest import run_selftest
+from lab.campaign.selftest import HostFacts, run_selftest
 from lab.errors import LabError
 from lab.model import Result, SandboxSpec, Status, Suite
 from lab.sandboxes.base import LabSite, Provider
@@ -70,6 +70,7 @@ class SelftestOutcome:
     host: str
     suite: Suite
     results: tuple[Result, ...]
+    facts: HostFacts | None = None  # what the bootstrap found before any check (None: no facts came back)
 
     @property
     def passed(self) -> int:
@@ -177,5 +178,5 @@ def selftest(lab: Lab, host: str, timeout: float = 300) -> SelftestOutcome:
     """Run every check type of runner.ps1 against ``host``, a Windows host of the inventory, within
     ``timeout`` seconds. NotFoundError for a host the inventory lacks; InfrastructureError when it
     cannot be reached."""
-    suite, results = run_selftest(lab.config, host, timeout)
-    return SelftestOutcome(host, suite, tuple(results))
+    run = run_selftest(lab.config, host, timeout)
+    return SelftestOutcome(host, run.suite, tuple(run.results), run.facts)

@@ -22,6 +22,9 @@ def selftest(lab: api.Lab, host: str, timeout: float) -> int:
     every check passes, 1 when some do not, 3 when the host cannot be reached.
     """
     outcome = api.selftest(lab, host, timeout)
+    facts = outcome.facts.lines() if outcome.facts else ["not reported (the host does not run the PowerShell runner)"]
+    for line in facts:
+        click.echo(f"host  {printable(line)}")
     by_id = {c.id: c for c in outcome.suite.checks}
     for result in outcome.results:
         kind = by_id[result.check_id].type if result.check_id in by_id else "part"
