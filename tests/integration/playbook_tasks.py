@@ -1,8 +1,8 @@
 """Read playbooks the way Ansible does, in a process of its own (Ansible's loaders change global state).
 
 ``python playbook_tasks.py RENDER_FILE VARS_JSON FILE...`` prints JSON with two keys: ``tasks``, one
-entry per task of the FILEs (blocks, rescue, always and handlers included) with the module Ansible
-resolves and the arguments it would pass; ``rendered``, the first play's vars of RENDER_FILE rendered
+entry per task of the FILEs (playbooks or task files; blocks, rescue, always and handlers included) with
+the module Ansible resolves and the arguments it would pass; ``rendered``, the first play's vars of RENDER_FILE rendered
 by Ansible's templar with VARS_JSON as extra variables. (One process: importing Ansible is slow.)
 """
 
@@ -34,7 +34,11 @@ def tasks(files: list[str]) -> list[dict[str, Any]]:
     loader = DataLoader()
     entries = []
     for file in files:
-        for play in loader.load_from_file(file) or []:
+        loaded = loader.load_from_file(file) or []
+        if loaded and not any("hosts" in item or "import_playbook" in item for item in loaded):
+            entries += task_entries(loaded, file, "")  # a task file (include_tasks), not a playbook
+            continue
+        for play in loaded:
             for section in ("pre_tasks", "tasks", "post_tasks", "handlers"):
                 entries += task_entries(play.get(section) or [], file, play.get("name", ""))
     return entries

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 WINDOWS = REPO / "playbooks" / "windows"
 PLAYBOOKS = sorted(WINDOWS.glob("*.yml"))
+TASK_FILES = sorted((WINDOWS / "tasks").glob("*.yml"))  # included by the playbooks (include_tasks)
 BIN = Path(sys.executable).parent
 HELPER = Path(__file__).resolve().parent / "playbook_tasks.py"
 
@@ -114,7 +116,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def read(env: dict[str, str], seeded: Path) -> dict[str, Any]:
-    return read_playbooks([*PLAYBOOKS, seeded], env)
+    return read_playbooks([*PLAYBOOKS, *TASK_FILES, seeded], env)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,8 @@ def test_deploy_uses_the_agreed_modules_and_options(calls: list[dict[str, Any]])
     assert by_module["ansible.windows.win_stat"]["checksum_algorithm"] == "sha256"
     assert by_module["ansible.windows.win_package"]["expected_return_code"] == [0, 3010]
     assert by_module["ansible.windows.win_package"]["product_id"] == "{{ lab_product_id }}"
-    assert by_module["ansible.builtin.set_stats"]["data"] == {"deployed_digest": "{{ copied.stat.checksum }}"}
+    assert by_module["ansible.builtin.set_stats"]["data"] == {
+        "deployed_digest": "{{ copied.stat.checksum }}", "lab_deployed_at": "{{ installed.output[0].deployed_at }}"}
     reboot = next(c for c in deploy if c["module"] == "ansible.windows.win_reboot")
     assert reboot["task"].startswith("Reboot when the installer asks")
     raw = yaml.safe_load((WINDOWS / "deploy.yml").read_text())[0]["tasks"]
@@ -185,9 +188,16 @@ def test_deploy_uses_the_agreed_modules_and_options(calls: list[dict[str, Any]])
 
 def test_rollback_uninstalls_by_product_id_then_restores(calls: list[dict[str, Any]]) -> None:
     rollback = [c for c in calls if Path(c["file"]).name == "rollback.yml"]
+    assert rollback[0]["module"] == "ansible.builtin.include_tasks"
+    assert rollback[0]["args"] == {"file": "tasks/uninstall.yml"}
+    uninstall = [c["args"] for c in calls if Path(c["file"]).name == "uninstall.yml"
+                 and c["module"] == "ansible.windows.win_package"]
+    assert uninstall == [{"product_id": "{{ lab_product_id }}",
+                          "arguments": "{{ lab_uninstall_arguments | default(omit) }}",
+                          "state": "absent", "expected_return_code": [0, 3010]}]
     packages = [c["args"] for c in rollback if c["module"] == "ansible.windows.win_package"]
-    assert packages[0] == {"product_id": "{{ lab_product_id }}", "state": "absent", "expected_return_code": [0, 3010]}
-    assert packages[1]["state"] == "present" and packages[1]["path"] == "{{ previous_dest }}"
+    assert len(packages) == 1
+    assert packages[0]["state"] == "present" and packages[0]["path"] == "{{ previous_dest }}"
 
 
 def test_reset_methods_are_selected_by_a_variable() -> None:
@@ -235,3 +245,113 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in strings(v)]
     return []
+
+
+# --- issue 13: installers and uninstallers that cannot wait for a click, a deploy record that tells the truth
+
+def package_tasks(tasks: list[Any]) -> list[dict[str, Any]]:
+    """Every win_package task of a task list, blocks included."""
+    found = []
+    for task in tasks or []:
+        if "block" in task:
+            for section in ("block", "rescue", "always"):
+                found += package_tasks(task.get(section) or [])
+        elif "ansible.windows.win_package" in task:
+            found.append(task)
+    return found
+
+
+def file_tasks(path: Path) -> list[Any]:
+    loaded = yaml.safe_load(path.read_text())
+    if loaded and "hosts" in loaded[0]:
+        return [t for play in loaded for t in play.get("tasks", [])]
+    return list(loaded)
+
+
+def unattended_problems(files: dict[str, list[Any]]) -> list[str]:
+    """win_package tasks that could hang: no timeout, or an uninstall without silent arguments or the EXE guard."""
+    problems = []
+    for name, tasks in files.items():
+        for task in package_tasks(tasks):
+            label = f"{name}: task {task['name']!r}"
+            if "timeout" not in task:
+                problems.append(f"{label} has no timeout")
+            if task["ansible.windows.win_package"].get("state") == "absent":
+                if "lab_uninstall_arguments" not in str(task["ansible.windows.win_package"].get("arguments")):
+                    problems.append(f"{label} uninstalls without silent arguments")
+                guards = [t for t in tasks if "ansible.builtin.assert" in t and "quiet_uninstall" in str(t)]
+                if not guards or tasks.index(guards[0]) > tasks.index(task):
+                    problems.append(f"{label} uninstalls without first refusing an EXE that would wait for a click")
+    return problems
+
+
+def test_every_install_and_uninstall_is_unattended_and_bounded() -> None:
+    files = {p.name: file_tasks(p) for p in [*PLAYBOOKS, *TASK_FILES]}
+    assert unattended_problems(files) == []
+    absent = [(n, t["name"]) for n, tasks in files.items() for t in package_tasks(tasks)
+              if t["ansible.windows.win_package"].get("state") == "absent"]
+    assert absent == [("uninstall.yml", "Uninstall the candidate")]  # the one uninstall, shared
+    includes = {n for n, tasks in files.items() for t in tasks
+                if t.get("ansible.builtin.include_tasks") == {"file": "tasks/uninstall.yml"}}
+    assert includes == {"reset.yml", "rollback.yml"}
+    uninstall = next(t for t in package_tasks(files["uninstall.yml"]))
+    assert uninstall["timeout"] == "{{ lab_uninstall_timeout | default(1800) | int }}"
+
+
+def test_the_old_uninstall_is_reported() -> None:
+    old = [{"name": "Uninstall the candidate",
+            "ansible.windows.win_package": {"product_id": "{{ lab_product_id }}", "state": "absent",
+                                            "expected_return_code": [0, 3010]}, "register": "removed"}]
+    assert unattended_problems({"rollback.yml": old}) == [
+        "rollback.yml: task 'Uninstall the candidate' has no timeout",
+        "rollback.yml: task 'Uninstall the candidate' uninstalls without silent arguments",
+        "rollback.yml: task 'Uninstall the candidate' uninstalls without first refusing an EXE that would wait "
+        "for a click",
+    ]
+
+
+def test_the_exe_guard_names_what_to_set() -> None:
+    tasks = file_tasks(WINDOWS / "tasks" / "uninstall.yml")
+    guard = next(t for t in tasks if "ansible.builtin.assert" in t)
+    assert guard["ansible.builtin.assert"]["that"] == (
+        "not entry.found or entry.windows_installer or entry.quiet_uninstall or lab_uninstall_arguments is defined")
+    assert "Set lab_uninstall_arguments" in guard["ansible.builtin.assert"]["fail_msg"]
+    reader = tasks[0]["ansible.windows.win_powershell"]
+    assert "{{" not in reader["script"] and reader["parameters"] == {"ProductId": "{{ lab_product_id }}"}
+    assert "QuietUninstallString" in reader["script"] and "WindowsInstaller" in reader["script"]
+
+
+def test_deploy_records_the_installed_products_own_version_and_the_host_time() -> None:
+    tasks = file_tasks(WINDOWS / "deploy.yml")
+    names = [t["name"] for t in tasks]
+    reader = names.index("Read the installed product's own version and the host's time of this deploy")
+    record = names.index("Record the deploy for runner.ps1's version and eventlog checks")
+    assert names.index("Install the build") < reader < record
+    script = tasks[reader]["ansible.windows.win_powershell"]["script"]
+    assert "DisplayVersion" in script and "[DateTime]::UtcNow" in script and "{{" not in script
+    content = tasks[record]["ansible.windows.win_copy"]["content"]
+    for field in ("'installed_version': installed.output[0].installed_version",
+                  "'install_skipped': not install.changed", "'deployed_at': installed.output[0].deployed_at",
+                  "'product_id': lab_product_id"):
+        assert field in content, field
+
+
+def test_reset_resynchronises_a_reverted_clock() -> None:
+    tasks = file_tasks(WINDOWS / "reset.yml")
+    names = [t["name"] for t in tasks]
+    wait = names.index("Wait for the reverted sandbox to answer")
+    resync = names.index("Resynchronise the reverted clock")
+    check = names.index("Refuse a sandbox whose clock is off")
+    assert wait < resync < check
+    assert tasks[resync]["ansible.windows.win_command"] == "w32tm.exe /resync /force"
+    assert tasks[check]["when"] == "method != 'uninstall'"
+    assert "lab_max_clock_skew | default(120)" in tasks[check]["ansible.builtin.assert"]["that"]
+
+
+def test_vsphere_resets_have_their_controller_library_in_an_extra() -> None:
+    # community.vmware runs on the controller (delegate_to: localhost) and needs pyVmomi there.
+    tasks = file_tasks(WINDOWS / "reset.yml")
+    vsphere = next(t for t in tasks if "community.vmware.vmware_guest_snapshot" in t)
+    assert vsphere["delegate_to"] == "localhost"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras["vmware"] == ["pyvmomi>=8"]
