@@ -429,20 +429,36 @@ SH_EQUIVALENTS = {
     "cmd.exe /c set": r"tr '\0' '\n' < /proc/$$/environ",
     "powershell.exe (pwd).Path": "pwd",
     "powershell.exe -": r"""tr ';' '\n' | sed -n 's/^Write-Host "\(.*\)"$/\1/p'""",
+    # pypsrp's other WinRS recordings (stderr and exit code, WINRS_SKIP_CMD_SHELL, code page 65001)
+    "cmd.exe /c echo out && echo err>&2 && exit 1": r"printf 'out \r\n'; printf 'err \r\n' >&2; exit 1",
+    "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\powershell.exe Write-Host hi": "echo hi",
+    "powershell.exe Write-Host \u3053\u3093\u306b\u3061\u306f": "echo \u3053\u3093\u306b\u3061\u306f",
+    "powershell.exe Write-Host hi; Start-Sleep 30; Write-Host hi again": "echo hi; sleep 30; echo hi again",
 }
-_COMMAND_LINE = re.compile(r"<rsp:CommandLine>(.*?)</rsp:CommandLine>", re.S)
+_SKIP_CMD_SHELL = '<wsman:Option Name="WINRS_SKIP_CMD_SHELL">True</wsman:Option>'
+_COMMAND_LINE = re.compile(r"(<rsp:CommandLine[^>]*>)(.*?)</rsp:CommandLine>", re.S)
 _RSP = "{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}"
 
 
-def _sh_command_line(request: str) -> str:
+def _sh_command_line(request: str, workdir: Path) -> str:
+    """The request with its Windows command replaced by the /bin/sh equivalent. With WINRS_SKIP_CMD_SHELL a
+    bare name is left as it is (Windows then fails it: no PATH search), and a path becomes an executable."""
     match = _COMMAND_LINE.search(request)
     if match is None:
         return request
-    element = ET.fromstring(f'<rsp:CommandLine xmlns:rsp="{_RSP[1:-1]}">{match.group(1)}</rsp:CommandLine>')
+    element = ET.fromstring(f'<rsp:CommandLine xmlns:rsp="{_RSP[1:-1]}">{match.group(2)}</rsp:CommandLine>')
     words = [element.findtext(f"{_RSP}Command") or ""] + [a.text or "" for a in element.findall(f"{_RSP}Arguments")]
-    shell_line = SH_EQUIVALENTS[" ".join(words)]
+    if _SKIP_CMD_SHELL in request:
+        if "\\" not in words[0]:
+            return request
+        program = workdir / "skip-cmd-shell-program"
+        program.write_text("#!/bin/sh\n" + SH_EQUIVALENTS[" ".join(words)] + "\n")
+        program.chmod(0o755)
+        shell_line = str(program)
+    else:
+        shell_line = SH_EQUIVALENTS[" ".join(words)]
     escaped = shell_line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return request.replace(match.group(0), f"<rsp:CommandLine><rsp:Command>{escaped}</rsp:Command></rsp:CommandLine>")
+    return request.replace(match.group(0), f"{match.group(1)}<rsp:Command>{escaped}</rsp:Command></rsp:CommandLine>")
 
 
 def _ids(envelope: str) -> list[str]:
@@ -478,7 +494,7 @@ def _replay(endpoint: WinRMEndpoint, name: str, messages: list[dict[str, str]], 
             request = message["request"]
             for recorded_id, our_id in recorded_to_ours.items():
                 request = request.replace(recorded_id, our_id)
-            request = _sh_command_line(request).replace(">C:\\Windows<", f">{workdir}<")
+            request = _sh_command_line(request, workdir).replace(">C:\\Windows<", f">{workdir}<")
             try:
                 response = transport.send(request.encode()).decode()
             except WinRMTransportError as err:
