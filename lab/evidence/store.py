@@ -94,8 +94,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._ensured: set[str] = set()
-        for schema in registered():
-            self.ensure(schema)
+        self._ensure_all(registered())
 
     def close(self) -> None:
         with self._lock:
@@ -123,9 +122,18 @@ class Store:
             if self._db.in_transaction:  # the caller's transaction may still roll back: check again next time
                 apply(self._db, schema)
                 return
-            with self.transaction() as db:
-                apply(db, schema)
-            self._ensured.add(schema.feature)
+            self._ensure_all((schema,))
+
+    def _ensure_all(self, schemas: tuple[Schema, ...]) -> None:
+        """Apply the steps ``schemas`` lack in one write transaction, and none when nothing is
+        missing (opening a store to read it takes no write lock)."""
+        with self._lock:
+            held = applied(self._db)
+            if any(held.get(s.feature, 0) < len(s.steps) for s in schemas):
+                with self.transaction() as db:
+                    for schema in schemas:
+                        apply(db, schema)
+            self._ensured.update(s.feature for s in schemas)
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

@@ -156,3 +156,14 @@ def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
         store.finish_cell(campaign.id, "s1", "smoke", duplicate)
     cell = store.cells(campaign.id)[0]
     assert (cell.state, cell.results) == (CellState.PENDING, ())
+
+
+def test_opening_a_migrated_store_takes_no_write_lock(tmp_path: Path) -> None:
+    Store(tmp_path / "lab.sqlite3").close()
+    writer = sqlite3.connect(tmp_path / "lab.sqlite3", isolation_level=None, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # another process is mid-write (a campaign, a rollout)
+    try:
+        reader = Store(tmp_path / "lab.sqlite3")  # waiting for the writer would take 30 s, then fail
+        assert reader.campaigns() == [] and signed(reader, "app", "1.0") == []
+    finally:
+        writer.execute("ROLLBACK")
