@@ -848,14 +848,12 @@ def dpkg_compare(a, b):
 
 
 def rpm_compare(a, b):
-    """Order two versions as rpm does (``rpm.vercmp``, rpmverCmp): epoch (absent: 0), version by
-    rpmvercmp, and the release only when both name one (``>= 1.0`` holds for 1.0-3)."""
+    """Order two versions as rpm does (``rpm.vercmp``, rpmverCmp): epoch (absent: 0), then version and
+    release by rpmvercmp; an absent release is empty, below any release (``==1.0`` is not 1.0-3)."""
     epoch_a, version_a, release_a = split_evr(a)
     epoch_b, version_b, release_b = split_evr(b)
-    result = sign(int(epoch_a or 0) - int(epoch_b or 0)) or rpm_compare_part(version_a, version_b)
-    if result or release_a is None or release_b is None:
-        return result
-    return rpm_compare_part(release_a, release_b)
+    return (sign(int(epoch_a or 0) - int(epoch_b or 0)) or rpm_compare_part(version_a, version_b)
+            or rpm_compare_part(release_a or "", release_b or ""))
 
 
 def sign(number):

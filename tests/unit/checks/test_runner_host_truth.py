@@ -305,8 +305,8 @@ def test_dpkg_constraints_use_the_full_version(version: str, constraint: str, ok
 
 
 @pytest.mark.parametrize(("a", "b", "order"), [
-    ("1.0-1", "1.0", 0),  # rpm compares the release only when both have one
-    ("1.0", "1.0-1", 0),
+    ("1.0-1", "1.0", 1),  # an absent release is empty: below any release, as rpm.vercmp says
+    ("1.0", "1.0-0", -1),
     ("1.0-2", "1.0-10", -1),
     ("1:1.0", "2.0", 1),
     ("0:1.0-1", "1.0-1", 0),
@@ -323,8 +323,9 @@ def test_rpm_full_order(a: str, b: str, order: int) -> None:
 def test_rpm_order_agrees_with_rpm() -> None:
     pairs = [("1.0-1", "1.0"), ("1.0-2", "1.0-10"), ("1:1.0", "2.0"), ("1.0~rc1-1", "1.0-1"), ("2.10", "2.9"),
              ("1.0a", "1.0.1"), ("1.0^git1", "1.0"), ("1.0^git1", "1.0.1"), ("1.01", "1.1"), ("el9", "el10"),
-             ("1.0-1.el9", "1.0-1.el10"), ("0:1.0", "1.0"), ("1.0_1", "1.0.1"), ("1.0~~", "1.0~")]
-    script = "; ".join(f"print(rpm.vercmp('{a}', '{b}'))" for a, b in pairs)
+             ("1.0-1.el9", "1.0-1.el10"), ("0:1.0", "1.0"), ("1.0_1", "1.0.1"), ("1.0~~", "1.0~"),
+             ("1.0", "1.0-0"), ("2:1.0-1", "1:9.9-9"), ("1.0-1~rc", "1.0-1"), ("1.0a-1", "1.0-1")]
+    script = "; ".join(f"print(rpm.vercmp('{a}', '{b}') .. ' ')" for a, b in pairs)
     out = subprocess.run(["rpm", "--eval", f"%{{lua: {script}}}"], capture_output=True, text=True, check=True).stdout
     assert [runner.rpm_compare(a, b) for a, b in pairs] == [int(line) for line in out.split()]
 
