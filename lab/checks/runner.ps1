@@ -1178,12 +1178,7 @@ function Test-LabPort {
 # --- http ---------------------------------------------------------------------------------------
 
 function Initialize-LabTls {
-    # The certificate policies for tls_verify: false and ca_file, compiled once per process.
-    Assert-LabFullLanguage
-    $existing = 'LabTlsPolicy' -as [type]
-    if ($null -ne $existing) {
-        return $existing
-    }
+    # The certificate policies for tls_verify: false and ca_file.
     $source = @'
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
@@ -1212,8 +1207,7 @@ public static class LabTlsPolicy
     }
 }
 '@
-    Add-Type -TypeDefinition $source -Language CSharp
-    return ('LabTlsPolicy' -as [type])
+    return Import-LabType -Name 'LabTlsPolicy' -Source $source
 }
 
 function Set-LabHeader {
@@ -1513,11 +1507,6 @@ function Test-LabVersion {
 function Initialize-LabJob {
     # A Windows job object: every process the launched program starts joins it, so its whole tree is
     # counted (memory, live processes) and killed together (TerminateJobObject, and KILL_ON_JOB_CLOSE).
-    Assert-LabFullLanguage
-    $existing = 'LabJob' -as [type]
-    if ($null -ne $existing) {
-        return $existing
-    }
     $source = @'
 using System;
 using System.ComponentModel;
@@ -1652,8 +1641,7 @@ public sealed class LabJob : IDisposable
     }
 }
 '@
-    Add-Type -TypeDefinition $source -Language CSharp
-    return ('LabJob' -as [type])
+    return Import-LabType -Name 'LabJob' -Source $source
 }
 
 function Get-LabTreeWorkingSet {
@@ -2468,6 +2456,19 @@ function Initialize-LabConsole {
     catch {
         $null = $_  # no console: children get their stdin as bytes anyway (Write-LabStdin)
     }
+}
+
+function Import-LabType {
+    # The C# type Name compiled from Source, once per process (types outlive runspaces). Add-Type needs
+    # FullLanguage: ConstrainedLanguage (WDAC/AppLocker) forbids it.
+    param([string] $Name, [string] $Source)
+    Assert-LabFullLanguage
+    $existing = $Name -as [type]
+    if ($null -ne $existing) {
+        return $existing
+    }
+    Add-Type -TypeDefinition $Source -Language CSharp
+    return ($Name -as [type])
 }
 
 function Test-LabFullLanguage {

@@ -47,8 +47,7 @@ def timed_out() -> SoapFault:
     )
 
 
-def shell_not_found(shell_id: str) -> SoapFault:
-    """The ShellId selector names no live shell (never created, deleted or dropped)."""
+def _invalid_selectors(message: str) -> SoapFault:
     return SoapFault(
         code="s:Sender",
         subcode="w:InvalidSelectors",
@@ -57,32 +56,27 @@ def shell_not_found(shell_id: str) -> SoapFault:
             "invalid selectors for the resource. "
         ),
         wsman_code=ERROR_WSMAN_SHELL_NOT_FOUND,
-        message=(
-            f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell "
-            "was not found on the server. Possible causes are: the specified ShellId is incorrect or the "
-            "shell no longer exists on the server. Provide the correct ShellId or create a new shell and "
-            "retry the operation. "
-        ),
+        message=message,
         fault_detail=FAULT_DETAIL + "UnexpectedSelectors",
+    )
+
+
+def shell_not_found(shell_id: str) -> SoapFault:
+    """The ShellId selector names no live shell (never created, deleted or dropped)."""
+    return _invalid_selectors(
+        f"The request for the Windows Remote Shell with ShellId {shell_id} failed because the shell "
+        "was not found on the server. Possible causes are: the specified ShellId is incorrect or the "
+        "shell no longer exists on the server. Provide the correct ShellId or create a new shell and "
+        "retry the operation. "
     )
 
 
 def command_not_found() -> SoapFault:
     """The CommandId names no command of this (live) shell: it ended and was cleaned up, or never existed."""
-    return SoapFault(
-        code="s:Sender",
-        subcode="w:InvalidSelectors",
-        reason=(
-            "The WS-Management service cannot process the request because the request contained "
-            "invalid selectors for the resource. "
-        ),
-        wsman_code=ERROR_WSMAN_SHELL_NOT_FOUND,
-        message=(
-            "The Windows Remote Shell received a request to perform an operation on a command identifier "
-            "that does not exist. Either the command has completed execution or the client specified an "
-            "invalid command identifier. "
-        ),
-        fault_detail=FAULT_DETAIL + "UnexpectedSelectors",
+    return _invalid_selectors(
+        "The Windows Remote Shell received a request to perform an operation on a command identifier "
+        "that does not exist. Either the command has completed execution or the client specified an "
+        "invalid command identifier. "
     )
 
 
@@ -98,14 +92,15 @@ def file_not_found() -> SoapFault:
     )
 
 
-def invalid_parameter() -> SoapFault:
-    """What the cmd plugin answers for e.g. a Receive without a CommandId (recorded)."""
+def invalid_parameter(detail: str = "") -> SoapFault:
+    """What the cmd plugin answers for e.g. a Receive without a CommandId (recorded); ``detail`` is appended
+    to the message (for the approximated uses)."""
     return SoapFault(
         code="s:Sender",
         subcode="w:InvalidParameter",
         reason="The parameter is incorrect. ",
         wsman_code=ERROR_INVALID_PARAMETER,
-        message="The parameter is incorrect. ",
+        message="The parameter is incorrect. " + detail,
         fault_detail=FAULT_DETAIL + "InvalidValue",
         provider=CMD_PLUGIN,
     )
@@ -200,12 +195,4 @@ def invalid_directory(path: str) -> SoapFault:
 
 def invalid_codepage(codepage: str) -> SoapFault:
     """(approximated) WINRS_CODEPAGE names a code page the host does not have."""
-    return SoapFault(
-        code="s:Sender",
-        subcode="w:InvalidParameter",
-        reason="The parameter is incorrect. ",
-        wsman_code=ERROR_INVALID_PARAMETER,
-        message=f"The parameter is incorrect. (WINRS_CODEPAGE {codepage}) ",
-        fault_detail=FAULT_DETAIL + "InvalidValue",
-        provider=CMD_PLUGIN,
-    )
+    return invalid_parameter(f"(WINRS_CODEPAGE {codepage}) ")

@@ -98,18 +98,18 @@ def test_add_type_only_behind_the_full_language_guard(source: str) -> None:
     assert unguarded_add_type(source) == []
     assert top_level_dotnet(source) == []
     assert manifest_guard_problems(source) == []
-    # the guarded ones are the ones expected: TLS policies, the launch job object, ServiceController
+    # the guarded ones are the ones expected: compiled C# types (TLS policies, the job object), ServiceController
     guarded = {function_name(enclosing(c, "function_statement")) for c in commands(parse(source).root_node, "Add-Type")}  # type: ignore[arg-type]
-    assert guarded == {"Initialize-LabTls", "Initialize-LabJob", "Test-LabService"}
+    assert guarded == {"Import-LabType", "Test-LabService"}
 
 
 def test_seeded_unguarded_dotnet_is_reported(source: str) -> None:
-    comment = "    # The certificate policies for tls_verify: false and ca_file, compiled once per process.\n"
-    unguarded = source.replace(comment + "    Assert-LabFullLanguage\n", comment)
+    params = "    param([string] $Name, [string] $Source)\n"
+    unguarded = source.replace(params + "    Assert-LabFullLanguage\n", params)
     assert unguarded != source
     found = unguarded_add_type(unguarded)
     assert len(found) == 1
-    assert found[0].startswith("Add-Type without Assert-LabFullLanguage in Initialize-LabTls at line ")
+    assert found[0].startswith("Add-Type without Assert-LabFullLanguage in Import-LabType at line ")
     top = source.replace("$LabFormat = 1\n", "$LabFormat = 1\n$labText = New-Object System.Text.StringBuilder\n")
     assert [p.split(" at line ")[0] for p in top_level_dotnet(top)] == ["New-Object at the top level"]
     guard = "    if (-not (Test-LabFullLanguage)) {\n        Write-Error -Message ('lab runner: PowerShell runs in"
