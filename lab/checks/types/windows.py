@@ -24,7 +24,10 @@ so a suite can target both platforms, with these differences:
   ``%ProgramData%\\lab\\installed\\<product>.json`` (never the version the record says was asked for).
 
 Windows-only types: registry, launch, eventlog (``since: deploy`` = the host's own time of the last
-deploy), pester.
+deploy), pester. ``launch`` holds the program's whole process tree in a job object (alive while any of
+its processes runs, memory of the tree, the tree killed at the end) with every stream redirected; it
+runs in the WinRM account's session (session 0 on a server, without a desktop), so it proves that the
+program starts, survives and stays within its budget, not that an RDS user sees a working window.
 
 Objects whose keys are names on Windows (``command``'s ``env``, ``http``'s ``headers``) must not hold two
 keys that differ only in case: Windows PowerShell 5.1's ConvertFrom-Json rejects the whole manifest for
