@@ -7,7 +7,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -120,14 +122,19 @@ def write(path: Path, text: str) -> Path:
 
 
 def stop_local_sandboxes(lab_yml: Path) -> None:
-    """Stop whatever the lab's local sandboxes and local production hosts still run (their baseline services)."""
+    """Stop whatever the lab's local sandboxes and local production hosts still run (their baseline services).
+
+    The hosts are stopped side by side: a stopped service can stay a zombie for a second or two where
+    PID 1 reaps orphans late (as in some CI containers), and one host after another made the demo's
+    teardown wait for 27 of them in turn."""
     from lab.config.labfile import load_lab
     from lab.sandboxes.local import LocalProvider, stop_processes
 
     config = load_lab(lab_yml)
     provider = LocalProvider(config.state_dir)
-    for spec in config.sandboxes:
-        if spec.provider == "local":
-            provider.destroy(spec)
-    for root in sorted((config.state_dir / "production").glob("*/root")):
-        stop_processes(root)
+    stops: list[Callable[[], None]] = [
+        partial(provider.destroy, spec) for spec in config.sandboxes if spec.provider == "local"]
+    stops += [partial(stop_processes, root) for root in sorted((config.state_dir / "production").glob("*/root"))]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(stops), 32))) as pool:
+        for done in [pool.submit(stop) for stop in stops]:
+            done.result()
