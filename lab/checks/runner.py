@@ -423,6 +423,12 @@ def exe_matches(facts, exe, root):
     return os.path.basename(facts["exe"]) == exe
 
 
+def command_line(facts):
+    """The arguments joined by spaces, or ``[comm]`` for a process without any (a kernel thread), as
+    ``ps -o args`` shows it and ``pgrep -f`` matches it."""
+    return " ".join(facts["argv"]) if facts["argv"] else "[%s]" % decode(facts["comm"])
+
+
 def process_matchers(params):
     """The tests a process must pass, one per selector given: name, comm, exe, cmdline."""
     tests = []
@@ -441,7 +447,7 @@ def process_matchers(params):
             pattern = re.compile(cmdline)
         except re.error as exc:
             raise CheckBroken("cmdline is not a valid regex: %s" % exc) from None
-        tests.append(("cmdline", lambda f, root: pattern.search(" ".join(f["argv"])) is not None))
+        tests.append(("cmdline", lambda f, root: pattern.search(command_line(f)) is not None))
     return tests
 
 
@@ -1484,7 +1490,11 @@ def check_mount(params, ctx):
     if not path.startswith("/"):
         raise CheckBroken("path must be absolute, got %r" % path)
     want_exists = param_bool(params, "exists", True)
-    target = os.path.normpath(under_root(ctx["root"], "/" + os.path.normpath(path).lstrip("/")))
+    try:  # a path through a symlink names the mount point it leads to, as mountpoint(1) and findmnt -T see it
+        resolved = sandbox_path(ctx["root"], "/" + os.path.normpath(path).lstrip("/"), True)
+    except OSError:
+        resolved = under_root(ctx["root"], path)
+    target = os.path.normpath(os.path.realpath(resolved) if ctx["root"] in ("", "/") else resolved)
     mounts = []
     for line in read_text(proc_path("mounts"), "/proc/mounts").splitlines():
         fields = line.split()

@@ -81,7 +81,7 @@ def ssh_config_text(alias: str, settings: SSHSettings) -> str:
     private ControlPath directory of one run.
     """
     lines = [f"Host {alias}", f"    HostName {settings.host}", "    BatchMode yes", "    StrictHostKeyChecking yes",
-             f"    ConnectTimeout {settings.connect_timeout}", "    ControlPath %%CONTROL%%/%C"]
+             f"    ConnectTimeout {settings.connect_timeout}", "    ControlPath %%CONTROL%%/master"]
     if settings.port is not None:
         lines.append(f"    Port {settings.port}")
     if settings.user is not None:

@@ -22,7 +22,9 @@ import os
 import secrets
 import shlex
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,8 +73,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     provider = NamespaceProvider(state)
     spec = SandboxSpec("diff-sbx", "debian-12", "namespace", {})
     handle = provider.reset(spec)
-    control = Path(state / "cm")
-    control.mkdir()
+    control = Path(tempfile.mkdtemp(prefix="lab-cm-"))  # a unix socket path has at most 107 bytes
     config = state / "ssh_config"
     connection = connection_for("ssh", spec.name, handle.facts, "/")
     assert connection.ssh_config is not None
@@ -84,8 +85,9 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield made
         finish(made, tmp_path_factory)
     finally:
-        os.system(f"ssh -F {q(str(config))} -O exit {spec.name} >/dev/null 2>&1")
+        subprocess.run(["ssh", "-F", str(config), "-O", "exit", spec.name], capture_output=True, check=False)
         provider.destroy(spec)
+        shutil.rmtree(control, ignore_errors=True)
 
 
 def finish(target: Target, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -298,6 +300,8 @@ def process_cases(w: str, tag: str) -> list[Case]:
         Case("process zombie running false", "process", {"comm": zombie, "running": False},
              f"! pgrep -x -r D,R,S,T,I {zombie}", lambda h: not h.process.filter(comm=zombie)),
         Case("process zombie by name", "process", {"name": zombie}, f"pidof {zombie}"),
+        Case("process cmdline of a kernel thread", "process", {"cmdline": r"^\[kthreadd\]$"},
+             "pgrep -f '^\\[kthreadd\\]$'", args(r"^\[kthreadd\]$")),
         Case("process none by comm", "process", {"comm": f"labno{tag}"}, f"pgrep -x labno{tag}", comm(f"labno{tag}")),
         Case("process none running false", "process", {"comm": f"labno{tag}", "running": False},
              f"! pgrep -x labno{tag}", lambda h: not h.process.filter(comm=f"labno{tag}")),
@@ -597,6 +601,9 @@ def mount_cases(w: str) -> list[Case]:
              lambda h: {"rw", "size=1024k"} <= set(h.mount_point(m).options)),
         Case("mount device", "mount", {"path": m, "device": "labm"}, f'[ "$({top.format(f="SOURCE", p=m)})" = labm ]',
              lambda h: h.mount_point(m).device == "labm"),
+        Case("mount through a symlink", "mount", {"path": f"{w}/mlink", "fstype": "tmpfs"}, f"mountpoint -q {w}/mlink",
+             lambda h: h.mount_point(f"{w}/mlink").exists,
+             differs="MountPoint compares the path as written: a symlink to a mount point is not one"),
         Case("mount not a mount point", "mount", {"path": f"{w}/d"}, f"mountpoint -q {w}/d",
              lambda h: h.mount_point(f"{w}/d").exists),
         Case("mount not a mount point, exists false", "mount", {"path": f"{w}/d", "exists": False},
@@ -623,7 +630,7 @@ def mount_cases(w: str) -> list[Case]:
 
 @needs_root
 def test_mount(target: Target, work: str) -> None:
-    target.must(f"cd {work} && mkdir d m st 'with space' && mount -t tmpfs -o size=1m labm m && "
+    target.must(f"cd {work} && mkdir d m st 'with space' && ln -s m mlink && mount -t tmpfs -o size=1m labm m && "
                 "mount -t tmpfs -o size=1m labbelow st && mount -t tmpfs -o size=2m labtop st && "
                 "mount -t tmpfs -o size=3m labsp 'with space'")
     judge(target, mount_cases(work))

@@ -389,3 +389,24 @@ def test_without_sock_diag_or_connect_the_system_default_decides(tmp_path: Path,
     assert result["evidence"]["v6only_source"].startswith("/proc/sys/net/ipv6/bindv6only")
     (proc / "sys" / "net" / "ipv6" / "bindv6only").write_text("0\n")
     assert status(tmp_path, "listening", port=5353, protocol="udp", address="127.0.0.1") == "pass"
+
+
+# --- process and mount: what ps and mountpoint(1) see ---------------------------------------------
+
+def test_a_kernel_threads_command_line_is_its_bracketed_comm() -> None:
+    """pgrep -f and ps -o args show a process without arguments (a kernel thread) as [comm]."""
+    assert runner.command_line({"argv": [], "comm": b"kthreadd"}) == "[kthreadd]"
+    assert runner.command_line({"argv": ["sleep", "60"], "comm": b"sleep"}) == "sleep 60"
+
+
+def test_a_mount_point_reached_through_a_symlink(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    (root / "data").mkdir(parents=True)
+    (root / "link").symlink_to("/data")  # absolute: inside the sandbox root
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "mounts").write_text(f"tmpfs {root}/data tmpfs rw,size=1024k 0 0\n")
+    monkeypatch.setattr(runner, "PROC", str(proc))
+    result = one(root, "mount", path="/link", fstype="tmpfs")
+    assert result["status"] == "pass", result["message"]
+    assert status(root, "mount", path="/data/", options=["size=1024k"]) == "pass"

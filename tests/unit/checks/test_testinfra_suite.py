@@ -137,7 +137,7 @@ def test_the_ssh_config_reaches_the_sandbox_as_the_transport_does() -> None:
     assert (connection.hosts, connection.host_id, connection.env) == ("ssh://ts-sbx-01", "ssh://ts-sbx-01", {})
     assert connection.ssh_config == (
         "Host ts-sbx-01\n    HostName 127.0.0.1\n    BatchMode yes\n    StrictHostKeyChecking yes\n"
-        "    ConnectTimeout 10\n    ControlPath %%CONTROL%%/%C\n    Port 2222\n    User root\n"
+        "    ConnectTimeout 10\n    ControlPath %%CONTROL%%/master\n    Port 2222\n    User root\n"
         "    IdentityFile /lab/.lab/ssh/id_ed25519\n    IdentitiesOnly yes\n"
         "    UserKnownHostsFile /lab/.lab/ssh/known_hosts\n    StrictHostKeyChecking yes\n")
     assert connection_for("local", "ts-sbx-01", {}, "/srv/sbx") == \
