@@ -541,17 +541,41 @@ def port_open(host, port, timeout):
         return False
 
 
+def ip_literal(host):
+    """``host`` as /proc/net writes it when it is an IP address, else None (a name)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        packed = socket.inet_pton(family, host)
+    except OSError:
+        return None
+    return proc_address("".join("%08X" % struct.unpack("=I", packed[i:i + 4])[0]
+                                for i in range(0, len(packed), 4)), family)
+
+
 def check_port(params, ctx):
+    """A TCP port is listening: on any address, or with ``host`` on a socket that accepts connections
+    to that address (bound to it or to a wildcard that covers it, IPV6_V6ONLY heeded, as the
+    listening check judges it); a host name is tried with a real connect()."""
     port = int(params["port"])
-    host = params.get("host", "127.0.0.1")
+    host = params.get("host")
     want = params.get("listening", True)
-    if os.path.exists("/proc/net/tcp"):
+    address = ip_literal(host) if host is not None else None
+    if address is not None and os.path.exists(proc_path("net", "tcp")):
+        on_port = [s for s in listening_sockets("tcp")[0] if s["port"] == port]
+        ipv4 = None if ":" in address or any(covers(s, address) for s in on_port if s["address"] != ANY_IPV6) \
+            else address
+        judge_v6only(on_port, "tcp", ipv4)
+        listening = any(covers(s, address) for s in on_port)
+        how = "/proc/net/tcp, a socket covering %s" % host
+    elif host is None and os.path.exists("/proc/net/tcp"):
         listening = port in listening_ports()
         how = "/proc/net/tcp"
     else:
-        listening = port_open(host, port, min(ctx["timeout"], 5))
+        listening = port_open(host or "127.0.0.1", port, min(ctx["timeout"], 5))
         how = "connect"
     evidence = {"port": port, "listening": listening, "method": how}
+    if host is not None:
+        evidence["host"] = host
     if listening != want:
         raise Failure("port %d is %slistening" % (port, "" if listening else "not "), evidence)
     return "port %d is %slistening" % (port, "" if listening else "not "), evidence
@@ -1417,13 +1441,9 @@ def check_listening(params, ctx):
         raise CheckBroken("process only applies to listening: true")
     address = param_text(params, "address", required=False)
     if address is not None:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        try:
-            packed = socket.inet_pton(family, address)
-        except OSError:
-            raise CheckBroken("address must be an IPv4 or IPv6 address, got %r" % address) from None
-        address = proc_address("".join("%08X" % struct.unpack("=I", packed[i:i + 4])
-                                       for i in range(0, len(packed), 4)), family)
+        given, address = address, ip_literal(address)
+        if address is None:
+            raise CheckBroken("address must be an IPv4 or IPv6 address, got %r" % given)
     sockets, tables, has_ipv6 = listening_sockets(protocol)
     on_port = [s for s in sockets if s["port"] == port]
     ipv4 = None if address is not None and ":" in address else address or "127.0.0.1"

@@ -714,6 +714,10 @@ def listening_cases(ports: dict[str, int]) -> list[Case]:
                               lambda h, s=spec: h.socket(s).is_listening,
                               differs=SOCKET_DIFFERENCES.get((name, address), "")))
     cases.append(Case("port t4lo", "port", {"port": ports["t4lo"]}, f"ss -Hltn 'sport = :{ports['t4lo']}' | grep -q ."))
+    for name, host in (("t6only", "127.0.0.1"), ("t6only", "::1"), ("t4lo", "::1"), ("t4lo", "localhost"),
+                       ("t6dual", "127.0.0.1"), ("t4any", "127.0.0.1")):
+        cases.append(Case(f"port {name} host {host}", "port", {"port": ports[name], "host": host},
+                          CONNECT.format(a=host, p=ports[name])))
     return cases
 
 

@@ -362,6 +362,22 @@ def test_v6only_from_the_sockets_own_flag(kind: socket.SocketKind) -> None:
 
 
 @needs_ipv6
+def test_port_with_a_host_needs_a_socket_that_serves_it() -> None:
+    with listener(True) as only6, socket.socket() as loopback:
+        loopback.bind(("127.0.0.1", 0))
+        loopback.listen()
+        port6, port4 = only6.getsockname()[1], loopback.getsockname()[1]
+        assert status(Path("/"), "port", port=port6) == "pass"  # any address
+        refused = one(Path("/"), "port", port=port6, host="127.0.0.1")
+        assert refused["status"] == "fail"
+        assert refused["evidence"]["method"] == "/proc/net/tcp, a socket covering 127.0.0.1"
+        assert status(Path("/"), "port", port=port6, host="::1") == "pass"
+        assert status(Path("/"), "port", port=port4, host="::1") == "fail"
+        by_name = one(Path("/"), "port", port=port4, host="localhost")
+        assert (by_name["status"], by_name["evidence"]["method"]) == ("pass", "connect")
+
+
+@needs_ipv6
 def test_without_sock_diag_a_connect_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "v6only_flags", lambda protocol: None)
     with listener(True) as only6, listener(False) as dual:
