@@ -82,12 +82,13 @@ class Target:
     def put(self, path: str, data: bytes, mode: int = 0o644) -> None:
         self.must(f"cat > {shlex.quote(path)} && chmod {mode:o} {shlex.quote(path)}", data)
 
-    def judge(self, cases: list[Case]) -> list[Verdict]:
-        """Ask the lab (one suite, one round trip), the host and testinfra about every case."""
+    def judge(self, cases: list[Case], root: str = "/") -> list[Verdict]:
+        """Ask the lab (one suite, one round trip, as on a sandbox whose root is ``root``), the host
+        and testinfra about every case."""
         assert len({c.id for c in cases}) == len(cases), "case ids must be unique"
         suite = Suite("differential", Path(__file__), True, ("debian-12",),
                       tuple(Check(c.id, c.type, c.params, 20.0, 0) for c in cases))
-        lab = {r.check_id: r for r in run_suite(self.transport, suite, "/", dict(self.transport.variables), SUITE_CAP)}
+        lab = {r.check_id: r for r in run_suite(self.transport, suite, root, dict(self.transport.variables), SUITE_CAP)}
         host = self.oracles(cases)
         verdicts = [Verdict(c, host[c.id], lab[c.id], self.ask_testinfra(c)) for c in cases]
         self.verdicts += verdicts

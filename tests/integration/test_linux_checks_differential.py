@@ -11,9 +11,9 @@ Targets: ``local`` is this machine (the local transport, root ``/``); ``ssh`` is
 sandbox reached over SSH as root (needs root and sshd, as test_namespace.py). Cases that need
 root to set up (devices, mounts, packages, services, owners) skip without it; cases that change
 the system's account files or dpkg architectures run in the sandbox only, whose writes are thrown
-away; on this machine, as root, the package, service and sysctl cases install and then purge tiny
-packages, add and remove SysV scripts, and add and delete a veth pair. ``pytest -s`` prints every
-verdict; the JSON record is written to the test's tmp directory.
+away; on this machine, packages go into a local sandbox root (``dpkg --root``, read by the lab as it
+reads a local sandbox's), and as root the service and sysctl cases add and remove SysV scripts and a
+veth pair. ``pytest -s`` prints every verdict; the JSON record is written to the test's tmp directory.
 """
 
 from __future__ import annotations
@@ -114,8 +114,8 @@ def tag_of(work: str) -> str:
     return work.rsplit("-", 1)[1]
 
 
-def judge(target: Target, cases: list[Case]) -> list[Verdict]:
-    verdicts = target.judge(cases)
+def judge(target: Target, cases: list[Case], root: str = "/") -> list[Verdict]:
+    verdicts = target.judge(cases, root)
     found = problems(verdicts)
     assert not found, "\n".join(found)
     return verdicts
@@ -398,37 +398,43 @@ CONSTRAINTS = {
     "rev": ["==1.0-1", ">1.0-1", "<1.0-1+b10", "==1.0", ">=1.0", "<=1.0-1+b2", "!=1.0-1+b2", ">1.0-1+b1~"],
     "native": ["==1.0.2", ">=1.0.2-0", "<1.0.10", ">1.0.2~", "==1.0.2-0", "<1.0.2+dfsg"],
 }
-INSTALLED = "dpkg-query -W -f '${{db:Status-Abbrev}}\\n' {n} | grep -q '^[ih]i'"
+INSTALLED = "{query} -W -f '${{db:Status-Abbrev}}\\n' {n} | grep -q '^[ih]i'"
 
 
-def package_cases(tag: str, multi_arch: str | None) -> list[Case]:
+def package_cases(tag: str, multi_arch: str | None, query: str = "dpkg-query") -> list[Case]:
+    """``query`` reads the database the lab reads (``dpkg-query --admindir=...`` for a sandbox root,
+    where testinfra, which asks the host's own dpkg, has no way to ask)."""
+    ask = query == "dpkg-query"
     cases = []
     for kind, version in PACKAGES.items():
         name = f"labdiff-{kind}-{tag}"
         cases.append(Case(f"package {kind} {version} installed", "package", {"name": name},
-                          INSTALLED.format(n=name), lambda h, n=name: h.package(n).is_installed))
+                          INSTALLED.format(query=query, n=name),
+                          (lambda h, n=name: h.package(n).is_installed) if ask else None))
         for constraint in CONSTRAINTS[kind]:
             clauses = " && ".join(
                 f"dpkg --compare-versions \"$v\" {op} {q(ref)}"
                 for op, ref in (clause_words(c) for c in constraint.split(",")))
             cases.append(Case(f"package {kind} {version} {constraint}", "package",
                               {"name": name, "version": constraint},
-                              f"for v in $(dpkg-query -W -f '${{Version}}\\n' {name}); do {clauses} || exit 1; done"))
-    unpacked = f"labdiff-unpacked-{tag}"
+                              f"for v in $({query} -W -f '${{Version}}\\n' {name}); do {clauses} || exit 1; done"))
+    unpacked, none = f"labdiff-unpacked-{tag}", f"labdiff-none-{tag}"
     cases += [Case("package unpacked only is not installed", "package", {"name": unpacked},
-                   INSTALLED.format(n=unpacked), lambda h: h.package(unpacked).is_installed),
+                   INSTALLED.format(query=query, n=unpacked),
+                   (lambda h: h.package(unpacked).is_installed) if ask else None),
               Case("package unpacked only, installed false", "package", {"name": unpacked, "installed": False},
-                   f"! {INSTALLED.format(n=unpacked)}", lambda h: not h.package(unpacked).is_installed),
-              Case("package never heard of", "package", {"name": f"labdiff-none-{tag}"},
-                   INSTALLED.format(n=f"labdiff-none-{tag}"), lambda h: h.package(f"labdiff-none-{tag}").is_installed)]
+                   f"! {INSTALLED.format(query=query, n=unpacked)}",
+                   (lambda h: not h.package(unpacked).is_installed) if ask else None),
+              Case("package never heard of", "package", {"name": none}, INSTALLED.format(query=query, n=none),
+                   (lambda h: h.package(none).is_installed) if ask else None)]
     if multi_arch is not None:
         name = f"labdiff-ma-{tag}"
         for qualified in (name, f"{name}:{multi_arch}", f"{name}:i386", f"{name}:armhf"):
             differs = "" if ":" in qualified else ("Package.is_installed compares dpkg-query's Status of every "
                                                    "instance run together: installed for two architectures is 'no'")
             cases.append(Case(f"package multi-arch {qualified}", "package", {"name": qualified},
-                              INSTALLED.format(n=qualified), lambda h, n=qualified: h.package(n).is_installed,
-                              differs=differs))
+                              INSTALLED.format(query=query, n=qualified),
+                              lambda h, n=qualified: h.package(n).is_installed, differs=differs))
         for constraint in (">=1.0", "<1.0", "==1.0-3"):
             cases.append(Case(f"package multi-arch {name} {constraint}", "package",
                               {"name": name, "version": constraint},
@@ -449,7 +455,16 @@ def clause_words(clause: str) -> tuple[str, str]:
 @needs_root
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="needs a dpkg-based host (Debian or Ubuntu)")
 def test_package(target: Target, work: str, tmp_path: Path) -> None:
+    """In the sandbox, packages are installed for real; on this machine into a local sandbox root
+    (``dpkg --root``), which the lab reads as it reads a local sandbox's, so that this machine's own
+    dpkg database (which other tests compare) never changes."""
     tag = tag_of(work)
+    root, dpkg, query = "/", "dpkg", "dpkg-query"
+    if not target.can_edit_system:
+        root = f"{work}/sbx"
+        dpkg, query = f"dpkg --root={root}", f"dpkg-query --admindir={root}/var/lib/dpkg"
+        target.must(f"mkdir -p {root}/var/lib/dpkg/updates {root}/var/lib/dpkg/info && "
+                    f": > {root}/var/lib/dpkg/status")
     arch = target.must("dpkg --print-architecture").strip()
     debs = {f"labdiff-{kind}-{tag}": build_deb(tmp_path, f"labdiff-{kind}-{tag}", version, arch)
             for kind, version in PACKAGES.items()}
@@ -465,11 +480,11 @@ def test_package(target: Target, work: str, tmp_path: Path) -> None:
         target.put(f"{work}/{name}.deb", data)
     installed = [n for n in debs if "unpacked" not in n]
     try:
-        target.must(f"cd {work} && dpkg -i {' '.join(f'{n}.deb' for n in installed)} >/dev/null && "
-                    f"dpkg --unpack labdiff-unpacked-{tag}.deb >/dev/null")
-        verdicts = judge(target, package_cases(tag, multi_arch))
+        target.must(f"cd {work} && {dpkg} -i {' '.join(f'{n}.deb' for n in installed)} >/dev/null && "
+                    f"{dpkg} --unpack labdiff-unpacked-{tag}.deb >/dev/null")
+        verdicts = judge(target, package_cases(tag, multi_arch, query), root)
     finally:
-        target.sh(f"dpkg -P {' '.join(sorted({n.split('.')[0] for n in debs}))} >/dev/null 2>&1")
+        target.sh(f"{dpkg} -P {' '.join(sorted({n.split('.')[0] for n in debs}))} >/dev/null 2>&1")
     by_id = {v.case.id: v for v in verdicts}
     assert by_id["package epoch 2:1.0-1 <2"].lab.status.value == "fail"  # the epoch counts, as for dpkg
     assert by_id["package tilde 1.0~rc1-1 >=1.0"].lab.status.value == "fail"
