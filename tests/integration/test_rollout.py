@@ -98,9 +98,13 @@ def deploys(lab_yml: Path, host: str, version: str) -> list[list[str]]:
     return [entry for entry in host_log(lab_yml, host) if entry[1:4] == ["deploy", "care-planner", version]]
 
 
+def install_record(lab_yml: Path, host: str) -> Path:
+    """The host's own record of the care-planner it runs (written atomically by each install)."""
+    return host_root(lab_yml, host) / "var" / "lib" / "lab" / "installed" / "care-planner.json"
+
+
 def installed(lab_yml: Path, host: str) -> str:
-    record = host_root(lab_yml, host) / "var" / "lib" / "lab" / "installed" / "care-planner.json"
-    return str(json.loads(record.read_text())["version"])
+    return str(json.loads(install_record(lab_yml, host).read_text())["version"])
 
 
 def planner(lab_yml: Path, host: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,8 +143,7 @@ def snapshot(lab_yml: Path, host: str) -> tuple[str, int, list[str]]:
     """What would show any contact by a deploy: the log, the install record's mtime, the artifacts."""
     root = host_root(lab_yml, host)
     log = root / "var" / "log" / "lab-deploy.log"
-    record = root / "var" / "lib" / "lab" / "installed" / "care-planner.json"
-    return (log.read_text() if log.exists() else "", record.stat().st_mtime_ns,
+    return (log.read_text() if log.exists() else "", install_record(lab_yml, host).stat().st_mtime_ns,
             sorted(p.name for p in (root / "var" / "lib" / "lab" / "artifacts").iterdir()))
 
 
@@ -351,8 +354,11 @@ def test_one_rollout_at_a_time_holds_production(lab1: Path) -> None:
 
 
 def test_resume_after_kill_9_mid_wave_deploys_each_host_once(lab2: Path) -> None:
-    # killed while wave 2's Ansible run is under way: its host already has A, the store does not know yet
-    kill_when(lab2, ["rollout", "start", A], lambda: bool(deploys(lab2, "prod-ts-02", "2.0.0")))
+    # killed while wave 2's Ansible run is under way: its host already has A, the store does not know yet.
+    # "Has A" is the host's install record, not its log line: the install writes the line first, and a
+    # loaded machine (the suite runs on every core) can be caught between the two.
+    kill_when(lab2, ["rollout", "start", A],
+              lambda: install_record(lab2, "prod-ts-02").exists() and installed(lab2, "prod-ts-02") == "2.0.0")
     assert query(lab2, "SELECT state FROM rollout_waves WHERE wave=2") == [("deploying",)]
     assert query(lab2, "SELECT state FROM rollouts") == [("running",)]
     blocked = run_lab(lab2, "rollout", "start", A)  # a second rollout of the product is refused while one is unfinished
