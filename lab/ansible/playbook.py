@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,13 @@ class HostOutcome:
     failures: tuple[str, ...]
     changed: int
     finished: bool = False  # the host is in the run's final stats: its play ran to the end
+    stats: dict[str, Any] = field(default_factory=dict)  # what its own set_stats tasks reported
 
 
 @dataclass(frozen=True)
 class PlaybookOutcome:
-    """The result of one playbook run: runner status, per-host outcomes and the stats the play set."""
+    """The result of one playbook run: runner status, per-host outcomes and the stats the play set
+    (``stats``: Ansible's merge over every host; each host's own are on its ``HostOutcome``)."""
 
     playbook: str
     status: str  # successful, failed, timeout, canceled
@@ -73,11 +75,80 @@ class PlaybookOutcome:
             return f"{name} timed out"
         if outcome is None:
             return f"{name} ended {self.status} (rc {self.rc}) without reaching {host}"
-        if outcome.unreachable:
-            return f"{name}: {host} unreachable: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
-        if outcome.failures:
-            return f"{name} failed: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
-        return f"{name} ok ({outcome.changed} changed)"
+        return host_detail(name, outcome)
+
+
+def host_detail(playbook_name: str, outcome: HostOutcome) -> str:
+    """One line on how ``outcome``'s host fared in a run of ``playbook_name``."""
+    if outcome.unreachable:
+        return f"{playbook_name}: {outcome.host} unreachable: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
+    if outcome.failures:
+        return f"{playbook_name} failed: {'; '.join(outcome.failures)}"[:MAX_DETAIL]
+    return f"{playbook_name} ok ({outcome.changed} changed)"
+
+
+HostDone = Callable[[HostOutcome], None]
+
+
+class HostWatcher:
+    """Follows a run's events and keeps each host's own outcome, from that host's events alone.
+
+    With ``done``, it says as the events arrive when each host's outcome is settled: a host that
+    failed or was unreachable at once (Ansible runs nothing more on it), every other host when
+    the run's final stats arrive. Each host is told once. ``set_stats`` data a host's tasks
+    report is kept per host (Ansible's own stats merge every host's into one).
+    """
+
+    def __init__(self, done: HostDone | None = None) -> None:
+        self.done = done
+        self.failures: dict[str, list[str]] = {}
+        self.unreachable: set[str] = set()
+        self.seen: set[str] = set()
+        self.finished: set[str] = set()
+        self.changed: dict[str, int] = {}
+        self.stats: dict[str, dict[str, Any]] = {}
+        self.run_stats: dict[str, Any] = {}
+        self.told: set[str] = set()
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        data = event.get("event_data") or {}
+        kind = event.get("event")
+        host = data.get("host")
+        if host:
+            self.seen.add(host)
+        if kind == "runner_on_failed" and host and not data.get("ignore_errors"):
+            self.failures.setdefault(host, []).append(f"task {data.get('task', '?')!r}: {message_of(data)}")
+            self.tell(host)
+        elif kind == "runner_on_unreachable" and host:
+            self.unreachable.add(host)
+            self.failures.setdefault(host, []).append(message_of(data))
+            self.tell(host)
+        elif kind == "runner_on_ok" and host:
+            reported = (data.get("res") or {}).get("ansible_stats")
+            if isinstance(reported, dict) and isinstance(reported.get("data"), dict):
+                self.stats.setdefault(host, {}).update(reported["data"])
+        elif kind == "playbook_on_stats":
+            self.run_stats = dict(data.get("artifact_data") or {})
+            for key in ("ok", "failures", "dark", "changed", "skipped"):
+                for name, count in (data.get(key) or {}).items():
+                    self.seen.add(name)
+                    self.finished.add(name)
+                    if key == "changed":
+                        self.changed[name] = int(count)
+            for name in sorted(self.finished):
+                self.tell(name)
+        return True  # ansible-runner keeps every event
+
+    def outcome(self, host: str) -> HostOutcome:
+        """``host``'s outcome as its events so far say."""
+        return HostOutcome(host, host not in self.failures and host not in self.unreachable,
+                           host in self.unreachable, tuple(self.failures.get(host, ())), self.changed.get(host, 0),
+                           finished=host in self.finished, stats=dict(self.stats.get(host, {})))
+
+    def tell(self, host: str) -> None:
+        if self.done is not None and host not in self.told:
+            self.told.add(host)
+            self.done(self.outcome(host))
 
 
 def ansible_playbook_binary() -> Path:
@@ -115,8 +186,13 @@ def run_playbook_on(
     work_dir: Path,
     timeout: float,
     forks: int | None = None,
+    on_host: HostDone | None = None,
 ) -> PlaybookOutcome:
     """Run ``playbook`` once, limited to ``hosts``, and collect per-host outcomes.
+
+    ``on_host`` (optional) is called, in the calling thread while the run goes on, with each
+    host's outcome as soon as it is settled (``HostWatcher``), so a caller can start on a host
+    that is done while Ansible still works on others; the returned outcome says the same.
 
     ``extravars`` apply to every host; ``host_vars`` (per host, never secrets) reach Ansible as
     a second inventory source written beside the run, so each host gets its own values in the
@@ -161,6 +237,7 @@ def run_playbook_on(
             quiet=True,
             timeout=int(max(1, timeout)),
             project_dir=str(playbook.parent),
+            event_handler=HostWatcher(on_host) if on_host is not None else None,
         )
         return collect(runner, str(playbook), str(private))
     except InfrastructureError:
@@ -189,42 +266,11 @@ def scrub_environment(artifacts: Path) -> None:
 
 def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
     """Per-host outcomes from the runner's events."""
-    failures: dict[str, list[str]] = {}
-    unreachable: set[str] = set()
-    seen: set[str] = set()
-    stats: dict[str, Any] = {}
-    counts: dict[str, dict[str, int]] = {}
-    finished: set[str] = set()
+    watcher = HostWatcher()
     for event in runner.events:
-        data = event.get("event_data", {})
-        kind = event.get("event")
-        host = data.get("host")
-        if host:
-            seen.add(host)
-        if kind == "runner_on_failed" and not data.get("ignore_errors"):
-            failures.setdefault(host, []).append(f"task {data.get('task', '?')!r}: {message_of(data)}")
-        elif kind == "runner_on_unreachable":
-            unreachable.add(host)
-            failures.setdefault(host, []).append(message_of(data))
-        elif kind == "playbook_on_stats":
-            stats = dict(data.get("artifact_data") or {})
-            for key in ("ok", "failures", "dark", "changed"):
-                for name, count in (data.get(key) or {}).items():
-                    seen.add(name)
-                    finished.add(name)
-                    counts.setdefault(name, {})[key] = count
-    hosts = {
-        name: HostOutcome(
-            host=name,
-            ok=name not in failures and name not in unreachable,
-            unreachable=name in unreachable,
-            failures=tuple(failures.get(name, ())),
-            changed=counts.get(name, {}).get("changed", 0),
-            finished=name in finished,
-        )
-        for name in sorted(seen)
-    }
-    return PlaybookOutcome(playbook, str(runner.status), int(runner.rc or 0), hosts, stats, artifact_dir)
+        watcher(event)
+    hosts = {name: watcher.outcome(name) for name in sorted(watcher.seen)}
+    return PlaybookOutcome(playbook, str(runner.status), int(runner.rc or 0), hosts, watcher.run_stats, artifact_dir)
 
 
 def message_of(data: dict[str, Any]) -> str:

@@ -43,6 +43,7 @@ from lab.api.hosts import (
     SelftestOutcome,
     sandbox_down,
     sandbox_list,
+    sandbox_rebaseline,
     sandbox_reset,
     sandbox_up,
     selftest,
@@ -76,5 +77,5 @@ __all__ = [
     "approve", "audit_show", "audit_verify", "build", "evidence_verify", "evidence_write", "gate", "list_campaigns",
     "outcome_code", "production_down", "production_status", "production_up", "promote", "report", "resume",
     "rollout_abort", "rollout_resume", "rollout_start", "rollout_status", "run", "sandbox_down", "sandbox_list",
-    "sandbox_reset", "sandbox_up", "selftest", "show", "validate", "waive",
+    "sandbox_rebaseline", "sandbox_reset", "sandbox_up", "selftest", "show", "validate", "waive",
 ]

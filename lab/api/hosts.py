@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.api.session import Lab
+from lab.campaign.golden import rebaseline
 from lab.campaign.selftest import HostFacts, run_selftest
 from lab.errors import LabError
 from lab.model import Result, SandboxSpec, Status, Suite
@@ -146,6 +147,25 @@ def sandbox_reset(lab: Lab, names: Sequence[str] = (), lease_timeout: float | No
                   each: SandboxEvents | None = None) -> SandboxesDone:
     """Reset the named sandboxes (all without names) to their clean state; their writes are discarded."""
     return for_each(lab, names, lease_timeout, "lab sandbox reset", timed_reset("reset"), each)
+
+
+def sandbox_rebaseline(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,
+                       each: SandboxEvents | None = None) -> SandboxesDone:
+    """Install the baseline as it is now on the named sandboxes (all without names), each reset afresh,
+    in one baseline run, and keep the result as the golden image later resets return to (replacing
+    the old one). Each sandbox's outcome says the golden key (``info['golden']``) or why it failed."""
+    config = lab.config
+    started = time.monotonic()
+    wait = config.timeouts.lease if lease_timeout is None else lease_timeout
+    outcomes = []
+    for done in rebaseline(config, selected(lab, names), wait, "lab sandbox rebaseline"):
+        outcome = SandboxOutcome(done.sandbox, done.provider, f"rebaselined ({done.detail})",
+                                 time.monotonic() - started, {"state": "ready", "golden": done.golden}) if done.ok \
+            else SandboxOutcome(done.sandbox, done.provider, error=done.detail, exit_code=done.exit_code)
+        outcomes.append(outcome)
+        if each is not None:
+            each(outcome)
+    return SandboxesDone(tuple(outcomes))
 
 
 def sandbox_down(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,

@@ -44,15 +44,23 @@ def used_files(config: LabConfig, product: str, baseline_pack: Path | None = Non
     return dict(sorted(found.items()))
 
 
+def golden_images(store: Store, campaign_id: str) -> dict[str, str]:
+    """The key of the golden image each sandbox of the campaign started from (its recorded baseline
+    step: in place from that image, or installed by the playbook and then kept as it)."""
+    return {s.sandbox: s.deployed_digest for s in store.steps(campaign_id)
+            if s.step == "baseline" and s.ok and s.deployed_digest}
+
+
 def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
-                          files: dict[str, str] | None = None) -> AuditEntry:
+                          files: dict[str, str] | None = None, golden: dict[str, str] | None = None) -> AuditEntry:
     """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
     the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``
     and ``finish_campaign``), so neither is committed without the other.
 
     ``campaign`` is the campaign as it stands after the event. ``files`` (``used_files``, computed
-    before the transaction: hashing and packing never hold the write lock) are kept with it; a
-    finish entry keeps the result counts.
+    before the transaction: hashing and packing never hold the write lock) are kept with it, and
+    ``golden``, the key of the golden baseline each sandbox is to start from; a finish entry keeps
+    the result counts and the golden image each sandbox did start from.
     """
     if kind not in ("start", "resume", "finish"):
         raise ValueError(f"unknown campaign event {kind!r}; use start, resume or finish")
@@ -62,12 +70,15 @@ def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campai
     }
     if files is not None:
         payload["files"] = files
+    if golden:
+        payload["golden"] = dict(sorted(golden.items()))
     if kind == "finish":
         counts: dict[str, int] = {}
         for cell in store.cells(campaign.id):
             for result in cell.results:
                 counts[result.status.value] = counts.get(result.status.value, 0) + 1
         payload["counts"] = dict(sorted(counts.items()))
+        payload["golden"] = dict(sorted(golden_images(store, campaign.id).items()))
     time = {"start": campaign.created_at, "finish": campaign.finished_at}.get(kind)
     return append(db, f"campaign-{kind}", f"{campaign.build_ref} campaign {campaign.id}", payload, time)
 

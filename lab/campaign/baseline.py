@@ -11,13 +11,17 @@ new pack and a stale one is never used.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 from pathlib import Path
 
 from lab.campaign.builds import pack_tree
 from lab.errors import InfrastructureError
+from lab.model import SandboxSpec
+from lab.sandboxes.base import Golden
 from lab.util.atomic import write_bytes
+from lab.util.canonical import digest_of, sha256_hex
 
 PACK_VARIABLE = "lab_baseline_pack"
 
@@ -72,3 +76,18 @@ def baseline_vars(playbook: Path, state_dir: Path) -> dict[str, str]:
 def pack_digest(pack: Path) -> str:
     """The sha256 of ``pack``'s bytes, which ``baseline_pack`` put in its name."""
     return pack.name.removeprefix("baseline-").removesuffix(".tar.gz")
+
+
+def golden_of(playbook: Path, pack: Path | None, spec: SandboxSpec) -> Golden:
+    """The golden baseline of sandbox ``spec``: keyed by the digest of everything the baseline
+    installs on it (the pack's sha256, the baseline playbook's, the platform, the provider, and
+    the host's inventory variables other than the connection settings ``ansible_*``, which the
+    playbook may read). Any change to one of them gives another key."""
+    variables = {k: v for k, v in spec.host_vars.items() if not k.startswith("ansible_")}
+    return Golden(digest_of({
+        "pack": pack_digest(pack) if pack is not None else None,
+        "playbook": sha256_hex(playbook.read_bytes()),
+        "platform": spec.platform,
+        "provider": spec.provider,
+        "variables": json.loads(json.dumps(variables, sort_keys=True, default=str)),
+    }))

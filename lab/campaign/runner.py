@@ -1,31 +1,35 @@
 """Campaigns: plan the cells (build x sandbox x suite), run them, resume them.
 
-Per sandbox, in parallel up to ``parallel``: lease -> reset -> baseline -> deploy -> verify
-(one transport session; one round trip per suite) -> record. Every state change is committed
-to the store before the next step, so ``resume`` can finish whatever a crash interrupted:
-finished cells are kept as they are, unfinished ones run again on a freshly reset sandbox.
+Step by step over every sandbox with unfinished cells: lease each -> reset each (side by side, up
+to ``parallel``; to its golden baseline where its provider keeps one) -> one baseline run over
+the sandboxes without it (one of each golden key is then kept as that image) -> one deploy run
+over every sandbox ready for it (``lab.campaign.batch``, Ansible's forks = ``parallel``) ->
+verify each sandbox as soon as its own deploy is settled (one transport session; one round trip
+per suite) -> record. Each sandbox's every step is committed to the store as it ends, so
+``resume`` can finish whatever a crash interrupted: finished cells are kept as they are,
+unfinished ones run again on a freshly reset sandbox.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lab.ansible.playbook import PlaybookOutcome, run_playbook
 from lab.campaign.audit import append_campaign_event, used_files
 from lab.campaign.baseline import PACK_VARIABLE, baseline_vars
+from lab.campaign.batch import HostStep, StepRun, run_step
+from lab.campaign.golden import golden_for, install_baseline, provider_of
 from lab.checks.manifest import error_results, run_suite
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.evidence.store import CampaignAudit, Store
 from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, StepRecord
-from lab.sandboxes.base import HostHandle, LabSite
+from lab.sandboxes.base import Golden, HostHandle
 from lab.sandboxes.lease import lease
-from lab.sandboxes.registry import provider_for
 from lab.transports.base import transport_for
 from lab.util.clock import now
 
@@ -45,6 +49,14 @@ class Progress:
 
 
 ProgressHandler = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A sandbox that came through its steps so far, and its handle."""
+
+    spec: SandboxSpec
+    handle: HostHandle
 
 
 def plan_cells(config: LabConfig, product: str) -> list[tuple[str, str]]:
@@ -104,9 +116,16 @@ class CampaignRunner:
         transaction; the files a start or resume keeps are hashed now, before that transaction."""
         pack = self._baseline_vars.get(PACK_VARIABLE)
         files = None if kind == "finish" else used_files(self.config, product, Path(pack) if pack else None)
-        return lambda db, campaign: append_campaign_event(db, self.store, campaign, kind, files)
+        golden = {} if kind == "finish" or self.config.baseline is None else \
+            {spec.name: self.golden(spec).key for spec in self.config.sandboxes}
+        return lambda db, campaign: append_campaign_event(
+            db, self.store, campaign, kind, files, {s: golden[s] for s in campaign.sandboxes if s in golden})
 
     def execute(self, campaign: Campaign, build: Build) -> Campaign:
+        """Run every unfinished cell, step by step over all their sandboxes at once: lease each, reset
+        each (to its golden baseline where its provider keeps one), one baseline run over those
+        without it, one deploy run over every sandbox ready for it, and each sandbox verified as
+        soon as its own deploy is settled. Each sandbox's steps are recorded as they end."""
         cells = self.store.cells(campaign.id)
         self._total = len(cells)
         self._done = sum(1 for c in cells if c.state is CellState.DONE)
@@ -114,26 +133,114 @@ class CampaignRunner:
         for cell in cells:
             if cell.state is not CellState.DONE:
                 pending.setdefault(cell.sandbox, []).append(cell.suite)
-        workers = max(1, min(self.config.parallel, len(pending)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox") as pool:
-            futures = [pool.submit(self.run_sandbox, campaign, build, self.config.sandbox(name), suites)
-                       for name, suites in sorted(pending.items())]
-            for future in futures:
+        specs = [self.config.sandbox(name) for name in sorted(pending)]
+        with ExitStack() as leases, ThreadPoolExecutor(max_workers=self.workers(len(specs)),
+                                                       thread_name_prefix="sandbox") as pool:
+            held = [spec for spec in specs if self.take_lease(campaign, spec, leases)]
+            handles = self.reset_all(campaign, held, pool)
+            handles = self.baseline_all(campaign, handles)
+            verifying = self.deploy_all(campaign, build, handles, pending, pool)
+            for future in verifying:
                 future.result()
+            for spec in specs:
+                if spec.name not in handles:
+                    self.decide_unprepared(campaign, spec, pending[spec.name])
         return self.store.finish_campaign(campaign.id, audit=self.audit("finish", campaign.product))
 
-    # --- one sandbox --------------------------------------------------------------------------
+    def workers(self, sandboxes: int) -> int:
+        """How many sandboxes are worked on at once: lab.yml's ``parallel`` (Ansible's forks too)."""
+        return max(1, min(self.config.parallel, sandboxes))
 
-    def run_sandbox(self, campaign: Campaign, build: Build, spec: SandboxSpec, suites: list[str]) -> None:
+    def step_run(self, campaign: Campaign, step: str, hosts: int) -> StepRun:
+        return StepRun(self.config.inventory.path, self.config.state_dir / "runs" / campaign.id / step,
+                       self.config.timeouts.playbook, self.workers(hosts))
+
+    # --- the steps, each over every sandbox at once -------------------------------------------
+
+    def take_lease(self, campaign: Campaign, spec: SandboxSpec, leases: ExitStack) -> bool:
+        """Hold the sandbox's lease for the rest of the campaign run; False (recorded) if it cannot be had."""
         try:
-            with lease(self.config.state_dir, spec.name, f"campaign {campaign.id}", self.config.timeouts.lease):
-                handle = self.prepare(campaign, build, spec)
-                if handle is not None:
-                    self.verify(campaign, spec, handle, suites)
-                    return
+            leases.enter_context(lease(self.config.state_dir, spec.name, f"campaign {campaign.id}",
+                                       self.config.timeouts.lease))
         except LabError as exc:
             self.step(campaign, spec.name, "lease", now(), False, True, str(exc), None)
-        # The sandbox could not be prepared: its cells are decided without running checks.
+            return False
+        return True
+
+    def reset_all(self, campaign: Campaign, specs: list[SandboxSpec], pool: ThreadPoolExecutor) -> dict[str, Ready]:
+        """Reset every sandbox side by side; those that came up, by name."""
+        results = list(pool.map(lambda spec: (spec, self.reset(campaign, spec)), specs))
+        return {spec.name: Ready(spec, handle) for spec, handle in results if handle is not None}
+
+    def reset(self, campaign: Campaign, spec: SandboxSpec) -> HostHandle | None:
+        """Reset one sandbox, to its golden baseline when its provider keeps one; None (recorded) on failure."""
+        started = now()
+        try:
+            provider = provider_of(self.config, spec)
+            if self.config.baseline is None:
+                handle = provider.reset(spec)
+            else:
+                handle = provider.reset_from(spec, self.golden(spec))
+        except LabError as exc:
+            self.step(campaign, spec.name, "reset", started, False, True, str(exc), None)
+            return None
+        except OSError as exc:
+            self.step(campaign, spec.name, "reset", started, False, True, f"reset failed: {exc}", None)
+            return None
+        self.step(campaign, spec.name, "reset", started, True, False,
+                  handle.note or f"reset to a clean tree at {handle.root}", None)
+        return handle
+
+    def baseline_all(self, campaign: Campaign, ready: dict[str, Ready]) -> dict[str, Ready]:
+        """The baseline on every sandbox: in place from a golden image, or installed by one baseline
+        run over the others (``lab.campaign.golden``); the sandboxes that have it, by name."""
+        if self.config.baseline is None:
+            return ready
+        started = now()
+        kept = {name: item for name, item in ready.items() if item.handle.golden is not None}
+        for item in kept.values():
+            assert item.handle.golden is not None
+            self.step(campaign, item.spec.name, "baseline", started, True, False,
+                      f"in place: reset to golden image {Golden(item.handle.golden).label} "
+                      f"({self.config.baseline.name} not run)", item.handle.golden)
+
+        def baselined(step: HostStep, golden: Golden) -> None:
+            # A broken baseline is the lab's problem, not the build's: infrastructure.
+            self.step(campaign, step.host, "baseline", started, step.ok, not step.ok, step.detail,
+                      golden.key if step.ok else None)
+            if step.ok:
+                kept[step.host] = ready[step.host]
+
+        todo = {name: (item.spec, item.handle) for name, item in ready.items() if item.handle.golden is None}
+        install_baseline(self.config, todo, self._baseline_vars, self.step_run(campaign, "baseline", len(todo)),
+                         baselined)
+        return kept
+
+    def deploy_all(self, campaign: Campaign, build: Build, ready: dict[str, Ready], pending: dict[str, list[str]],
+                   pool: ThreadPoolExecutor) -> list[Future[None]]:
+        """One deploy run over every ready sandbox; each one's verification starts as soon as its own
+        deploy is settled (the futures of those verifications)."""
+        started = now()
+        extra = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
+                 "lab_product": build.product, "lab_version": build.version}
+        verifying: list[Future[None]] = []
+
+        def deployed(step: HostStep) -> None:
+            digest = step.stats.get("deployed_digest")
+            self.step(campaign, step.host, "deploy", started, step.ok, step.infrastructure_error, step.detail,
+                      str(digest) if digest else None)
+            item = ready[step.host]
+            if step.ok:
+                verifying.append(pool.submit(self.verify, campaign, item.spec, item.handle, pending[step.host]))
+            else:
+                verifying.append(pool.submit(self.decide_unprepared, campaign, item.spec, pending[step.host]))
+
+        run_step(self.config.products[build.product].deploy_playbook, {n: r.handle for n, r in ready.items()}, extra,
+                 self.step_run(campaign, "deploy", len(ready)), deployed)
+        return verifying
+
+    def decide_unprepared(self, campaign: Campaign, spec: SandboxSpec, suites: list[str]) -> None:
+        """The sandbox could not be prepared: its cells are decided from the step that failed, without checks."""
         steps = {s.step: s for s in self.store.steps(campaign.id) if s.sandbox == spec.name}
         failed = next((s for s in steps.values() if not s.ok), None)
         infra = failed is None or failed.infrastructure_error
@@ -143,49 +250,9 @@ class CampaignRunner:
             self.finish(campaign, spec.name, suite, [Result(f"({failed.step if failed else 'prepare'})", status,
                                                             detail, {}, 0, 0)])
 
-    def prepare(self, campaign: Campaign, build: Build, spec: SandboxSpec) -> HostHandle | None:
-        """Reset, baseline and deploy; None (with the failed step recorded) if any step fails."""
-        started = now()
-        try:
-            site = LabSite(self.config.root, self.config.inventory.path, self.config.timeouts.playbook)
-            handle = provider_for(spec.provider, self.config.state_dir, site).reset(spec)
-        except LabError as exc:
-            self.step(campaign, spec.name, "reset", started, False, True, str(exc), None)
-            return None
-        except OSError as exc:
-            self.step(campaign, spec.name, "reset", started, False, True, f"reset failed: {exc}", None)
-            return None
-        self.step(campaign, spec.name, "reset", started, True, False,
-                  handle.note or f"reset to a clean tree at {handle.root}", None)
-        if self.config.baseline is not None:
-            started = now()
-            outcome = self.playbook(campaign, spec, handle, "baseline", self.config.baseline, self._baseline_vars)
-            if not outcome.host_ok(spec.name):
-                # A broken baseline is the lab's problem, not the build's: infrastructure.
-                self.step(campaign, spec.name, "baseline", started, False, True, outcome.detail(spec.name), None)
-                return None
-            self.step(campaign, spec.name, "baseline", started, True, False, outcome.detail(spec.name), None)
-        started = now()
-        extra = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
-                 "lab_product": build.product, "lab_version": build.version}
-        product = self.config.products[build.product]
-        outcome = self.playbook(campaign, spec, handle, "deploy", product.deploy_playbook, extra)
-        digest = outcome.stats.get("deployed_digest")
-        ok = outcome.host_ok(spec.name)
-        self.step(campaign, spec.name, "deploy", started, ok, outcome.infrastructure_error(spec.name),
-                  outcome.detail(spec.name), str(digest) if digest else None)
-        return handle if ok else None
-
-    def playbook(self, campaign: Campaign, spec: SandboxSpec, handle: HostHandle, step: str,
-                 path: Any, extra: dict[str, Any]) -> PlaybookOutcome:
-        return run_playbook(
-            path,
-            inventory=self.config.inventory.path,
-            host=spec.name,
-            extravars={**handle.facts, **extra},
-            work_dir=self.config.state_dir / "runs" / campaign.id / spec.name,
-            timeout=self.config.timeouts.playbook,
-        )
+    def golden(self, spec: SandboxSpec) -> Golden:
+        """The golden baseline ``spec`` starts from in this campaign run."""
+        return golden_for(self.config, self._baseline_vars, spec)
 
     def verify(self, campaign: Campaign, spec: SandboxSpec, handle: HostHandle, suites: list[str]) -> None:
         """One transport session for the sandbox; one round trip per suite."""

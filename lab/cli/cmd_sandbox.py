@@ -71,6 +71,15 @@ def reset(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> 
 @NAMES
 @LEASE_TIMEOUT
 @pass_lab
+def rebaseline(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> int:
+    """Install the baseline afresh (one playbook run) and keep it as the golden image resets return to."""
+    return api.sandbox_rebaseline(lab, names, lease_timeout, each=print_outcome).code
+
+
+@sandbox.command()
+@NAMES
+@LEASE_TIMEOUT
+@pass_lab
 def down(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> int:
     """Remove sandboxes: stop everything they run and delete their files. Safe to repeat."""
     return api.sandbox_down(lab, names, lease_timeout, each=print_outcome).code

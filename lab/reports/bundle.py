@@ -69,6 +69,7 @@ def build_bundle(config: LabConfig, store: Store, build: Build, now: datetime) -
                      "finished_at": campaign.finished_at},
         "files": campaign_audit.used_files(config, build.product),
         "files_at_campaign_start": started[0].get("files") if started else None,
+        "golden_images": campaign_audit.golden_images(store, campaign.id),
         "evidence": document,
         "evidence_digest": digest_of(document),
         "results": {"counts": counts_of(document["cells"]), "cells": len(document["cells"])},

@@ -30,6 +30,22 @@ provider and inventory variables):
     The host's root file tree as this machine sees it (``local`` hosts), for reading what the
     host holds; None when its files are not on this machine.
 
+Golden baselines (optional; the defaults keep none, so the baseline playbook runs after every reset):
+
+``reset_from(spec, golden) -> HostHandle``
+    As ``reset``, but with ``golden``'s baseline already in place when the provider holds that
+    golden image: the handle's ``golden`` is then its key. A handle whose ``golden`` is None has
+    no baseline yet: the caller runs the baseline playbook, then ``capture``.
+``capture(spec, golden) -> bool``
+    Keep the host as it is now, right after its baseline was installed, as ``golden``'s image,
+    replacing any earlier image of that key; False when the provider keeps no golden images.
+``forget_golden(spec, golden)``
+    Drop ``golden``'s image, so the next ``reset_from`` installs the baseline again.
+
+A ``Golden`` is keyed by the digest of everything the baseline installs (the baseline pack, the
+baseline playbook, the platform and the host variables the playbook reads): when any of them
+changes the key changes and the old image is never used again.
+
 A ``HostHandle`` carries the host's ``root`` (where suites find the files they check) and its
 ``facts``: never secrets, they go to Ansible as extra vars and, merged over the host's inventory
 variables, to the transport as settings and to suites as ``${name}`` variables, so deploy and
@@ -57,6 +73,18 @@ POOLS = (SANDBOXES, PRODUCTION)
 
 
 @dataclass(frozen=True)
+class Golden:
+    """A golden baseline: ``key`` is the sha256 of everything the baseline installs (see the module docstring)."""
+
+    key: str
+
+    @property
+    def label(self) -> str:
+        """A short name for checkpoints and messages: ``golden-<first 12 hex digits>``."""
+        return f"golden-{self.key[:12]}"
+
+
+@dataclass(frozen=True)
 class HostHandle:
     """A host ready for work: where its root is and the facts its provider adds (see the module docstring)."""
 
@@ -64,6 +92,7 @@ class HostHandle:
     root: str
     facts: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # what reset did, in words, when it is not "reset to a clean tree" (static hosts)
+    golden: str | None = None  # the key of the golden image the host was reset to (its baseline in place)
 
 
 @dataclass(frozen=True)
@@ -108,4 +137,17 @@ class Provider(ABC):
 
     def tree(self, spec: SandboxSpec) -> Path | None:
         """The host's root file tree on this machine, if its files are here; None by default."""
+        return None
+
+    def reset_from(self, spec: SandboxSpec, golden: Golden) -> HostHandle:
+        """The host reset with ``golden``'s baseline in place when this provider holds that image (the
+        handle's ``golden`` says so); by default it keeps none: a plain ``reset``."""
+        return self.reset(spec)
+
+    def capture(self, spec: SandboxSpec, golden: Golden) -> bool:
+        """Keep the freshly baselined host as ``golden``'s image; False (by default) when the provider keeps none."""
+        return False
+
+    def forget_golden(self, spec: SandboxSpec, golden: Golden) -> None:
+        """Drop ``golden``'s image (nothing to drop by default)."""
         return None

@@ -4,6 +4,13 @@ No root privileges needed. Each host gets its own loopback port (``lab_port``) f
 its baseline starts, so several hosts run side by side on one machine. Sandboxes live under
 ``<state_dir>/sandboxes/<name>``, production hosts under ``<state_dir>/production/<name>``; a
 host's ``facts.json`` (its port and when it was reset) says it is up.
+
+Golden baselines: ``capture`` packs a freshly baselined tree (without the contents of ``run/``
+and ``tmp/``, which a boot starts empty) into ``<state_dir>/golden/local/<key>.tar``;
+``reset_from`` unpacks it into the fresh tree and *boots* the host: it runs each script of
+``<root>/etc/lab/boot.d/`` in name order with ``/bin/sh`` (environment ``SANDBOX_ROOT``,
+``LAB_PORT``, ``LAB_PYTHON``), as a server's init starts its services, so the services the
+baseline started run again on the host's new port.
 """
 
 from __future__ import annotations
@@ -13,17 +20,68 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from lab.errors import InfrastructureError
 from lab.model import SandboxSpec
-from lab.sandboxes.base import HostHandle, Provider
+from lab.sandboxes.base import Golden, HostHandle, Provider
 from lab.sandboxes.lease import locked
 from lab.util.atomic import write_text
 
 SKELETON = ("etc", "opt", "run", "tmp", "usr/local/bin", "var/lib/lab/installed", "var/log")
+RUNTIME = ("run", "tmp")  # started empty at every boot: never part of a golden image
+BOOT_DIR = "etc/lab/boot.d"
+BOOT_TIMEOUT = 30.0
+
+
+def pack_golden(root: Path, target: Path) -> None:
+    """Pack ``root`` (without the contents of its runtime directories) into the tar ``target``, atomically."""
+    def runtime_left_out(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(member.name).parts
+        return None if len(parts) > 1 and parts[0] in RUNTIME else member
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            tar.add(root, arcname=".", filter=runtime_left_out)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unpack_golden(pack: Path, root: Path) -> None:
+    """Unpack the golden ``pack`` into ``root``: every member stays inside it, modes as packed."""
+    def inside(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+        checked = tarfile.tar_filter(member, dest)  # refuses absolute paths and links out of the tree
+        return checked.replace(mode=member.mode, deep=False)
+
+    with tarfile.open(pack) as tar:
+        tar.extractall(root, filter=inside)  # noqa: S202 - the filter keeps every member inside root
+
+
+def boot(root: Path, port: int) -> None:
+    """Run the host's boot scripts (``etc/lab/boot.d/*``, name order); InfrastructureError naming a failing one."""
+    scripts = sorted(p for p in (root / BOOT_DIR).glob("*") if p.is_file()) if (root / BOOT_DIR).is_dir() else []
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SANDBOX_ROOT": str(root), "LAB_PORT": str(port),
+           "LAB_PYTHON": sys.executable}
+    for script in scripts:
+        try:
+            done = subprocess.run(["/bin/sh", str(script)], env=env, cwd=root, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=BOOT_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise InfrastructureError(f"boot script {script} did not end within {BOOT_TIMEOUT:.0f}s") from None
+        if done.returncode != 0:
+            why = (done.stderr or done.stdout).decode(errors="replace").strip()[-500:]
+            raise InfrastructureError(f"boot script {script} failed (exit {done.returncode}): {why or 'no output'}")
 
 
 def free_loopback_port() -> int:
@@ -66,6 +124,35 @@ class LocalProvider(Provider):
     def home(self, spec: SandboxSpec) -> Path:
         """``<state_dir>/<pool>/<name>``: the host's root tree and its ``facts.json``."""
         return self.state_dir / self.pool / spec.name
+
+    def golden_pack(self, golden: Golden) -> Path:
+        """Where ``golden``'s image lives: ``<state_dir>/golden/local/<key>.tar``."""
+        return self.state_dir / "golden" / self.name / f"{golden.key}.tar"
+
+    def reset_from(self, spec: SandboxSpec, golden: Golden) -> HostHandle:
+        """A fresh tree with ``golden``'s image unpacked into it and booted, when that image exists;
+        else a plain ``reset`` (the handle's ``golden`` is None)."""
+        handle = self.reset(spec)
+        pack = self.golden_pack(golden)
+        if not pack.is_file():
+            return handle
+        root = Path(handle.root)
+        try:
+            unpack_golden(pack, root)
+        except (OSError, tarfile.TarError) as exc:
+            raise InfrastructureError(f"golden image {pack} cannot be unpacked ({exc}); "
+                                      "`lab sandbox rebaseline` makes it again") from exc
+        boot(root, int(handle.facts["lab_port"]))
+        return HostHandle(handle.name, handle.root, handle.facts, f"reset to golden image {golden.label}", golden.key)
+
+    def capture(self, spec: SandboxSpec, golden: Golden) -> bool:
+        """Pack the host's tree as ``golden``'s image (replacing an older one of that key)."""
+        pack_golden(self.home(spec) / "root", self.golden_pack(golden))
+        return True
+
+    def forget_golden(self, spec: SandboxSpec, golden: Golden) -> None:
+        """Delete ``golden``'s image."""
+        self.golden_pack(golden).unlink(missing_ok=True)
 
     def reset(self, spec: SandboxSpec) -> HostHandle:
         """Stop the host's processes and give it a fresh skeleton tree and a loopback port of its own."""

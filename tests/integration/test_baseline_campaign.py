@@ -126,7 +126,7 @@ def test_a_campaign_installs_the_baseline_as_it_is_now_and_audits_itself(tmp_pat
     assert stale is not None and stale != fresh
     assert sorted((config.state_dir / "packs").iterdir()) == sorted([stale, fresh])
     (campaign_dir,) = (config.state_dir / "runs").iterdir()
-    outcomes = task_outcomes(campaign_dir / "ts-sbx-01")
+    outcomes = task_outcomes(campaign_dir / "baseline")  # one baseline run over the sandboxes without a golden image
     assert (outcomes[PACKED_TASK], outcomes["Install the journal service, its command and config, and the shared "
                                             "carefmt library"]) == ("runner_on_ok", "runner_on_skipped")
     verified = run_lab(lab_yml, "audit", "verify")
