@@ -10,6 +10,7 @@ playbook, a wave that adds no host, a last wave that leaves hosts out.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,12 @@ from lab.util.yamlfile import line_of, plain
 
 OLD_SETTINGS_FILE = "rollout.yml"  # where the settings lived before; no longer read
 DEFAULT_ROLLBACK = "playbooks/rollback.yml"
-DEFAULT_FORKS = 8
+FORKS_PER_CORE = 4  # Ansible's workers mostly wait on their hosts; four per core keep the cores busy
+
+
+def default_forks() -> int:
+    """Forks (and shard size) when the agreement sets none: four per core of this controller, at least 4."""
+    return max(4, FORKS_PER_CORE * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,7 @@ def load_rollout_settings(config: LabConfig) -> RolloutSettings:
     except ConfigError as exc:
         raise error(str(exc)) from None
     return RolloutSettings(path, stage, raw["group"], hosts, suite.name, rollback,
-                           raw.get("forks", DEFAULT_FORKS), pause, waves)
+                           raw.get("forks") or default_forks(), pause, waves)
 
 
 class WaveError(Exception):

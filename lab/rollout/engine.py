@@ -1,8 +1,9 @@
 """Staged rollout of a promoted build to production, in waves, with halt and rollback.
 
-Per wave: record it as deploying -> ONE deploy playbook run over all its hosts (the lab's own
-deploy playbook: same artifact, digest checked on every host) -> the health suite on each host
--> done, or halted when its failures (errors included) exceed the wave's threshold. A halted
+Per wave: record it as deploying -> the deploy playbook (the lab's own: same artifact, digest
+checked on every host) in shards of ``forks`` hosts, one run each, streamed: the health suite of
+shard k's hosts runs while shard k+1 deploys -> done, or halted when its failures (errors
+included) exceed the wave's threshold. A halted
 wave is rolled back with the rollback playbook (one run), its hosts are verified healthy again,
 and no host of a later wave is touched. A wave within its threshold whose hosts did not all
 come through has those hosts rolled back on their own (one rollback run limited to them, each
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -258,21 +260,34 @@ class RolloutRunner:
     # --- steps -------------------------------------------------------------------------------
 
     def deploy(self, record: RolloutRecord, wave: WaveRecord, build: Build) -> None:
-        """One deploy playbook run over every host of the wave; each host's outcome recorded."""
+        """Deploy the wave in shards of ``forks`` hosts, one playbook run each, streamed: the health
+        suite of a shard's deployed hosts runs while the next shard deploys. Each host's deploy and
+        health are recorded as they are known; after a crash, hosts still ``deploying`` are deployed
+        again (the install is idempotent) and deployed ones not yet judged are checked."""
         product = self.config.products[build.product]
-        names = [h.host for h in wave.hosts]
-        self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s): {', '.join(names)}")
+        names = [h.host for h in wave.hosts if h.state is HostState.DEPLOYING]
+        unjudged = [h.host for h in wave.hosts if h.state is HostState.DEPLOYED]
+        self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s) in shards of at most "
+                  f"{self.settings.forks}: {', '.join(names)}")
         extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
                      "lab_product": build.product, "lab_version": build.version,
                      "lab_rollout": f"rollout={record.id} wave={wave.index}"}
-        outcome = self.playbook(record, wave, product.deploy_playbook, "deploy", extravars)
-        for host in names:
-            ok = outcome.host_ok(host)
-            self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
-                                   outcome.detail(host), deployed_digest=build.digest if ok else None)
-        deployed = sum(1 for host in names if outcome.host_ok(host))
-        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING, f"deployed to {deployed} of {len(names)}")
-        self.emit(record, wave.index, "deploy", deployed == len(names), f"deployed to {deployed} of {len(names)}")
+        with HealthStream(self, record, wave) as health:
+            health.check(unjudged)
+            for shard in shards(names, self.settings.forks):
+                scope = replace(wave, hosts=tuple(h for h in wave.hosts if h.host in shard))
+                outcome = self.playbook(record, scope, product.deploy_playbook, "deploy", extravars)
+                for host in shard:
+                    ok = outcome.host_ok(host)
+                    self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
+                                           outcome.detail(host), deployed_digest=build.digest if ok else None)
+                health.check([host for host in shard if outcome.host_ok(host)])
+        after = self.rollouts.get(record.id).wave(wave.index)
+        deployed = sum(1 for h in after.hosts if h.state not in (HostState.DEPLOYING, HostState.DEPLOY_FAILED))
+        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING,
+                               f"deployed to {deployed} of {len(after.hosts)}")
+        self.emit(record, wave.index, "deploy", deployed == len(after.hosts),
+                  f"deployed to {deployed} of {len(after.hosts)}")
 
     def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
                  extravars: dict[str, Any]) -> PlaybookOutcome:
@@ -308,15 +323,15 @@ class RolloutRunner:
 
     def verify(self, record: RolloutRecord, wave: WaveRecord) -> WaveRecord:
         """The health suite on every deployed host of the wave not judged yet; each result recorded."""
-        todo = [endpoint(self.config, h.host) for h in wave.hosts if h.state is HostState.DEPLOYED]
-
-        def recorded(health: HostHealth) -> None:
-            state = HostState.HEALTHY if health.healthy else HostState.UNHEALTHY
-            self.rollouts.set_host(record.id, health.host, state, health.detail(), health=health.summary())
-            self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
-
-        self.run_health(todo, recorded)
+        self.run_health([endpoint(self.config, h.host) for h in wave.hosts if h.state is HostState.DEPLOYED],
+                        lambda health: self.record_health(record, wave, health))
         return self.rollouts.get(record.id).wave(wave.index)
+
+    def record_health(self, record: RolloutRecord, wave: WaveRecord, health: HostHealth) -> None:
+        """A deployed host judged: healthy or unhealthy, with the failing checks."""
+        state = HostState.HEALTHY if health.healthy else HostState.UNHEALTHY
+        self.rollouts.set_host(record.id, health.host, state, health.detail(), health=health.summary())
+        self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
 
     def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
         suite = self.config.suites[self.settings.health_suite]
@@ -436,6 +451,53 @@ class RolloutRunner:
 
     def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str) -> None:
         self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail))
+
+
+def ignore(health: HostHealth) -> None:
+    """Nothing to do as a single host's check ends: ``HealthStream`` records it in the caller's thread."""
+
+
+def shards(hosts: list[str], size: int) -> list[list[str]]:
+    """``hosts`` in order, in consecutive shards of at most ``size``."""
+    step = max(1, size)
+    return [hosts[i:i + step] for i in range(0, len(hosts), step)]
+
+
+class HealthStream:
+    """The health suite on deployed hosts in the background while the next shard deploys; each host's
+    health is recorded in the caller's thread (as it deploys on, and at the end), never lost on the way
+    out: leaving the block waits for every check and records it, also when a deploy raised."""
+
+    def __init__(self, runner: RolloutRunner, record: RolloutRecord, wave: WaveRecord) -> None:
+        self.runner = runner
+        self.record = record
+        self.wave = wave
+        self.suite = runner.config.suites[runner.settings.health_suite]
+        self.pool = ThreadPoolExecutor(max_workers=max(1, runner.settings.forks), thread_name_prefix="health")
+        self.running: list[Future[list[HostHealth]]] = []
+
+    def __enter__(self) -> HealthStream:
+        return self
+
+    def check(self, hosts: list[str]) -> None:
+        """Start the health suite on ``hosts``; record the checks that have ended meanwhile."""
+        cap = self.runner.config.timeouts.suite
+        self.running += [self.pool.submit(check_hosts, [endpoint(self.runner.config, h)], self.suite, cap, 1, ignore)
+                         for h in hosts]
+        self.record_ended(wait=False)
+
+    def record_ended(self, wait: bool) -> None:
+        for future in list(self.running):
+            if wait or future.done():
+                self.running.remove(future)
+                for health in future.result():
+                    self.runner.record_health(self.record, self.wave, health)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.record_ended(wait=True)
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def failed_hosts(count: int) -> str:

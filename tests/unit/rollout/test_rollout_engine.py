@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,13 +77,15 @@ class Production:
 
 
 def setup(tmp_path: Path, waves: str, production: Production, monkeypatch: pytest.MonkeyPatch,
-          sleeps: list[float] | None = None, clock: list[datetime] | None = None,
+          sleeps: list[float] | None = None, clock: list[datetime] | None = None, forks: int = 64,
           ) -> tuple[RolloutRunner, Build, RolloutStore]:
     """A rollout runner over the default lab's 24 production hosts with fake deploys and health;
-    its clock is ``clock[0]`` (default: a time production's maintenance window is open)."""
+    its clock is ``clock[0]`` (default: a time production's maintenance window is open). With the
+    default ``forks`` every wave is one shard: one deploy run."""
     clock = clock if clock is not None else [OPEN]
     lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
-    set_rollout(lab_yml.parent, "rollout:\n  group: production\n  health_suite: production-health\n  waves:\n" + waves)
+    set_rollout(lab_yml.parent, f"rollout:\n  group: production\n  health_suite: production-health\n  forks: {forks}\n"
+                "  waves:\n" + waves)
     config = load_lab(lab_yml)
     settings = load_rollout_settings(config)
     for host in settings.hosts:  # provisioned, as far as the rollout can tell
@@ -119,7 +122,7 @@ def test_a_pause_stops_the_rollout_without_waiting_and_resume_waits_it_out(
     assert production.runs == [("deploy", ("prod-ts-01",))]
     done = runner.resume(build, wait=True)
     assert done.state is RolloutState.COMPLETE and len(sleeps) == 1 and 7180 < sleeps[0] <= 7200
-    assert [len(hosts) for _, hosts in production.runs] == [1, 23]  # one deploy run per wave
+    assert [len(hosts) for _, hosts in production.runs] == [1, 23]  # one deploy run per wave (forks 64)
     assert rollouts.last_good("care-planner", "prod-ts-24") == {"version": "2.0.0", "digest": "d" * 64}
 
 
@@ -299,3 +302,47 @@ def test_a_wave_that_reaches_no_host_stays_resumable(tmp_path: Path, monkeypatch
     assert stuck is not None and (stuck.state, stuck.waves[0].state) == (RolloutState.RUNNING, WaveState.DEPLOYING)
     assert {h.state for h in stuck.waves[0].hosts} == {HostState.DEPLOYING}
     assert runner.resume(build).state is RolloutState.COMPLETE
+
+
+class Streamed(Production):
+    """Production whose second deploy shard waits until the health suite runs on a host of the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_checked = threading.Event()
+        self.overlapped: list[bool] = []
+
+    def run_playbook_on(self, playbook: Path, *, inventory: Path, hosts: Sequence[str], extravars: dict[str, Any],
+                        host_vars: dict[str, dict[str, Any]], work_dir: Path, timeout: float,
+                        forks: int | None = None) -> PlaybookOutcome:
+        if len(self.runs) == 1:  # the second shard: the first one's hosts are being checked meanwhile
+            self.overlapped.append(self.first_checked.wait(timeout=20))
+        return super().run_playbook_on(playbook, inventory=inventory, hosts=hosts, extravars=extravars,
+                                       host_vars=host_vars, work_dir=work_dir, timeout=timeout, forks=forks)
+
+    def check_hosts(self, items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,
+                    each: Callable[[HostHealth], None]) -> list[HostHealth]:
+        found = super().check_hosts(items, suite, cap, workers, each)
+        if any(h.host in self.runs[0][1] for h in found):
+            self.first_checked.set()
+        return found
+
+
+def test_a_wave_deploys_in_shards_of_forks_and_checks_a_shard_while_the_next_deploys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Streamed()
+    runner, build, _ = setup(tmp_path, "    - hosts: 100%\n      max_failures: 1\n", production, monkeypatch, forks=5)
+    production.unhealthy = {"prod-ts-07"}
+    record = runner.start(build)
+    deploys = [hosts for name, hosts in production.runs if name == "deploy"]
+    assert [len(hosts) for hosts in deploys] == [5, 5, 5, 5, 4]
+    assert [h for hosts in deploys for h in hosts] == [f"prod-ts-{i:02d}" for i in range(1, 25)]
+    assert production.runs[-1] == ("rollback", ("prod-ts-07",))
+    assert production.overlapped == [True]  # shard 2 started deploying while shard 1 was checked
+    assert sorted(production.checked) == [f"prod-ts-{i:02d}" for i in range(1, 25)]  # each host checked once
+    assert record.state is RolloutState.COMPLETE
+    states = {h.host: h.state for h in record.waves[0].hosts}
+    assert states["prod-ts-07"] is HostState.ROLLED_BACK
+    assert [h for h, st in states.items() if st is HostState.HEALTHY] == \
+        [f"prod-ts-{i:02d}" for i in range(1, 25) if i != 7]
