@@ -67,13 +67,25 @@ class Build:
 
 
 @dataclass(frozen=True)
+class CiBuilds:
+    """How a product takes builds lab.yml does not list (``lab build PRODUCT --version V ...``, e.g. from
+    CI): the versions it accepts (``versions``, a regular expression the whole version must match)
+    and the directory lab keeps their artifacts in."""
+
+    versions: str
+    artifacts: Path
+
+
+@dataclass(frozen=True)
 class Product:
-    """A piece of software the lab manages, with its deploy playbook and its builds."""
+    """A piece of software the lab manages, with its deploy playbook and its builds (those lab.yml
+    declares; ``ci`` says which others may be registered, when it is given)."""
 
     name: str
     deploy_playbook: Path
     suites: tuple[str, ...]
     builds: dict[str, BuildSpec]
+    ci: CiBuilds | None = None
 
 
 @dataclass(frozen=True)

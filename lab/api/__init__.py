@@ -20,6 +20,7 @@ from __future__ import annotations
 from lab.api.campaigns import (
     CampaignOutcome,
     CampaignRow,
+    CampaignRows,
     CampaignStarting,
     Registration,
     ReportsRefresh,
@@ -40,6 +41,7 @@ from lab.api.hosts import (
     SandboxesDone,
     SandboxOutcome,
     SandboxRow,
+    SandboxRows,
     SelftestOutcome,
     sandbox_down,
     sandbox_list,
@@ -60,7 +62,15 @@ from lab.api.production import (
     rollout_start,
     rollout_status,
 )
-from lab.api.records import EvidenceVerdict, EvidenceWritten, audit_show, audit_verify, evidence_verify, evidence_write
+from lab.api.records import (
+    AuditEntries,
+    EvidenceVerdict,
+    EvidenceWritten,
+    audit_show,
+    audit_verify,
+    evidence_verify,
+    evidence_write,
+)
 from lab.api.session import Lab
 from lab.campaign.runner import Progress
 from lab.config.labfile import PROVIDER_NAMES
@@ -70,9 +80,11 @@ from lab.rollout.engine import RolloutEvent
 
 __all__ = [
     "AUDIT_KINDS", "PROVIDER_NAMES", "REPORT_FORMATS",
-    "CampaignOutcome", "CampaignRow", "CampaignStarting", "Decision", "EvidenceVerdict", "EvidenceWritten", "Lab",
+    "AuditEntries", "CampaignOutcome", "CampaignRow", "CampaignRows", "CampaignStarting", "Decision",
+    "EvidenceVerdict", "EvidenceWritten", "Lab",
     "ProductionHost", "ProductionRemoved", "Progress", "Promotion", "PromotionRefused", "Registration",
-    "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent", "SandboxOutcome", "SandboxRow", "SandboxesDone",
+    "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent", "SandboxOutcome", "SandboxRow", "SandboxRows",
+    "SandboxesDone",
     "SelftestOutcome", "SignedWord", "Validation", "WrittenReport",
     "approve", "audit_show", "audit_verify", "build", "evidence_verify", "evidence_write", "gate", "list_campaigns",
     "outcome_code", "production_down", "production_status", "production_up", "promote", "report", "resume",

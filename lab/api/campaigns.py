@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from lab.api.session import Lab
+from lab.api.documents import document
+from lab.api.session import Lab, build_spec
 from lab.campaign.builds import build_and_register, verified_build
+from lab.campaign.catalog import register_new
 from lab.campaign.runner import CampaignRunner, Progress
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import has_rollout, load_rollout_settings
 from lab.decision.describe import describe_agreement, describe_rollout
+from lab.errors import ConfigError
 from lab.model import Build, Campaign, CellState
 from lab.reports import refresh, render, write_reports
 from lab.reports.data import ReportData, gather
 from lab.util.atomic import write_text
+from lab.util.versions import sorted_versions
 
 NO_ROLLOUT = "rollout: none (no rollout: section in the agreement; `lab rollout` is unavailable)"
 
@@ -28,6 +33,26 @@ class Validation:
     config: LabConfig
     agreement: tuple[str, ...]
     rollout: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab validate --json``: valid (true), lab, path, sandboxes (name, platform, provider), suites
+        (name, file, checks, mandatory, platforms), products (name, deploy, suites, builds: the declared
+        versions in version order, ci_builds: versions and artifacts, or null), agreement (name,
+        stages, rules: the gates in words), rollout (the plan in words)."""
+        config = self.config
+        return document(
+            valid=True, lab=config.name, path=str(config.path),
+            sandboxes=[{"name": s.name, "platform": s.platform, "provider": s.provider} for s in config.sandboxes],
+            suites=[{"name": s.name, "file": str(s.path), "checks": len(s.checks), "mandatory": s.mandatory,
+                     "platforms": list(s.platforms)} for s in config.suites.values()],
+            products=[{"name": p.name, "deploy": str(p.deploy_playbook), "suites": list(p.suites),
+                       "builds": sorted_versions(list(p.builds)),
+                       "ci_builds": None if p.ci is None else {"versions": p.ci.versions,
+                                                               "artifacts": str(p.ci.artifacts)}}
+                      for p in config.products.values()],
+            agreement={"name": config.agreement.name, "stages": [s.name for s in config.agreement.stages],
+                       "rules": list(self.agreement)},
+            rollout=list(self.rollout))
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,20 @@ class CampaignRow:
     campaign: Campaign
     done: int
     cells: int
+
+
+class CampaignRows(tuple[CampaignRow, ...]):
+    """The campaigns of the store, oldest first."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab list --json``: campaigns, oldest first: id, build, product, version, digest, state,
+        created_at, finished_at, cells_done, cells_total."""
+        return document(campaigns=[
+            {"id": row.campaign.id, "build": row.campaign.build_ref, "product": row.campaign.product,
+             "version": row.campaign.version, "digest": row.campaign.digest, "state": row.campaign.state.value,
+             "created_at": row.campaign.created_at, "finished_at": row.campaign.finished_at,
+             "cells_done": row.done, "cells_total": row.cells}
+            for row in self])
 
 
 @dataclass(frozen=True)
@@ -120,54 +159,73 @@ def validate(lab: Lab) -> Validation:
     return Validation(config, tuple(describe_agreement(config.agreement)), tuple(rollout))
 
 
-def build(lab: Lab, build_ref: str) -> Registration:
-    """Pack ``build_ref`` (PRODUCT@VERSION) from its source if lab.yml gives one and register its sha256.
+def build(lab: Lab, build_ref: str, version: str | None = None, artifact: Path | None = None,
+          sources: Sequence[Path] = ()) -> Registration:
+    """Register a build by its sha256, packing it from source where it comes from a source tree.
 
-    The same version is never registered with another digest (ConfigError): what the lab tested is
-    what gets deployed.
+    ``build_ref`` alone (PRODUCT@VERSION) is a build lab.yml declares (or one registered before).
+    With ``version`` (``build_ref`` then names the product) or with ``artifact`` or ``sources``, it is
+    a new build lab.yml does not list, taken from the file ``artifact`` or packed from the ``sources``
+    trees, for a product whose ``ci_builds`` pattern the version matches. The same version is never
+    registered with another digest (ConfigError): what the lab tested is what gets deployed.
     """
-    registered, new = build_and_register(lab.config.build_spec(build_ref), lab.store)
+    if version is None and artifact is None and not sources:
+        registered, new = build_and_register(build_spec(lab, build_ref), lab.store)
+        return Registration(registered, new)
+    product, _, named = build_ref.partition("@")
+    if named and version is not None and named != version:
+        raise ConfigError(f"{build_ref} and --version {version} name two versions; give the version once")
+    if not (version or named):
+        raise ConfigError(f"lab build {product}: give the new build's version with --version V")
+    registered, new = register_new(lab.config, lab.store, product, version or named, artifact, sources)
     return Registration(registered, new)
 
 
-def run(lab: Lab, build_ref: str, reports: bool = True, events: RunEvents | None = None) -> CampaignOutcome:
-    """Run a campaign of the registered build ``build_ref`` over every sandbox x suite, to its end.
+def run(lab: Lab, build_ref: str, reports: bool = True, events: RunEvents | None = None,
+        outputs: Mapping[str, Path] | None = None) -> CampaignOutcome:
+    """Run a campaign of the registered build ``build_ref`` (PRODUCT@VERSION or PRODUCT@latest) over every
+    sandbox x suite, to its end.
 
     The artifact is hashed again first (ConfigError if it changed). ``events`` gets a
     ``CampaignStarting`` and then every ``Progress`` (from worker threads). With ``reports``, the
-    HTML, JUnit and JSON reports are written to the lab's reports directory.
+    HTML, JUnit and JSON reports are written to the lab's reports directory; ``outputs`` (format ->
+    path, e.g. ``{"junit": Path("out/lab.xml")}``) writes those reports there as well, for CI to collect.
     """
     config = lab.config
-    registered = verified_build(config.build_spec(build_ref), lab.store)
+    registered = verified_build(build_spec(lab, build_ref), lab.store)
     handler = events or (lambda event: None)
     handler(CampaignStarting(registered.ref, registered.digest, len(config.sandboxes), config.parallel))
     campaign = CampaignRunner(config, lab.store, handler).start(registered)
-    return finished(lab, campaign, reports)
+    return finished(lab, campaign, reports, outputs)
 
 
 def resume(lab: Lab, campaign_id: str, reports: bool = True,
-           events: Callable[[Progress], None] | None = None) -> CampaignOutcome:
+           events: Callable[[Progress], None] | None = None,
+           outputs: Mapping[str, Path] | None = None) -> CampaignOutcome:
     """Finish the interrupted campaign ``campaign_id`` (or ``latest``): finished cells keep their
-    results, unfinished ones run again. Reports as for ``run``."""
+    results, unfinished ones run again. Reports (and ``outputs``) as for ``run``."""
     campaign = lab.store.campaign(campaign_id)
-    registered = verified_build(lab.config.build_spec(campaign.build_ref), lab.store)
+    registered = verified_build(build_spec(lab, campaign.build_ref), lab.store)
     campaign = CampaignRunner(lab.config, lab.store, events).resume(campaign.id, registered)
-    return finished(lab, campaign, reports)
+    return finished(lab, campaign, reports, outputs)
 
 
-def finished(lab: Lab, campaign: Campaign, reports: bool) -> CampaignOutcome:
+def finished(lab: Lab, campaign: Campaign, reports: bool, outputs: Mapping[str, Path] | None) -> CampaignOutcome:
     data = gather(lab.config, lab.store, campaign)
     written = write_reports(data, lab.config.reports_dir) if reports else []
+    for fmt, path in (outputs or {}).items():
+        write_text(path, render(data, fmt))
+        written.append(path)
     return CampaignOutcome(data, tuple(written), outcome_code(data))
 
 
-def list_campaigns(lab: Lab) -> tuple[CampaignRow, ...]:
+def list_campaigns(lab: Lab) -> CampaignRows:
     """Every campaign in the store, oldest first, with its cells done and planned."""
     rows = []
     for campaign in lab.store.campaigns():
         cells = lab.store.cells(campaign.id)
         rows.append(CampaignRow(campaign, sum(1 for c in cells if c.state is CellState.DONE), len(cells)))
-    return tuple(rows)
+    return CampaignRows(rows)
 
 
 def show(lab: Lab, campaign_id: str) -> ReportData:

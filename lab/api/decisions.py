@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from lab.api.campaigns import ReportsRefresh, refresh_reports
-from lab.api.session import Lab, instant
+from lab.api.documents import document
+from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import verified_build
 from lab.config import allowed_signers as signers
 from lab.decision import promotion
@@ -28,6 +29,19 @@ class Decision:
 
     verdict: Verdict
     signers_note: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab gate --json``: build, product, version, digest, stage, allowed, clauses (name, outcome,
+        detail, evidence), reasons, waived, evidence_digest, evaluated_at, next_open, signers_note."""
+        verdict = self.verdict
+        product, _, version = verdict.build_ref.partition("@")
+        return document(build=verdict.build_ref, product=product, version=version, digest=verdict.digest,
+                        stage=verdict.stage, allowed=verdict.allowed,
+                        clauses=[{"name": c.name, "outcome": c.outcome.value, "detail": c.detail,
+                                  "evidence": list(c.evidence)} for c in verdict.clauses],
+                        reasons=list(verdict.reasons), waived=list(verdict.waived),
+                        evidence_digest=verdict.evidence_digest, evaluated_at=verdict.evaluated_at,
+                        next_open=verdict.next_open, signers_note=self.signers_note)
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ def gate(lab: Lab, build_ref: str, stage: str, now: datetime | None = None) -> D
     Nothing moves; the decision is recorded in the audit log.
     """
     config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     verdict = promotion.decide(config, lab.store, build, stage, instant(now))
     return Decision(verdict, signers.describe(config.agreement))
 
@@ -84,7 +98,7 @@ def promote(lab: Lab, build_ref: str, stage: str, now: datetime | None = None) -
     promotion already recorded is left as it is (``outcome.recorded`` false).
     """
     config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     moment = instant(now)
     outcome = promotion.promote(config, lab.store, build, stage, moment)
     note = signers.describe(config.agreement) if outcome.verdict is not None else None
@@ -107,7 +121,7 @@ def approve(lab: Lab, build_ref: str, stage: str, key: Path, reject: bool = Fals
     config = lab.config
     moment = instant(now)
     expiry = parse_expiry(expires, moment)
-    build = verified_build(config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     gated_stage(config, stage)
     campaign = latest_campaign(lab.store, build)
     if campaign is None and not reject:
@@ -143,7 +157,7 @@ def waive(lab: Lab, build_ref: str, target: str, reason: str, expires: str, key:
     expiry = parse_expiry(expires, moment)
     if not reason.strip():
         raise ConfigError("a waiver needs a justification; say why with --reason \"...\"")
-    build = verified_build(config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     sandbox, suite, check = parse_target(target)
     campaign = latest_campaign(lab.store, build)
     if campaign is None:

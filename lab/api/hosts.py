@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.api.documents import document, iso
 from lab.api.session import Lab
 from lab.campaign.golden import rebaseline
 from lab.campaign.selftest import HostFacts, run_selftest
@@ -62,6 +63,19 @@ class SandboxRow:
     since: object
     where: str
     detail: str | None
+
+
+class SandboxRows(tuple[SandboxRow, ...]):
+    """Sandboxes as ``sandbox_list`` sees them."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab sandbox list --json``: sandboxes: name, provider, state, port (null if none), lease_holder
+        (null when free), reset_at (the last reset, or null), where, detail."""
+        return document(sandboxes=[
+            {"name": r.name, "provider": r.provider, "state": r.state,
+             "port": r.port if isinstance(r.port, int) else None, "lease_holder": r.holder,
+             "reset_at": iso(r.since), "where": r.where, "detail": r.detail}
+            for r in self])
 
 
 @dataclass(frozen=True)
@@ -179,7 +193,7 @@ def sandbox_down(lab: Lab, names: Sequence[str] = (), lease_timeout: float | Non
     return for_each(lab, names, lease_timeout, "lab sandbox down", destroy, each)
 
 
-def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> tuple[SandboxRow, ...]:
+def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> SandboxRows:
     """The named sandboxes (all without names) with their state, port, lease holder and last reset."""
     config = lab.config
     rows = []
@@ -191,7 +205,7 @@ def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> tuple[SandboxRow, ...]:
         holder = current_holder(config.state_dir / "leases" / f"{spec.name}.lock")
         rows.append(SandboxRow(spec.name, spec.provider, str(info.get("state", "?")), info.get("port"), holder,
                                info.get("since"), str(info.get("where", "-")), info.get("detail")))
-    return tuple(rows)
+    return SandboxRows(rows)
 
 
 def selftest(lab: Lab, host: str, timeout: float = 300) -> SelftestOutcome:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lab.api.campaigns import ReportsRefresh, refresh_reports
-from lab.api.session import Lab, instant
+from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import registered_build, verified_build
 from lab.config.rollout_plan import load_rollout_settings
 from lab.errors import NotFoundError
@@ -61,7 +61,7 @@ def rollout_start(lab: Lab, build_ref: str, wait: bool = True, now: datetime | N
     rolled out again: that record is returned. ``events`` gets every step as it happens.
     """
     runner = runner_of(lab, now, events)
-    build = verified_build(lab.config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     return rolled(lab, runner.start(build, wait=wait), build, now)
 
 
@@ -70,7 +70,7 @@ def rollout_resume(lab: Lab, build_ref: str, wait: bool = True, now: datetime | 
     """Continue the unfinished rollout of ``build_ref`` from its last recorded step (after a crash, a
     pause or a closed window). NotFoundError without a rollout, ConfigError when it has ended."""
     runner = runner_of(lab, now, events)
-    build = verified_build(lab.config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     return rolled(lab, runner.resume(build, wait=wait), build, now)
 
 
@@ -79,16 +79,16 @@ def rollout_abort(lab: Lab, build_ref: str, now: datetime | None = None,
     """End the unfinished rollout of ``build_ref``: roll back what its current wave changed (never held
     by a window), cancel the waves after it; waves already done stay as they are."""
     runner = runner_of(lab, now, events)
-    build = registered_build(lab.config.build_spec(build_ref), lab.store)
+    build = registered_build(build_spec(lab, build_ref), lab.store)
     return rolled(lab, runner.abort(build), build, now)
 
 
 def rollout_status(lab: Lab, build_ref: str) -> RolloutRecord:
     """The latest rollout of ``build_ref`` as stored; reads the store only. NotFoundError without one."""
-    spec = lab.config.build_spec(build_ref)
+    spec = build_spec(lab, build_ref)
     record = RolloutStore(lab.store).latest(spec.product, spec.version)
     if record is None:
-        raise NotFoundError(f"{build_ref} has no rollout")
+        raise NotFoundError(f"{spec.ref} has no rollout")
     return record
 
 

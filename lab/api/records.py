@@ -6,8 +6,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from lab.api.session import Lab, instant
+from lab.api.documents import document
+from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import verified_build
 from lab.evidence import audit
 from lab.evidence.audit import AuditCheck, AuditEntry
@@ -41,9 +43,19 @@ class EvidenceVerdict:
         return not self.problems
 
 
-def audit_show(lab: Lab, kind: str | None = None) -> tuple[AuditEntry, ...]:
+class AuditEntries(tuple[AuditEntry, ...]):
+    """Entries of the audit log, oldest first."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab audit show --json``: entries, oldest first: seq, time, kind, subject, payload (as data),
+        prev_hash, hash."""
+        return document(entries=[{"seq": e.seq, "time": e.time, "kind": e.kind, "subject": e.subject,
+                                  "payload": e.data(), "prev_hash": e.prev_hash, "hash": e.hash} for e in self])
+
+
+def audit_show(lab: Lab, kind: str | None = None) -> AuditEntries:
     """The audit log's entries, oldest first; only those of ``kind`` when given."""
-    return tuple(audit.entries(lab.store, kind))
+    return AuditEntries(audit.entries(lab.store, kind))
 
 
 def audit_verify(lab: Lab) -> AuditCheck:
@@ -56,7 +68,7 @@ def evidence_write(lab: Lab, build_ref: str, output: Path, now: datetime | None 
     of the files its campaign used, the results, every decision and signed record with the
     allowed_signers they were checked against."""
     config = lab.config
-    build = verified_build(config.build_spec(build_ref), lab.store)
+    build = verified_build(build_spec(lab, build_ref), lab.store)
     bundle = build_bundle(config, lab.store, build, instant(now))
     write_text(output, json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return EvidenceWritten(build.ref, output, str(bundle["evidence_digest"]), len(bundle["signatures"]),

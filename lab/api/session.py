@@ -8,8 +8,10 @@ from functools import cached_property
 from pathlib import Path
 from types import TracebackType
 
+from lab.campaign.catalog import resolve
 from lab.config.labfile import LabConfig, find_lab_file, load_lab
 from lab.evidence.store import Store
+from lab.model import BuildSpec
 from lab.util.clock import current
 
 
@@ -42,6 +44,13 @@ class Lab:
             self._store = Store(self.config.state_dir / "lab.sqlite3")
         return self._store
 
+    def existing_store(self) -> Store | None:
+        """The lab's store if it exists (opened on first use), None when nothing was ever stored: reads
+        that find nothing then leave no state directory behind."""
+        if self._store is None and not (self.config.state_dir / "lab.sqlite3").exists():
+            return None
+        return self.store
+
     def close(self) -> None:
         """Close the store if it was opened; the session may be used again afterwards."""
         if self._store is not None:
@@ -59,3 +68,9 @@ class Lab:
 def instant(now: datetime | None) -> datetime:
     """``now`` when the caller injects a time, else ``$LAB_NOW``, else the system clock (UTC)."""
     return now if now is not None else current()
+
+
+def build_spec(lab: Lab, ref: str) -> BuildSpec:
+    """The build ``ref`` names (PRODUCT@VERSION, declared or registered, or PRODUCT@latest); NotFoundError
+    listing the versions there are otherwise."""
+    return resolve(lab.config, lab.existing_store(), ref)

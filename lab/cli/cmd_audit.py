@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from lab import api
-from lab.cli.options import BUILD_REF, NOW, pass_lab
+from lab.cli.options import BUILD_REF, JSON, NOW, pass_lab
+from lab.cli.render import print_json
 from lab.reports.data import printable
 
 KIND_WIDTH = max(map(len, api.AUDIT_KINDS))
@@ -22,17 +22,16 @@ def audit_group() -> None:
 
 @audit_group.command()
 @click.option("--kind", type=click.Choice(api.AUDIT_KINDS), help="Only entries of this kind.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with hashes.")
+@JSON
 @pass_lab
 def show(lab: api.Lab, kind: str | None, as_json: bool) -> None:
-    """List the audit log's entries, oldest first: seq, time, kind, subject (and payload with --json)."""
-    for entry in api.audit_show(lab, kind):
-        if as_json:
-            click.echo(json.dumps({"seq": entry.seq, "time": entry.time, "kind": entry.kind, "subject": entry.subject,
-                                   "payload": entry.data(), "prev_hash": entry.prev_hash, "hash": entry.hash},
-                                  sort_keys=True))
-        else:
-            click.echo(f"{entry.seq:>5}  {entry.time:<29} {entry.kind:<{KIND_WIDTH}} {printable(entry.subject)}")
+    """List the audit log's entries, oldest first: seq, time, kind, subject (with --json also payload and hashes)."""
+    entries = api.audit_show(lab, kind)
+    if as_json:
+        print_json(entries.to_json())
+        return
+    for entry in entries:
+        click.echo(f"{entry.seq:>5}  {entry.time:<29} {entry.kind:<{KIND_WIDTH}} {printable(entry.subject)}")
 
 
 @audit_group.command(name="verify")

@@ -7,24 +7,28 @@ from datetime import datetime
 import click
 
 from lab import api
-from lab.cli.options import BUILD_REF, NOW, pass_lab
-from lab.cli.render import print_note, print_refresh, print_verdict
+from lab.cli.options import BUILD_REF, JSON, NOW, pass_lab
+from lab.cli.render import print_json, print_note, print_refresh, print_verdict
 
 
 @click.command()
 @BUILD_REF
 @click.option("--to", "stage", required=True, help="The stage the decision is about (e.g. production).")
 @NOW
+@JSON
 @pass_lab
-def gate(lab: api.Lab, build_ref: str, stage: str, now: datetime | None) -> int:
+def gate(lab: api.Lab, build_ref: str, stage: str, now: datetime | None, as_json: bool) -> int:
     """Decide whether a build may enter STAGE now, clause by clause, with the evidence used.
 
     Nothing moves; the decision is recorded in the audit log. Exits 0 when the gate allows the
     build, 1 when it blocks it.
     """
     decision = api.gate(lab, build_ref, stage, now)
-    print_verdict(decision.verdict, evidence=True)
-    print_note(decision.signers_note)
+    if as_json:
+        print_json(decision.to_json())
+    else:
+        print_verdict(decision.verdict, evidence=True)
+        print_note(decision.signers_note)
     return 0 if decision.verdict.allowed else 1
 
 

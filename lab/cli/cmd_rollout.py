@@ -9,8 +9,8 @@ from datetime import datetime
 import click
 
 from lab import api
-from lab.cli.options import BUILD_REF, NO_WAIT, NOW, pass_lab
-from lab.cli.render import print_refresh
+from lab.cli.options import BUILD_REF, JSON, NO_WAIT, NOW, pass_lab
+from lab.cli.render import print_json, print_refresh
 from lab.reports.data import printable
 from lab.rollout.records import RolloutRecord, RolloutState, WaveState
 
@@ -120,7 +120,12 @@ def abort(lab: api.Lab, build_ref: str, now: datetime | None) -> int:
 
 @rollout.command()
 @BUILD_REF
+@JSON
 @pass_lab
-def status(lab: api.Lab, build_ref: str) -> None:
+def status(lab: api.Lab, build_ref: str, as_json: bool) -> None:
     """Show the build's latest rollout, wave by wave, as stored; change nothing."""
-    print_rollout(api.rollout_status(lab, build_ref))
+    record = api.rollout_status(lab, build_ref)
+    if as_json:
+        print_json(record.to_json())
+    else:
+        print_rollout(record)

@@ -11,7 +11,8 @@ import time
 import click
 
 from lab import api
-from lab.cli.options import LEASE_TIMEOUT, NAMES, pass_lab
+from lab.cli.options import JSON, LEASE_TIMEOUT, NAMES, pass_lab
+from lab.cli.render import print_json
 
 
 def age(since: object) -> str:
@@ -87,10 +88,14 @@ def down(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> i
 
 @sandbox.command(name="list")
 @NAMES
+@JSON
 @pass_lab
-def list_sandboxes(lab: api.Lab, names: tuple[str, ...]) -> None:
+def list_sandboxes(lab: api.Lab, names: tuple[str, ...], as_json: bool) -> None:
     """List sandboxes: provider, state, port, who holds the lease, age since the last reset."""
     rows = api.sandbox_list(lab, names)
+    if as_json:
+        print_json(rows.to_json())
+        return
     click.echo(f"{'sandbox':<16} {'provider':<10} {'state':<9} {'port':>6}  {'lease':<24} {'age':>5}  where")
     for row in rows:
         holder = row.holder or "-"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -23,6 +25,24 @@ NOW = click.option("--now", "now", hidden=True, metavar="ISO-TIME", callback=inj
 BUILD_REF = click.argument("build_ref", metavar="PRODUCT@VERSION")
 CAMPAIGN_ID = click.argument("campaign_id", metavar="CAMPAIGN")
 NO_REPORTS = click.option("--no-reports", is_flag=True, help="Do not write reports under the lab's reports directory.")
+JSON = click.option("--json", "as_json", is_flag=True,
+                    help="Print one JSON document on standard output (and nothing else there); fields in the README.")
+
+
+def report_outputs(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--junit PATH --html PATH --json PATH``: write those reports there too (CI artifact collection)."""
+    for fmt, what in (("json", "the JSON report"), ("html", "the HTML report"), ("junit", "the JUnit XML")):
+        command = click.option(f"--{fmt}", f"{fmt}_output", metavar="PATH",
+                               type=click.Path(dir_okay=False, path_type=Path),
+                               help=f"Also write {what} to PATH (atomically), e.g. for CI to collect.")(command)
+    return command
+
+
+def outputs(html: Path | None, junit: Path | None, json: Path | None) -> dict[str, Path]:
+    """The report paths given on the command line, by format."""
+    return {fmt: path for fmt, path in (("html", html), ("junit", junit), ("json", json)) if path is not None}
+
+
 NO_WAIT = click.option("--no-wait", is_flag=True,
                        help="Stop at a pause between waves (exit 0) instead of waiting it out.")
 KEY = click.option("--key", "key", required=True, type=click.Path(dir_okay=False, path_type=Path),

@@ -3,12 +3,15 @@ reports and the allowed_signers override note."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from lab.api import ReportsRefresh
+from lab.errors import ConfigError, LabError
 from lab.model import CellState, ClauseOutcome, Status, Verdict
 from lab.reports.data import ReportData, printable
 from lab.reports.path import PromotionPath
@@ -101,3 +104,17 @@ def print_note(note: str | None) -> None:
     """The line saying approvals were verified against an overriding allowed_signers file, if one was."""
     if note:
         click.echo(note)
+
+
+def print_json(document: dict[str, Any]) -> None:
+    """One JSON document on standard output, and nothing else there."""
+    click.echo(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def print_error_json(error: LabError) -> None:
+    """A failed command as one JSON document: valid (false) and error: message, file and line (null where
+    unknown), exit_code. The message still goes to stderr as for every error."""
+    source = error.source if isinstance(error, ConfigError) else None
+    line = error.line if isinstance(error, ConfigError) else None
+    print_json({"format": 1, "valid": False,
+                "error": {"message": str(error), "file": source, "line": line, "exit_code": error.exit_code}})

@@ -7,6 +7,7 @@ and what to do about it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from lab.config.allowed_signers import override_signers
 from lab.config.inventory import Inventory, load_inventory
 from lab.config.schemas import schema, validate
 from lab.errors import ConfigError, NotFoundError
-from lab.model import Agreement, BuildSpec, Check, Product, SandboxSpec, Suite
+from lab.model import Agreement, BuildSpec, Check, CiBuilds, Product, SandboxSpec, Suite
 from lab.sandboxes.registry import provider_names
 from lab.util.yamlfile import line_of, load_yaml, plain
 
@@ -171,7 +172,7 @@ def load_products(path: Path, data: Any, raw: dict[str, Any], root: Path,
                                   f"{', '.join(sorted(suites))}", source=str(path),
                                   line=line_of(data, [*where, "suites", index]))
         builds: dict[str, BuildSpec] = {}
-        for index, build in enumerate(body["builds"]):
+        for index, build in enumerate(body.get("builds", [])):
             line = line_of(data, [*where, "builds", index])
             if build["version"] in builds:
                 raise ConfigError(f"build {name}@{build['version']} is declared twice; versions must be unique",
@@ -184,8 +185,23 @@ def load_products(path: Path, data: Any, raw: dict[str, Any], root: Path,
             )
             builds[build["version"]] = BuildSpec(name, build["version"], (root / build["artifact"]).resolve(),
                                                  sources, build.get("sha256"), line, path)
-        products[name] = Product(name, deploy, tuple(body["suites"]), builds)
+        products[name] = Product(name, deploy, tuple(body["suites"]), builds,
+                                 load_ci_builds(path, data, body, root, where))
     return products
+
+
+def load_ci_builds(path: Path, data: Any, body: dict[str, Any], root: Path, where: list[Any]) -> CiBuilds | None:
+    """The product's ``ci_builds`` (None without one): its version pattern must compile."""
+    ci = body.get("ci_builds")
+    if ci is None:
+        return None
+    try:
+        re.compile(ci["versions"])
+    except re.error as exc:
+        raise ConfigError(f"ci_builds.versions {ci['versions']!r} is not a regular expression ({exc}); "
+                          r"write one such as '2\.\d+\.\d+\+nightly\.\d+'",
+                          source=str(path), line=line_of(data, [*where, "ci_builds", "versions"])) from None
+    return CiBuilds(ci["versions"], (root / ci.get("artifacts", "artifacts")).resolve())
 
 
 def load_suites(directory: Path) -> dict[str, Suite]:

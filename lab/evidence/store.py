@@ -165,6 +165,13 @@ class Store:
             return None
         return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
 
+    def builds(self, product: str) -> list[Build]:
+        """Every registered build of ``product``, in the order they were registered (the last one last)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM builds WHERE product=? ORDER BY registered_at, rowid",
+                                    (product,)).fetchall()
+        return [Build(r["product"], r["version"], Path(r["artifact"]), r["digest"], r["registered_at"]) for r in rows]
+
     # --- campaigns ----------------------------------------------------------------------------
 
     def create_campaign(self, build: Build, cells: list[tuple[str, str]], lab_path: Path,

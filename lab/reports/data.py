@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from lab.config.labfile import LabConfig
@@ -100,8 +101,10 @@ def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | N
     at = at or current()
     build = store.build(campaign.product, campaign.version)
     if build is None or build.digest != campaign.digest:
-        build = Build(campaign.product, campaign.version, config.build_spec(campaign.build_ref).artifact,
-                      campaign.digest, campaign.created_at)
+        declared = config.products[campaign.product].builds.get(campaign.version) \
+            if campaign.product in config.products else None
+        artifact = build.artifact if build is not None else declared.artifact if declared else Path(campaign.build_ref)
+        build = Build(campaign.product, campaign.version, artifact, campaign.digest, campaign.created_at)
     verdict = verdict_for(config, store, build, first_gate_stage(config), campaign, at)
     platforms = {s.name: s.platform for s in config.sandboxes}
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}

@@ -15,7 +15,7 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,6 +149,22 @@ class RolloutRecord:
     @property
     def build_ref(self) -> str:
         return f"{self.product}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab rollout status --json`` (format 1): id, build, product, version, digest, stage, state,
+        detail, created_at, updated_at, finished_at, and waves: wave, name, state, max_failures,
+        max_failure_rate, pause_seconds, started_at, finished_at, resume_at, detail, and hosts: host,
+        state, previous, deployed_digest, health, detail."""
+        waves = []
+        for wave in self.waves:
+            fields = {key: value for key, value in asdict(wave).items() if key != "index"}
+            fields["hosts"] = [{key: value for key, value in asdict(host).items() if key != "wave"}
+                               for host in wave.hosts]
+            waves.append({"wave": wave.index, **fields})
+        return {"format": 1, "id": self.id, "build": self.build_ref, "product": self.product,
+                "version": self.version, "digest": self.digest, "stage": self.stage, "state": self.state.value,
+                "detail": self.detail, "created_at": self.created_at, "updated_at": self.updated_at,
+                "finished_at": self.finished_at, "waves": waves}
 
     def current_wave(self) -> WaveRecord | None:
         """The first wave that is not done (None when every wave is done)."""

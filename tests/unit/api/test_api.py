@@ -100,7 +100,7 @@ def test_the_rollout_command_has_subcommands_instead_of_mode_flags() -> None:
     assert sorted(rollout.commands) == ["abort", "resume", "start", "status"]
     options = {name: {o for p in c.params for o in p.opts} for name, c in rollout.commands.items()}
     assert options["start"] == options["resume"] == {"build_ref", "--no-wait", "--now"}
-    assert options["abort"] == {"build_ref", "--now"} and options["status"] == {"build_ref"}
+    assert options["abort"] == {"build_ref", "--now"} and options["status"] == {"build_ref", "--json"}
 
 
 @pytest.fixture
