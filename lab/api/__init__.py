@@ -72,6 +72,7 @@ from lab.api.records import (
     evidence_write,
 )
 from lab.api.session import Lab
+from lab.api.starter import Initialized, init
 from lab.campaign.runner import Progress
 from lab.config.labfile import PROVIDER_NAMES
 from lab.evidence.audit import KINDS as AUDIT_KINDS
@@ -81,12 +82,13 @@ from lab.rollout.engine import RolloutEvent
 __all__ = [
     "AUDIT_KINDS", "PROVIDER_NAMES", "REPORT_FORMATS",
     "AuditEntries", "CampaignOutcome", "CampaignRow", "CampaignRows", "CampaignStarting", "Decision",
-    "EvidenceVerdict", "EvidenceWritten", "Lab",
+    "EvidenceVerdict", "EvidenceWritten", "Initialized", "Lab",
     "ProductionHost", "ProductionRemoved", "Progress", "Promotion", "PromotionRefused", "Registration",
     "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent", "SandboxOutcome", "SandboxRow", "SandboxRows",
     "SandboxesDone",
     "SelftestOutcome", "SignedWord", "Validation", "WrittenReport",
-    "approve", "audit_show", "audit_verify", "build", "evidence_verify", "evidence_write", "gate", "list_campaigns",
+    "approve", "audit_show", "audit_verify", "build", "evidence_verify", "evidence_write", "gate", "init",
+    "list_campaigns",
     "outcome_code", "production_down", "production_status", "production_up", "promote", "report", "resume",
     "rollout_abort", "rollout_resume", "rollout_start", "rollout_status", "run", "sandbox_down", "sandbox_list",
     "sandbox_rebaseline", "sandbox_reset", "sandbox_up", "selftest", "show", "validate", "waive",

@@ -10,7 +10,7 @@ from lab import __version__, api
 from lab.cli.cmd_approve import approve, waive
 from lab.cli.cmd_audit import audit_group, evidence_group
 from lab.cli.cmd_campaign import list_campaigns, report, resume, run, show
-from lab.cli.cmd_lab import build, validate
+from lab.cli.cmd_lab import build, init, validate
 from lab.cli.cmd_production import production
 from lab.cli.cmd_promote import gate, promote
 from lab.cli.cmd_rollout import rollout
@@ -45,7 +45,7 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_
     ctx.call_on_close(session.close)
 
 
-COMMANDS = (validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,
+COMMANDS = (init, validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,
             audit_group, evidence_group, sandbox, selftest, rollout, production)
 for command in COMMANDS:
     cli.add_command(command)

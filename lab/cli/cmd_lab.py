@@ -1,4 +1,4 @@
-"""``lab validate`` and ``lab build``: check the lab, register builds."""
+"""``lab init``, ``lab validate`` and ``lab build``: start a lab, check it, register builds."""
 
 from __future__ import annotations
 
@@ -77,3 +77,17 @@ def build(lab: api.Lab, build_ref: str, version: str | None, artifact: Path | No
     click.echo(f"{registered.ref}: {state}")
     click.echo(f"  artifact {registered.artifact}")
     click.echo(f"  sha256   {registered.digest}")
+
+
+@click.command()
+@click.argument("directory", metavar="[DIR]", default=".", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Write a small working lab into DIR (default: here): one local sandbox, a product, a suite and an
+    agreement, which `lab run` passes on. Refuses (exit 2, nothing written) where a file of it exists.
+    """
+    started = api.init(directory)
+    click.echo(f"wrote a lab of {len(started.files)} files in {started.directory}:")
+    for path in started.files:
+        click.echo(f"  {path}")
+    where = "" if started.directory == Path(".") else f" --lab {started.lab_file}"
+    click.echo(f"next: lab{where} build hello@1.0.0 && lab{where} run hello@1.0.0")
