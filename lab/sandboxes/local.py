@@ -92,19 +92,26 @@ def free_loopback_port() -> int:
         return port
 
 
+def owned_pid(root: Path, pid_file: Path) -> int | None:
+    """The live process ``pid_file`` names, if its command line is in the sandbox ``root``; else None
+    (no such process, or the pid was reused by a process that is not the sandbox's)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(root).encode() in cmdline else None
+
+
 def stop_processes(root: Path) -> None:
     """Stop every process of the sandbox: those named in its pid files whose command line is in it."""
     run_dir = root / "run"
     if not run_dir.is_dir():
         return
     for pid_file in run_dir.glob("*.pid"):
-        try:
-            pid = int(pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
+        pid = owned_pid(root, pid_file)
+        if pid is None:
             continue
-        if str(root).encode() not in cmdline:
-            continue  # the pid was reused by a process that is not ours
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.kill(pid, sig)
@@ -146,8 +153,19 @@ class LocalProvider(Provider):
         return HostHandle(handle.name, handle.root, handle.facts, f"reset to golden image {golden.label}", golden.key)
 
     def capture(self, spec: SandboxSpec, golden: Golden) -> bool:
-        """Pack the host's tree as ``golden``'s image (replacing an older one of that key)."""
-        pack_golden(self.home(spec) / "root", self.golden_pack(golden))
+        """Pack the host's tree as ``golden``'s image (replacing an older one of that key).
+
+        An image keeps files, not processes: a tree that runs services (live pids in ``run/*.pid``)
+        but has no boot script to start them again is refused (InfrastructureError), so a reset
+        never returns a sandbox whose baseline services are silently missing.
+        """
+        root = self.home(spec) / "root"
+        running = [p.name for p in sorted((root / "run").glob("*.pid")) if owned_pid(root, p) is not None]
+        if running and not any((root / BOOT_DIR).glob("*")):
+            raise InfrastructureError(f"the baseline left services running ({', '.join(running)}) but installs no "
+                                      f"boot script in {BOOT_DIR}/ to start them again; add one (see "
+                                      "playbooks/files/baseline/etc/lab/boot.d/journal)")
+        pack_golden(root, self.golden_pack(golden))
         return True
 
     def forget_golden(self, spec: SandboxSpec, golden: Golden) -> None:
