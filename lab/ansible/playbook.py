@@ -10,6 +10,7 @@ hosts, in one run) and say how each host fared.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -151,6 +152,23 @@ class HostWatcher:
             self.done(self.outcome(host))
 
 
+MITOGEN_SWITCH = "LAB_MITOGEN"  # 0, false, no or off: plain Ansible strategies even with Mitogen installed
+
+
+def mitogen_settings() -> dict[str, str]:
+    """Ansible settings that run plays with Mitogen's ``mitogen_linear`` strategy: when Mitogen for
+    Ansible is installed in lab's environment and ``$LAB_MITOGEN`` does not switch it off; none
+    otherwise (Ansible's own ``linear``). A play's own ``strategy:`` still wins."""
+    if os.environ.get(MITOGEN_SWITCH, "").strip().lower() in ("0", "false", "no", "off"):
+        return {}
+    spec = importlib.util.find_spec("ansible_mitogen")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        return {}
+    return {"ANSIBLE_STRATEGY_PLUGINS": str(Path(locations[0]) / "plugins" / "strategy"),
+            "ANSIBLE_STRATEGY": "mitogen_linear"}
+
+
 def ansible_playbook_binary() -> Path:
     """``ansible-playbook`` next to the running interpreter; InfrastructureError if it is missing."""
     candidate = Path(sys.executable).parent / "ansible-playbook"
@@ -223,6 +241,7 @@ def run_playbook_on(
         "ANSIBLE_REMOTE_TEMP": str(temp / "remote"),
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        **mitogen_settings(),
     }
     try:
         runner = ansible_runner.run(

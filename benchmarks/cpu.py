@@ -1,0 +1,79 @@
+"""CPU-seconds of a whole process tree: a command run in a cpuacct cgroup of its own when this
+machine allows it (root, cgroup v1 cpuacct or v2), so processes that leave their parent (Mitogen's
+helpers, daemons a playbook starts) are counted too; else the waited-for children's rusage."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+V1 = Path("/sys/fs/cgroup/cpuacct")
+V2 = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A finished command: wall seconds, CPU-seconds, how they were counted, exit code and output."""
+
+    wall: float
+    cpu: float
+    method: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cgroup_root() -> tuple[Path, str, str] | None:
+    """(parent directory, usage file, method) of a cgroup this process may create, or None."""
+    if os.geteuid() != 0:
+        return None
+    if (V1 / "cpuacct.usage").exists():
+        return V1, "cpuacct.usage", "cgroup cpuacct"
+    if (V2 / "cgroup.controllers").exists():
+        return V2, "cpu.stat", "cgroup v2 cpu.stat"
+    return None
+
+
+def usage(group: Path, name: str) -> float:
+    text = (group / name).read_text()
+    if name == "cpuacct.usage":
+        return int(text) / 1e9
+    fields = dict(line.split() for line in text.splitlines())
+    return int(fields["usage_usec"]) / 1e6
+
+
+def run(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> Measured:
+    """Run ``command`` in ``cwd`` to its end and count the CPU its whole tree used while it ran."""
+    found = cgroup_root()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    group = None
+    if found is not None:
+        group = found[0] / f"lab-bench-{uuid.uuid4().hex[:8]}"
+        group.mkdir()
+    procs = str(group / "cgroup.procs") if group is not None else None
+
+    def enter() -> None:
+        if procs is not None:
+            with open(procs, "w") as handle:
+                handle.write(str(os.getpid()))
+
+    started = time.perf_counter()
+    done = subprocess.run(list(command), env=dict(env), cwd=cwd, capture_output=True, text=True, check=False,
+                          preexec_fn=enter)
+    wall = time.perf_counter() - started
+    if group is not None and found is not None:
+        cpu, method = usage(group, found[1]), found[2]
+        for pid in (group / "cgroup.procs").read_text().split():  # daemons it left behind go back to the root group
+            (found[0] / "cgroup.procs").write_text(pid)
+        group.rmdir()
+    else:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        method = "rusage of waited-for children"
+    return Measured(wall, cpu, method, done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,108 @@
+"""What a rollout costs per production host, before and after a change, measured in one run.
+
+``python -m benchmarks.rollout_cost --before DIR [--hosts 24,96,384] [--runs 1]``
+
+``DIR`` is a checkout of the code to compare with; this checkout is "after". For each host count
+N and each code, a fresh copy of that code's default lab gets N local production hosts (its own
+agreement: waves of 1%, 10%, 50%, 100%, ``forks: 8``), provisioned with ``lab production up``
+and build A registered and recorded as promoted into production (not measured). Then the rollout
+of build A to all N hosts runs in a child process of the same interpreter with that code on
+``PYTHONPATH`` (``RolloutRunner.start``, the window clock set to an open evening): its wall
+time and the CPU-seconds of its whole process tree (``benchmarks/cpu.py``) are what is measured,
+the child's own start (imports, loading the lab) included on both sides. Before and after
+alternate for each N. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import cpu
+from benchmarks.campaign_cost import AFTER, BUILD, copy_lab, python
+
+ROLLOUT = r"""
+import json, sys
+from datetime import UTC, datetime
+from pathlib import Path
+from lab.campaign.builds import registered_build
+from lab.config.labfile import load_lab
+from lab.config.rollout_plan import load_rollout_settings
+from lab.decision.records import record_promotion
+from lab.evidence.store import Store
+from lab.model import Campaign, CampaignState
+from lab.rollout.engine import RolloutRunner
+
+config = load_lab(Path(sys.argv[1]))
+store = Store(config.state_dir / "lab.sqlite3")
+build = registered_build(config.build_spec(sys.argv[2]), store)
+record_promotion(store, Campaign("bench", build.product, build.version, build.digest, CampaignState.FINISHED,
+                                 "t", "t", (), (), "lab.yml"), "production", {})
+runner = RolloutRunner(config, store, load_rollout_settings(config),
+                       clock=lambda: datetime(2026, 12, 2, 19, tzinfo=UTC))  # a Wednesday evening: window open
+record = runner.start(build)
+print(json.dumps({"state": record.state.value}))
+"""
+
+
+def make_production_lab(code: Path, target: Path, hosts: int) -> Path:
+    """A copy of ``code``'s default lab at ``target`` with ``hosts`` local production hosts."""
+    return copy_lab(code, target, "production", [f"prod-ts-{i:03d}" for i in range(1, hosts + 1)])
+
+
+def stop_production(code: Path, lab_yml: Path) -> None:
+    """Stop the services the production hosts run and remove them."""
+    python(code, lab_yml.parent, "-c", "from lab.cli import main; main()", "--lab", str(lab_yml), "production", "down")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", type=Path, required=True, help="a checkout of the code to compare with")
+    parser.add_argument("--after", type=Path, default=AFTER, help="the code measured as after (default: this checkout)")
+    parser.add_argument("--hosts", default="24,96,384")
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    codes = {"before": args.before.resolve(), "after": args.after.resolve()}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="lab-rollout-cost-") as scratch:
+        for count in (int(h) for h in args.hosts.split(",")):
+            measured: dict[str, list[tuple[float, float]]] = {name: [] for name in codes}
+            for run in range(args.runs):
+                for name, code in codes.items():
+                    lab_yml = make_production_lab(code, Path(scratch) / f"{name}-{count}-{run}", count)
+                    cli = ("-c", "from lab.cli import main; main()", "--lab", str(lab_yml))
+                    try:
+                        for step in (("build", BUILD), ("production", "up")):
+                            done = python(code, lab_yml.parent, *cli, *step)
+                            if done.returncode != 0:
+                                raise SystemExit(f"{name}: lab {' '.join(step)} failed: {done.stderr[-2000:]}")
+                        rolled = cpu.run([sys.executable, "-c", ROLLOUT, str(lab_yml), BUILD],
+                                         {**os.environ, "PYTHONPATH": str(code)}, lab_yml.parent)
+                        if rolled.returncode != 0:
+                            raise SystemExit(f"{name}: the rollout failed: {rolled.stderr[-3000:]}")
+                        state = json.loads(rolled.stdout.strip().splitlines()[-1])["state"]
+                        if state != "complete":
+                            raise SystemExit(f"{name}: the rollout ended {state}")
+                    finally:
+                        stop_production(code, lab_yml)
+                    measured[name].append((rolled.wall, rolled.cpu))
+                    print(f"{count:>4} hosts {name:<6} wall {rolled.wall:7.1f} s  cpu {rolled.cpu:7.1f} s  "
+                          f"({rolled.cpu / count:.2f} CPU-s per host)", flush=True)
+            rows.append((count, {n: (statistics.median(w for w, _ in m), statistics.median(c for _, c in m))
+                                 for n, m in measured.items()}))
+    print("\n| production hosts | before wall s | after wall s | before CPU-s/host | after CPU-s/host | "
+          "CPU ratio after/before |")
+    print("|--:|--:|--:|--:|--:|--:|")
+    for count, m in rows:
+        (bw, bc), (aw, ac) = m["before"], m["after"]
+        print(f"| {count} | {bw:.1f} | {aw:.1f} | {bc / count:.2f} | {ac / count:.2f} | {ac / bc:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
