@@ -39,5 +39,7 @@ type: $(STAMP)
 
 check: lint type test
 
+# Stops whatever the demo's hosts still run before their files go (`lab ... down` stops, then removes).
 clean:
+	-[ ! -x $(BIN)/lab ] || [ ! -d .lab ] || { $(BIN)/lab sandbox down >/dev/null; $(BIN)/lab production down; }
 	rm -rf .lab artifacts reports/*.html reports/*.xml reports/*.json

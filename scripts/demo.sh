@@ -17,6 +17,15 @@ expect() {  # expect CODE COMMAND...: run, and fail the demo unless it exits wit
     fi
 }
 
+stop_hosts() {  # on any exit: stop what the sandboxes and production hosts run, keep their files
+    local code=$?
+    step "Stop the services the sandboxes and production hosts run (their files stay under .lab/)"
+    lab sandbox stop >/dev/null || echo "demo: 'lab sandbox stop' failed; 'make clean' stops and removes everything" >&2
+    lab production stop || echo "demo: 'lab production stop' failed; 'make clean' stops and removes everything" >&2
+    exit "$code"
+}
+trap stop_hosts EXIT
+
 step "Validate the default lab"
 expect 0 lab validate
 step "Build A and build B from source and register their sha256 digests"

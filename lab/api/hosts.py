@@ -193,6 +193,19 @@ def sandbox_down(lab: Lab, names: Sequence[str] = (), lease_timeout: float | Non
     return for_each(lab, names, lease_timeout, "lab sandbox down", destroy, each)
 
 
+def sandbox_stop(lab: Lab, names: Sequence[str] = (), lease_timeout: float | None = None,
+                 each: SandboxEvents | None = None) -> SandboxesDone:
+    """Stop what the named sandboxes (all without names) run, keeping their files for reading; the next
+    campaign, ``sandbox_up`` or ``sandbox_reset`` starts them clean. Idempotent."""
+
+    def halt(provider: Provider, spec: SandboxSpec) -> SandboxOutcome:
+        started = time.monotonic()
+        provider.halt(spec)
+        return SandboxOutcome(spec.name, spec.provider, "stop", time.monotonic() - started, provider.describe(spec))
+
+    return for_each(lab, names, lease_timeout, "lab sandbox stop", halt, each)
+
+
 def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> SandboxRows:
     """The named sandboxes (all without names) with their state, port, lease holder and last reset."""
     config = lab.config

@@ -11,7 +11,7 @@ from lab.campaign.builds import registered_build, verified_build
 from lab.config.rollout_plan import load_rollout_settings
 from lab.errors import NotFoundError
 from lab.model import Build
-from lab.rollout.endpoints import ProvisionOutcome, describe, endpoints, provision, teardown
+from lab.rollout.endpoints import ProvisionOutcome, describe, endpoints, halt_hosts, provision, teardown
 from lab.rollout.engine import EventHandler, RolloutRunner, outcome_code
 from lab.rollout.records import RolloutRecord, RolloutStore
 
@@ -39,6 +39,13 @@ class ProductionHost:
 @dataclass(frozen=True)
 class ProductionRemoved:
     """The local production hosts ``production_down`` removed."""
+
+    hosts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProductionStopped:
+    """The local production hosts ``production_stop`` stopped (those that were up)."""
 
     hosts: tuple[str, ...]
 
@@ -102,6 +109,12 @@ def production_up(lab: Lab, rebuild: bool = False) -> ProvisionOutcome:
 def production_down(lab: Lab) -> ProductionRemoved:
     """Stop and remove the local production hosts; static hosts are never touched."""
     return ProductionRemoved(tuple(teardown(lab.config, load_rollout_settings(lab.config))))
+
+
+def production_stop(lab: Lab) -> ProductionStopped:
+    """Stop what the local production hosts run, keeping their files; static hosts are never touched.
+    The next ``production_up`` provisions them again from a fresh state."""
+    return ProductionStopped(tuple(halt_hosts(lab.config, load_rollout_settings(lab.config))))
 
 
 def production_status(lab: Lab) -> tuple[ProductionHost, ...]:

@@ -1,4 +1,4 @@
-"""``lab production up|down|status``: the production hosts that `lab rollout` deploys to."""
+"""``lab production up|stop|down|status``: the production hosts that `lab rollout` deploys to."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def production_up(lab: api.Lab, rebuild: bool) -> None:
     outcome = api.production_up(lab, rebuild)
     click.echo(f"production: {len(outcome.provisioned)} host(s) provisioned, {len(outcome.already)} already up "
                f"({outcome.seconds:.1f}s)")
+
+
+@production.command("stop")
+@pass_lab
+def production_stop(lab: api.Lab) -> None:
+    """Stop what the local production hosts run, keeping their files (what each installed and logged).
+
+    Static hosts are never touched. `lab production up` provisions stopped hosts again, fresh.
+    """
+    stopped = api.production_stop(lab)
+    click.echo(f"production: {len(stopped.hosts)} local host(s) stopped; their files stay under the state dir")
 
 
 @production.command("down")

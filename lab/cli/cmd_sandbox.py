@@ -1,4 +1,4 @@
-"""``lab sandbox up|down|reset|list``: the lab's sandboxes, by hand, outside campaigns.
+"""``lab sandbox up|stop|down|reset|list``: the lab's sandboxes, by hand, outside campaigns.
 
 Every change takes the sandbox's lease first, so it never pulls a sandbox from under a
 running campaign (it waits up to --lease-timeout, then says who holds it).
@@ -75,6 +75,15 @@ def reset(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> 
 def rebaseline(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> int:
     """Install the baseline afresh (one playbook run) and keep it as the golden image resets return to."""
     return api.sandbox_rebaseline(lab, names, lease_timeout, each=print_outcome).code
+
+
+@sandbox.command()
+@NAMES
+@LEASE_TIMEOUT
+@pass_lab
+def stop(lab: api.Lab, names: tuple[str, ...], lease_timeout: float | None) -> int:
+    """Stop what sandboxes run, keeping their files to read; the next campaign or `up` starts them clean."""
+    return api.sandbox_stop(lab, names, lease_timeout, each=print_outcome).code
 
 
 @sandbox.command()

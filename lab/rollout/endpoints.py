@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,6 +189,18 @@ def teardown(config: LabConfig, settings: RolloutSettings) -> list[str]:
             if existed:
                 removed.append(item.name)
     return removed
+
+
+def halt_hosts(config: LabConfig, settings: RolloutSettings) -> list[str]:
+    """Stop what every production host the lab owns runs, side by side, keeping their files (what each
+    host installed and logged stays readable); the names of those that were up. A halted host is
+    provisioned again, from a fresh state, by the next ``provision``."""
+    with production_lease(config, "lab production stop"):
+        owned = [item for item in endpoints(config, settings) if item.served_by.owns_hosts]
+        with ThreadPoolExecutor(max_workers=max(1, min(len(owned), 32))) as pool:
+            for done in [pool.submit(item.served_by.halt, item.spec) for item in owned]:
+                done.result()
+    return [item.name for item in owned if item.handle is not None]
 
 
 def journal_running(root: Path) -> bool:

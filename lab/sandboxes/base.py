@@ -22,6 +22,10 @@ provider and inventory variables):
 ``destroy(spec)``
     Stop everything the host runs and remove it. Safe to repeat. A provider whose hosts exist
     outside the lab (``owns_hosts = False``, e.g. ``static``) only forgets what it recorded.
+``halt(spec)``
+    Stop everything the host runs and keep its files, so what it holds stays readable (its logs,
+    what was installed). A halted host is not up: ``current`` is None and ``up`` resets it. Safe
+    to repeat. Providers whose hosts run nothing of the lab's (``static``) have nothing to stop.
 ``describe(spec) -> dict``
     A short status for ``lab sandbox list`` and ``lab production status``: ``state`` (absent,
     ready, running, stopped, degraded, static, ...), ``where``, and ``port``, ``since``
@@ -130,6 +134,10 @@ class Provider(ABC):
     @abstractmethod
     def describe(self, spec: SandboxSpec) -> dict[str, Any]:
         """A short status: ``state`` and ``where``, with ``port``, ``since`` and ``detail`` when known."""
+
+    def halt(self, spec: SandboxSpec) -> None:
+        """Stop what the host runs, keeping its files; by default nothing (hosts that run no lab process)."""
+        del spec
 
     def up(self, spec: SandboxSpec) -> HostHandle:
         """The host as it is when it is up, else freshly reset: a host already up is left untouched."""

@@ -3,7 +3,8 @@
 No root privileges needed. Each host gets its own loopback port (``lab_port``) for the services
 its baseline starts, so several hosts run side by side on one machine. Sandboxes live under
 ``<state_dir>/sandboxes/<name>``, production hosts under ``<state_dir>/production/<name>``; a
-host's ``facts.json`` (its port and when it was reset) says it is up.
+host's ``facts.json`` (its port and when it was reset) says it is up, unless it records that the
+host was halted (its processes stopped, its tree kept for reading).
 
 Golden baselines: ``capture`` packs a freshly baselined tree (without the contents of ``run/``
 and ``tmp/``, which a boot starts empty) into ``<state_dir>/golden/local/<key>.tar``;
@@ -202,9 +203,9 @@ class LocalProvider(Provider):
         return taken
 
     def current(self, spec: SandboxSpec) -> HostHandle | None:
-        """The host's handle from its ``facts.json``; None when it was never reset or has been destroyed."""
+        """The host's handle from its ``facts.json``; None when it was never reset, was halted or destroyed."""
         facts = self.saved(spec)
-        if facts is None:
+        if facts is None or "halted_at" in facts:
             return None
         return self.handle(spec, self.home(spec) / "root", int(facts.get("lab_port", 0)))
 
@@ -237,14 +238,21 @@ class LocalProvider(Provider):
         if home.exists():
             shutil.rmtree(home)
 
+    def halt(self, spec: SandboxSpec) -> None:
+        """Stop the host's processes and record it as halted; its tree stays until the next reset."""
+        facts = self.saved(spec)
+        stop_processes(self.home(spec) / "root")
+        if facts is not None and "halted_at" not in facts:
+            write_text(self.home(spec) / "facts.json", json.dumps({**facts, "halted_at": time.time()}))
+
     def describe(self, spec: SandboxSpec) -> dict[str, Any]:
-        """``ready`` with its tree, port and last reset, or ``absent``."""
+        """``ready`` (or ``stopped`` once halted) with its tree, port and last reset, or ``absent``."""
         home = self.home(spec)
         facts = self.saved(spec)
         if facts is None:
             return {"state": "absent", "where": str(home)}
-        return {"state": "ready", "where": str(home / "root"), "port": facts.get("lab_port"),
-                "since": facts.get("reset_at")}
+        return {"state": "stopped" if "halted_at" in facts else "ready", "where": str(home / "root"),
+                "port": facts.get("lab_port"), "since": facts.get("reset_at")}
 
     def tree(self, spec: SandboxSpec) -> Path | None:
         """The host's root tree, once it has been reset."""

@@ -13,6 +13,8 @@ import os
 import re
 import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +30,7 @@ from lab.evidence.store import Store
 from lab.model import Build, ClauseOutcome, SandboxSpec, Status
 from lab.reports.data import gather
 from lab.sandboxes.lease import lease
+from lab.sandboxes.namespace import boot as nsboot
 from lab.sandboxes.namespace import linux, sshkeys
 from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.ssh import SSHTransport
@@ -334,6 +337,14 @@ def test_the_sandbox_commands_manage_namespace_sandboxes(tmp_path: Path,
             assert held.code == 3 and "sandbox ts-sbx-01 is held by campaign c-42" in held.err
         reset = run_cli(*lab, "sandbox", "reset", "ts-sbx-01")
         assert reset.code == 0 and reset.out.startswith("ts-sbx-01: reset in ")
+        home = state_dir / "namespaces" / "ts-sbx-01"
+        assert linux.pids_with_arguments(nsboot.INIT_MARK, str(home)) != []
+        stopped = run_cli(*lab, "sandbox", "stop")
+        assert stopped.code == 0 and re.match(r"ts-sbx-01: stop in \d+\.\d\ds: stopped, port \d+ \(namespace, ",
+                                              stopped.out), stopped.out
+        assert linux.pids_with_arguments(nsboot.INIT_MARK, str(home)) == []
+        assert (home / "state.json").is_file() and list(home.glob("gen-*/upper"))  # its files stay
+        assert run_cli(*lab, "sandbox", "up").out.startswith("ts-sbx-01: up in ")  # a stopped sandbox comes back
         assert run_cli(*lab, "sandbox", "down").out == "ts-sbx-01: down\n"
         assert run_cli(*lab, "sandbox", "down").code == 0
         assert "ts-sbx-01        namespace  absent" in run_cli(*lab, "sandbox", "list").out
@@ -349,6 +360,22 @@ def test_the_sandbox_list_works_for_local_sandboxes_too(tmp_path: Path, run_cli:
     assert run_cli(*lab, "sandbox", "up").out.startswith("ts-sbx-01: up in ")
     listed = run_cli(*lab, "sandbox", "list").out
     assert re.search(r"ts-sbx-01 +local +ready +\d+  - +\d+s +\S+/\.lab/sandboxes/ts-sbx-01/root", listed), listed
+    root = tmp_path / "lab" / ".lab" / "sandboxes" / "ts-sbx-01" / "root"
+    # a service of the sandbox: its tree on its command line
+    service = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(root)])
+    try:
+        (root / "run" / "svc.pid").write_text(f"{service.pid}\n")
+        (root / "var" / "log" / "svc.log").write_text("kept\n")
+        stopped = run_cli(*lab, "sandbox", "stop")
+        assert stopped.code == 0
+        assert re.match(r"ts-sbx-01: stop in \d+\.\d\ds: stopped, port \d+ \(local, ", stopped.out), stopped.out
+        assert service.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        service.kill()
+    assert (root / "var" / "log" / "svc.log").read_text() == "kept\n"
+    assert re.search(r"ts-sbx-01 +local +stopped +\d+ ", run_cli(*lab, "sandbox", "list").out)
+    assert run_cli(*lab, "sandbox", "up").out.startswith("ts-sbx-01: up in ")  # stopped is not up: reset, clean
+    assert not (root / "var" / "log" / "svc.log").exists()
     assert run_cli(*lab, "sandbox", "down").out == "ts-sbx-01: down\n"
 
 

@@ -113,6 +113,11 @@ class NamespaceProvider(Provider):
             if home.exists():
                 shutil.rmtree(home)
 
+    def halt(self, spec: SandboxSpec) -> None:
+        """Stop every process of the sandbox; its files (upper layer, host key, state) stay until a reset."""
+        with locked(self.lock_path(spec)):
+            self.stop(spec, NamespaceState.load(self.home(spec) / "state.json"))
+
     def current(self, spec: SandboxSpec) -> HostHandle | None:
         """The handle of the running sandbox; None when it is absent, stopped or its sshd does not listen."""
         state = NamespaceState.load(self.home(spec) / "state.json")
