@@ -14,20 +14,18 @@ import glob
 import hashlib
 import json
 import os
+import queue
 import re
 import shlex
 import shutil
 import signal
 import socket
-import ssl
 import stat
 import struct
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 MAX_TEXT = 64 * 1024
 FORMAT = 1
@@ -153,9 +151,8 @@ def account_id(ctx, value, path, what):
         if value.isdigit():
             return int(value), None
         raise
-    for _, parts in entries:
-        if parts[0] == value and len(parts) > 2 and parts[2].isdigit():
-            return int(parts[2]), value
+    if value in entries.id_of_name:
+        return entries.id_of_name[value], value
     return (int(value), None) if value.isdigit() else (None, value)
 
 
@@ -165,10 +162,7 @@ def account_name(ctx, path, number):
         entries = account_entries(ctx, path)
     except CheckBroken:
         return None
-    for _, parts in entries:
-        if len(parts) > 2 and parts[2] == str(number):
-            return parts[0]
-    return None
+    return entries.by_id.get(str(number))
 
 
 def file_follow(params):
@@ -583,18 +577,26 @@ def check_port(params, ctx):
 
 # --- http -------------------------------------------------------------------------------------
 
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
+def no_redirect():
+    """A handler that follows no redirect (urllib's imports cost ~50 ms, so only http checks pay them)."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    return NoRedirect()
 
 
 def check_http(params, ctx):
+    import ssl
+    import urllib.error
+    import urllib.request
     url = params["url"]
     if not url.startswith(("http://", "https://")):
         raise CheckBroken("url must start with http:// or https://, got %r" % url)
     wanted = params.get("status", 200)
     wanted = wanted if isinstance(wanted, list) else [wanted]
-    handlers = [] if params.get("follow_redirects", True) else [NoRedirect()]
+    handlers = [] if params.get("follow_redirects", True) else [no_redirect()]
     if url.startswith("https://"):
         context = ssl.create_default_context(cafile=params.get("ca_file"))
         if params.get("tls_verify", True) is False:
@@ -784,6 +786,45 @@ def read_text(path, what):
         raise CheckBroken("cannot read %s: %s" % (what, exc.strerror or exc)) from None
 
 
+def signature(path):
+    """What changes whenever a file is rewritten or replaced: inode, size, mtime and ctime (ns)."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+class Sources:
+    """The sandbox files many checks consult (/etc/passwd, /etc/group, the dpkg database), read and
+    parsed once per manifest and again only when their stat signature changes (a check, a retry or
+    another process rewrote them), so 100 user checks read /etc/passwd once, not 100 times."""
+
+    def __init__(self):
+        self.parsed = {}
+        self.lock = threading.Lock()
+
+    def get(self, key, version, load):
+        """``load()`` the first time, or when ``version()`` differs from the one it was loaded at."""
+        try:
+            current = version()
+        except OSError:
+            return load()  # absent or unreadable: load() says why, every time
+        with self.lock:
+            hit = self.parsed.get(key)
+        if hit is not None and hit[0] == current:
+            return hit[1]
+        value = load()
+        with self.lock:
+            self.parsed[key] = (current, value)
+        return value
+
+
+def sources_of(ctx):
+    """The manifest's shared Sources (a fresh one for a check run on its own)."""
+    found = ctx.get("sources")
+    if found is None:
+        found = ctx["sources"] = Sources()
+    return found
+
+
 # --- package ----------------------------------------------------------------------------------
 
 def dpkg_order(char):
@@ -941,22 +982,48 @@ def dpkg_database(admin):
     raise CheckBroken("the dpkg database kept changing while it was read (is dpkg running?)")
 
 
+PACKAGE_LINE = re.compile(r"^Package:[ \t]*(\S+)[ \t]*$", re.MULTILINE)
+
+
+def dpkg_version(admin):
+    """The stat signatures of the status file, the journal directory and each journal entry."""
+    updates = os.path.join(admin, "updates")
+    try:
+        entries = sorted(e for e in os.listdir(updates) if e.isdigit())
+        journal = (signature(updates), *(signature(os.path.join(updates, e)) for e in entries))
+    except FileNotFoundError:
+        journal = ()
+    return (signature(os.path.join(admin, "status")), *journal)
+
+
+def dpkg_index(admin):
+    """The dpkg database's texts and, per package name, where each of its ``Package:`` lines is:
+    one pass over the (large) status file, so looking a package up parses only its own stanzas."""
+    texts = dpkg_database(admin)
+    where = {}
+    for number, text in enumerate(texts):
+        for match in PACKAGE_LINE.finditer(text):
+            where.setdefault(match.group(1), []).append((number, match.start(), match.end()))
+    return texts, where
+
+
 def dpkg_package(name, ctx):
     """Look ``name`` (or ``name:arch``) up in the dpkg database under the sandbox root.
 
     Reads /var/lib/dpkg/status and then the journal in /var/lib/dpkg/updates/ (what a dpkg run
-    that stopped half-way left), as dpkg-query does, so it needs no dpkg on a sandbox root.
+    that stopped half-way left), as dpkg-query does, so it needs no dpkg on a sandbox root. The
+    database is read and indexed once per manifest (again only if it changes).
     """
-    texts = dpkg_database(under_root(ctx["root"], "/var/lib/dpkg"))
+    admin = under_root(ctx["root"], "/var/lib/dpkg")
+    texts, where = sources_of(ctx).get(("dpkg", admin), lambda: dpkg_version(admin), lambda: dpkg_index(admin))
     records = {}
     package, _, arch = name.partition(":")
-    field = re.compile(r"^Package:[ \t]*%s[ \t]*$" % re.escape(package), re.MULTILINE)
-    for text in texts:
-        for match in field.finditer(text):  # parse only the package's own stanzas: the file is large
-            start, end = text.rfind("\n\n", 0, match.start()), text.find("\n\n", match.end())
-            for fields in dpkg_stanzas(text[start + 1 if start >= 0 else 0:end if end >= 0 else len(text)]):
-                if fields.get("Package") == package:
-                    records[fields.get("Architecture", "")] = fields
+    for number, begin, finish in where.get(package, ()):  # parse only the package's own stanzas
+        text = texts[number]
+        start, end = text.rfind("\n\n", 0, begin), text.find("\n\n", finish)
+        for fields in dpkg_stanzas(text[start + 1 if start >= 0 else 0:end if end >= 0 else len(text)]):
+            if fields.get("Package") == package:
+                records[fields.get("Architecture", "")] = fields
     instances = []
     for pkg_arch, fields in sorted(records.items()):
         if not arch or pkg_arch == arch:
@@ -1051,31 +1118,52 @@ def check_package(params, ctx):
 
 # --- user and group ---------------------------------------------------------------------------
 
+class Accounts(list):
+    """(line number, fields) of each entry of an account file, with the first entry per name and
+    per id string looked up by dict, not by a scan per check."""
+
+    def __init__(self, entries):
+        super().__init__(entries)
+        self.by_name, self.by_id, self.id_of_name = {}, {}, {}
+        for number, parts in entries:
+            self.by_name.setdefault(parts[0], (number, parts))
+            if len(parts) > 2:
+                self.by_id.setdefault(parts[2], parts[0])
+                if parts[2].isdigit():
+                    self.id_of_name.setdefault(parts[0], int(parts[2]))
+
+
 def account_entries(ctx, path):
     """(line number, fields) of each entry of /etc/passwd or /etc/group under the sandbox root.
 
     Comments, blank lines and NIS compat lines (``+``/``-``) are skipped, as glibc's files backend
-    does; an entry with the wrong number of fields is kept so that looking it up is an error.
+    does; an entry with the wrong number of fields is kept so that looking it up is an error. Read
+    once per manifest, again only when the file changes.
     """
-    entries = []
-    for number, line in enumerate(read_text(under_root(ctx["root"], path), path).splitlines(), 1):
-        if line.strip() and line[0] not in "#+-":
-            entries.append((number, line.split(":")))
-    return entries
+    host = under_root(ctx["root"], path)
+
+    def load():
+        entries = []
+        for number, line in enumerate(read_text(host, path).splitlines(), 1):
+            if line.strip() and line[0] not in "#+-":
+                entries.append((number, line.split(":")))
+        return Accounts(entries)
+    return sources_of(ctx).get(("accounts", host), lambda: signature(host), load)
 
 
 def account_entry(entries, name, fields, path):
     """The first entry named ``name`` (as getpwnam/getgrnam return it), or None."""
-    for number, parts in entries:
-        if parts[0] == name:
-            if len(parts) != fields:
-                raise CheckBroken("%s line %d has %d fields, expected %d: cannot judge %r"
-                                  % (path, number, len(parts), fields, name))
-            for index in (2, 3) if fields == 7 else (2,):
-                if not parts[index].isdigit():
-                    raise CheckBroken("%s line %d: id %r is not a number" % (path, number, parts[index]))
-            return parts
-    return None
+    found = entries.by_name.get(name)
+    if found is None:
+        return None
+    number, parts = found
+    if len(parts) != fields:
+        raise CheckBroken("%s line %d has %d fields, expected %d: cannot judge %r"
+                          % (path, number, len(parts), fields, name))
+    for index in (2, 3) if fields == 7 else (2,):
+        if not parts[index].isdigit():
+            raise CheckBroken("%s line %d: id %r is not a number" % (path, number, parts[index]))
+    return parts
 
 
 def user_groups(name, gid, group_entries):
@@ -1669,46 +1757,82 @@ CHECKS = {
 
 # --- engine -----------------------------------------------------------------------------------
 
-def attempt(check, ctx):
-    """Run one check once, in a thread bounded by its timeout. Returns (status, message, evidence)."""
+class Worker:
+    """A thread that runs check attempts, one at a time, for the thread that owns it: starting a
+    thread per check cost more than most checks. A worker whose check overran its timeout is
+    abandoned (left to finish, or hang, as a daemon) and its owner gets a new one."""
+
+    def __init__(self):
+        self.jobs = queue.SimpleQueue()
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def loop(self):
+        while True:
+            job, done = self.jobs.get()
+            job()
+            done.release()
+
+    def run(self, job, timeout):
+        """Run ``job`` on this worker; False if it has not finished after ``timeout`` seconds."""
+        done = threading.Lock()
+        done.acquire()
+        self.jobs.put((job, done))
+        return done.acquire(timeout=timeout)
+
+
+OWN = threading.local()
+
+
+def judge(check, ctx):
+    """Run one check once in this thread. Returns (status, message, evidence)."""
     func = CHECKS.get(check.get("type"))
     if func is None:
         return "error", "unknown check type %r" % check.get("type"), {}
+    try:
+        message, evidence = func(check.get("params") or {}, ctx)
+        return "pass", message, evidence
+    except Failure as exc:
+        return "fail", str(exc), exc.evidence
+    except CheckFailed as exc:
+        return "fail", str(exc), {}
+    except CheckBroken as exc:
+        return "error", str(exc), {}
+    except KeyError as exc:
+        return "error", "missing parameter %s" % exc, {}
+    except Exception as exc:  # one broken check is an error, never a crash of the suite
+        return "error", "%s: %s" % (type(exc).__name__, exc), {}
+
+
+def attempt(check, ctx):
+    """Run one check once on this thread's Worker, bounded by its timeout. Returns (status,
+    message, evidence)."""
     outcome = {}
 
     def target():
-        try:
-            message, evidence = func(check.get("params") or {}, ctx)
-            outcome["value"] = ("pass", message, evidence)
-        except Failure as exc:
-            outcome["value"] = ("fail", str(exc), exc.evidence)
-        except CheckFailed as exc:
-            outcome["value"] = ("fail", str(exc), {})
-        except CheckBroken as exc:
-            outcome["value"] = ("error", str(exc), {})
-        except KeyError as exc:
-            outcome["value"] = ("error", "missing parameter %s" % exc, {})
-        except Exception as exc:  # one broken check is an error, never a crash of the suite
-            outcome["value"] = ("error", "%s: %s" % (type(exc).__name__, exc), {})
+        outcome["value"] = judge(check, ctx)
 
-    worker = threading.Thread(target=target, daemon=True)
-    worker.start()
-    worker.join(ctx["timeout"] + 1.0)
-    if worker.is_alive():
+    worker = getattr(OWN, "worker", None)
+    if worker is None:
+        worker = OWN.worker = Worker()
+    if not worker.run(target, ctx["timeout"] + 1.0):
+        OWN.worker = None  # still busy with the check that overran: never reused
         for proc in ctx["children"]:
             kill_group(proc)
         return "error", "timed out after %ss" % ctx["timeout"], {}
     return outcome["value"]
 
 
-def run_check(check, root):
-    """Run a check with its retries; fail-then-pass is reported as flaky, never as pass."""
+def run_check(check, root, sources=None, here=False):
+    """Run a check with its retries; fail-then-pass is reported as flaky, never as pass.
+    ``sources``: the manifest's shared Sources (default: a fresh one). ``here``: in the calling
+    thread, whose caller bounds the time (see run_ahead); otherwise each attempt on a Worker."""
     started = time.monotonic()
     retries = int(check.get("retries", 0))
     history = []
+    sources = sources or Sources()
     while True:
-        ctx = {"root": root, "timeout": float(check.get("timeout", 30)), "children": []}
-        status, message, evidence = attempt(check, ctx)
+        ctx = {"root": root, "timeout": float(check.get("timeout", 30)), "children": [], "sources": sources}
+        status, message, evidence = judge(check, ctx) if here else attempt(check, ctx)
         history.append({"status": status, "message": message})
         if status == "pass" or len(history) > retries:
             break
@@ -1725,22 +1849,134 @@ def run_check(check, root):
     }
 
 
+# How a run of consecutive checks of one kind is judged (see batches):
+# - AHEAD: reads of the sandbox's files and /proc, which change nothing and cannot wait on anything
+#   but the disk (a helper process they start has its own timeout): one thread judges them in
+#   order, running ahead while this thread writes the lines, and a check that overruns its time
+#   stops that thread's run (run_ahead). A thread per check cost more than the checks.
+# - CONCURRENT: checks that spend their time waiting on the network and change nothing: up to
+#   WIDTH at once. The file, account and package checks are CPU-bound, so threads would only queue
+#   on the interpreter's lock for them.
+# - anything else (command, version, service): one at a time, each attempt bounded on a Worker,
+#   because a command may change what a later check sees.
+AHEAD = ("file", "user", "group", "package", "process", "listening", "mount", "sysctl", "kernel_module")
+CONCURRENT = ("http", "port")
+WIDTH = 8
+
+
+def one_line(check, root, sources, here=False):
+    """The result line of one manifest entry."""
+    if check.get("broken"):
+        return {"id": check.get("id"), "status": "error", "message": str(check["broken"]),
+                "evidence": {}, "duration_ms": 0, "attempts": 0}
+    if check.get("skip"):
+        return {"id": check.get("id"), "status": "skip", "message": str(check["skip"]),
+                "evidence": {}, "duration_ms": 0, "attempts": 0}
+    return run_check(check, root, sources, here)
+
+
+def kind_of(check):
+    """AHEAD, CONCURRENT or None (one at a time) for a manifest entry."""
+    if check.get("broken") or check.get("skip") or check.get("type") in AHEAD:
+        return AHEAD
+    return CONCURRENT if check.get("type") in CONCURRENT else None
+
+
+def batches(checks):
+    """The manifest's checks in order, as (kind, run): consecutive checks of kind AHEAD or
+    CONCURRENT together, any other check alone (kind None)."""
+    kind, run = None, []
+    for check in checks:
+        this = kind_of(check)
+        if run and (this is None or this is not kind):
+            yield kind, run
+            run = []
+        kind = this
+        run.append(check)
+    if run:
+        yield kind, run
+
+
+def allowed_time(check):
+    """The longest a check with its retries may take: every attempt its timeout, plus a second."""
+    return (int(check.get("retries", 0)) + 1) * (float(check.get("timeout", 30)) + 1.0)
+
+
+def run_ahead(run, root, sources, write):
+    """Judge ``run`` in order on a thread of its own, passing each line to ``write`` as it comes.
+    A check not judged within allowed_time() after the previous one is an error ("timed out"); its
+    thread is abandoned (its later lines are dropped) and a new one goes on with the next check."""
+    position = 0
+    while position < len(run):
+        lines, stop = queue.SimpleQueue(), threading.Event()
+
+        def work(start, lines=lines, stop=stop):
+            for index in range(start, len(run)):
+                if stop.is_set():
+                    return
+                lines.put(one_line(run[index], root, sources, here=True))
+        threading.Thread(target=work, args=(position,), daemon=True).start()
+        while position < len(run):
+            check = run[position]
+            try:
+                line = lines.get(timeout=allowed_time(check))
+            except queue.Empty:
+                stop.set()
+                write({"id": check.get("id"), "status": "error", "evidence": {},
+                       "message": "timed out after %ss" % float(check.get("timeout", 30)),
+                       "duration_ms": int(allowed_time(check) * 1000), "attempts": 1})
+                position += 1
+                break
+            write(line)
+            position += 1
+
+
+def judge_together(run, root, sources):
+    """The result lines of ``run`` (in its order), judged by up to WIDTH threads at once."""
+    lines = [None] * len(run)
+    cursor = iter(range(len(run)))
+    lock = threading.Lock()
+
+    def drain():
+        while True:
+            with lock:
+                index = next(cursor, None)
+            if index is None:
+                return
+            lines[index] = one_line(run[index], root, sources)
+    threads = [threading.Thread(target=drain, daemon=True) for _ in range(min(WIDTH, len(run)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return lines
+
+
 def run_manifest(manifest, out):
-    """Run every check of a manifest, writing one JSON line per result to ``out``."""
+    """Run every check of a manifest, writing one JSON line per result to ``out``, in the
+    manifest's order."""
     if manifest.get("format") != FORMAT:
         raise SystemExit("lab runner: manifest format %r not supported" % manifest.get("format"))
     root = manifest.get("root", "/")
     checks = manifest.get("checks", [])
-    for check in checks:
-        if check.get("broken"):
-            line = {"id": check.get("id"), "status": "error", "message": str(check["broken"]),
-                    "evidence": {}, "duration_ms": 0, "attempts": 0}
-        elif check.get("skip"):
-            line = {"id": check.get("id"), "status": "skip", "message": str(check["skip"]),
-                    "evidence": {}, "duration_ms": 0, "attempts": 0}
-        else:
-            line = run_check(check, root)
+    sources = Sources()
+
+    flushed = [time.monotonic()]
+
+    def write(line):
         out.write(json.dumps(line, sort_keys=True) + "\n")
+        if time.monotonic() - flushed[0] > 0.2:  # lines reach the controller as they come, in batches
+            out.flush()
+            flushed[0] = time.monotonic()
+
+    for kind, run in batches(checks):
+        if kind is AHEAD:
+            run_ahead(run, root, sources, write)
+        elif kind is CONCURRENT and len(run) > 1:
+            for line in judge_together(run, root, sources):
+                write(line)
+        else:
+            write(one_line(run[0], root, sources))
         out.flush()
     out.write(json.dumps({"end": True, "checks": len(checks)}) + "\n")
     out.flush()
