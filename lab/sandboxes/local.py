@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from lab.errors import InfrastructureError
 from lab.model import SandboxSpec
 from lab.sandboxes.base import Golden, HostHandle, Provider
 from lab.sandboxes.lease import locked
+from lab.sandboxes.stopping import stop
 from lab.util.atomic import write_text
 
 SKELETON = ("etc", "opt", "run", "tmp", "usr/local/bin", "var/lib/lab/installed", "var/log")
@@ -104,24 +104,14 @@ def owned_pid(root: Path, pid_file: Path) -> int | None:
     return pid if str(root).encode() in cmdline else None
 
 
-def stop_processes(root: Path) -> None:
-    """Stop every process of the sandbox: those named in its pid files whose command line is in it."""
+def stop_processes(root: Path) -> dict[int, str]:
+    """Stop every process of the sandbox: those named in its pid files whose command line is in
+    it, with their process groups (lab.sandboxes.stopping: no polling, a zombie counts as stopped).
+    Returns how each ended (pid -> "SIGTERM", "SIGKILL" or "still running")."""
     run_dir = root / "run"
     if not run_dir.is_dir():
-        return
-    for pid_file in run_dir.glob("*.pid"):
-        pid = owned_pid(root, pid_file)
-        if pid is None:
-            continue
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            for _ in range(20):
-                if not Path(f"/proc/{pid}").exists():
-                    break
-                time.sleep(0.05)
+        return {}
+    return stop([pid for pid in (owned_pid(root, f) for f in run_dir.glob("*.pid")) if pid is not None])
 
 
 class LocalProvider(Provider):
