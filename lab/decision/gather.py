@@ -8,6 +8,7 @@ stays pure). The clock is passed in; ``lab.util.clock.current`` is the default.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from lab.decision.evaluate import ApprovalFacts, CellFacts, Evidence, SuiteFacts
 from lab.decision.records import promotions
 from lab.errors import ConfigError
 from lab.evidence.store import Store
-from lab.model import Build, Campaign, CampaignState, Stage, Verdict
+from lab.model import Build, Campaign, CampaignState, CellRecord, Stage, Verdict
 from lab.signoff.approvals import payload_problem
 from lab.signoff.records import signed
 from lab.signoff.signing import verify
@@ -39,9 +40,11 @@ def promotions_of(store: Store, build: Build) -> list[dict[str, Any]]:
     return [row for row in promotions(store, build.product, build.version) if row["digest"] == build.digest]
 
 
-def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None) -> Evidence:
+def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None,
+                cells: Sequence[CellRecord] | None = None) -> Evidence:
     """The evidence a gate may use: ``campaign``'s cells, steps and digests (or none at all), the
-    build's stage entries, and its verified approvals, rejections and waivers."""
+    build's stage entries, and its verified approvals, rejections and waivers. ``cells``: the
+    campaign's cells when the caller read them already (each read decodes every result)."""
     suites = {
         name: SuiteFacts(name, config.suites[name].mandatory, config.suites[name].platforms)
         for name in config.products[build.product].suites
@@ -56,12 +59,12 @@ def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaig
     for step in store.steps(campaign.id):
         if step.step == "deploy" and step.ok:
             digests[step.sandbox] = step.deployed_digest
-    cells = tuple(
+    facts = tuple(
         CellFacts(c.sandbox, c.suite, c.state, tuple(r.status for r in c.results), tuple(r.check_id for r in c.results))
-        for c in store.cells(campaign.id)
+        for c in (store.cells(campaign.id) if cells is None else cells)
     )
     return Evidence(build.ref, build.digest, campaign.id, campaign.state is CampaignState.FINISHED,
-                    platforms, digests, suites, cells, entered, approvals, waivers)
+                    platforms, digests, suites, facts, entered, approvals, waivers)
 
 
 def signoffs(store: Store, build: Build, allowed_signers: Path | None) -> tuple[tuple[ApprovalFacts, ...],
@@ -112,13 +115,15 @@ def gated_stage(config: LabConfig, stage: str) -> Stage:
 
 
 def verdict_for(config: LabConfig, store: Store, build: Build, stage: str,
-                campaign: Campaign | None = None, now: datetime | None = None) -> Verdict:
+                campaign: Campaign | None = None, now: datetime | None = None,
+                cells: Sequence[CellRecord] | None = None) -> Verdict:
     """The gate into ``stage`` evaluated at ``now`` (default: ``lab.util.clock.current()``) on
-    ``campaign`` (default: the build's latest campaign)."""
+    ``campaign`` (default: the build's latest campaign); ``cells``: that campaign's cells, if
+    already read."""
     target = gated_stage(config, stage)
     assert target.gate is not None
     chosen = campaign or latest_campaign(store, build)
-    return evaluate(target.gate, target, evidence_of(config, store, build, chosen), now or current())
+    return evaluate(target.gate, target, evidence_of(config, store, build, chosen, cells), now or current())
 
 
 def first_gate_stage(config: LabConfig) -> str:

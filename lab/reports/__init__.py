@@ -20,7 +20,7 @@ from lab.evidence.store import Store
 from lab.model import Build
 from lab.reports.data import ReportData, gather
 from lab.reports.html import html_report
-from lab.reports.junit import junit_xml
+from lab.reports.junit import junit_gitlab_xml, junit_xml
 from lab.util.atomic import write_text
 
 
@@ -42,10 +42,12 @@ REPORT_FORMATS = (
     ReportFormat("html", ".html", html_report),
     ReportFormat("junit", ".junit.xml", junit_xml),
     ReportFormat("json", ".json", json_report),
+    ReportFormat("junit-gitlab", ".gitlab.junit.xml", junit_gitlab_xml),  # on request only (see WRITTEN)
 )
 FORMATS = tuple(f.name for f in REPORT_FORMATS)
 SUFFIX = {f.name: f.suffix for f in REPORT_FORMATS}
 BY_NAME = {f.name: f for f in REPORT_FORMATS}
+WRITTEN = ("html", "junit", "json")  # what every run and every refresh writes
 
 
 def render(data: ReportData, fmt: str) -> str:
@@ -56,7 +58,7 @@ def render(data: ReportData, fmt: str) -> str:
     return found.render(data)
 
 
-def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = WRITTEN) -> list[Path]:
     """Write each report atomically to ``directory/<campaign><suffix>``; return the paths."""
     written = []
     for fmt in formats:

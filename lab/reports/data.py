@@ -4,7 +4,7 @@ build's promotion path."""
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,9 @@ class ReportData:
     steps: tuple[StepRecord, ...]
     notes: tuple[str, ...]
     path: PromotionPath  # where the build stands on the agreement's stages, as of the report
+    suite_files: dict[str, str] = field(default_factory=dict)  # suite -> its file, relative to lab.yml
+    # suite -> check id -> (the check's line in its suite file, its description)
+    check_notes: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
 
     def shown_status(self, cell: CellRecord, result: Result) -> str:
         """A result's status as every report shows it: ``waived`` for a failure that a valid waiver
@@ -105,13 +108,25 @@ def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | N
             if campaign.product in config.products else None
         artifact = build.artifact if build is not None else declared.artifact if declared else Path(campaign.build_ref)
         build = Build(campaign.product, campaign.version, artifact, campaign.digest, campaign.created_at)
-    verdict = verdict_for(config, store, build, first_gate_stage(config), campaign, at)
+    cells = tuple(store.cells(campaign.id))  # decoded once, for the verdicts and every format
+    verdict = verdict_for(config, store, build, first_gate_stage(config), campaign, at, cells)
     platforms = {s.name: s.platform for s in config.sandboxes}
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
     notes = tuple(tls_notes(config, campaign))
     return ReportData(config.name, now(), campaign, build, verdict, platforms, mandatory,
-                      tuple(store.cells(campaign.id)), tuple(store.steps(campaign.id)), notes,
-                      promotion_path(config, store, build, at))
+                      cells, tuple(store.steps(campaign.id)), notes,
+                      promotion_path(config, store, build, at, {campaign.id: cells}),
+                      {name: relative_to_lab(config, suite.path) for name, suite in config.suites.items()},
+                      {name: {c.id: (c.line, c.description) for c in suite.checks}
+                       for name, suite in config.suites.items()})
+
+
+def relative_to_lab(config: LabConfig, path: Path) -> str:
+    """``path`` relative to the lab's directory (as CI checks the lab out), else as it is."""
+    try:
+        return path.resolve().relative_to(config.path.parent.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
 
 
 def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:

@@ -8,6 +8,7 @@ the same functions ``lab gate`` uses, nothing is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from lab.config import allowed_signers as signers
 from lab.config.labfile import LabConfig
 from lab.decision.gather import latest_campaign, promotions_of, signoffs, verdict_for
 from lab.evidence.store import Store
-from lab.model import Build, Verdict
+from lab.model import Build, CellRecord, Verdict
 from lab.rollout.records import RolloutRecord, RolloutStore
 from lab.util.clock import iso
 
@@ -109,8 +110,10 @@ def rollout_json(rollout: RolloutRecord) -> dict[str, Any]:
                        "detail": w.detail} for w in rollout.waves]}
 
 
-def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime) -> tuple[StageRow, ...]:
-    """Every stage of the agreement, in order, as ``build`` stands in it at ``now``."""
+def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime,
+               cells: dict[str, Sequence[CellRecord]] | None = None) -> tuple[StageRow, ...]:
+    """Every stage of the agreement, in order, as ``build`` stands in it at ``now``; ``cells``: the
+    cells the caller read already, by campaign id (each read decodes every result)."""
     promoted = {row["stage"]: row for row in promotions_of(store, build)}
     rows: list[StageRow] = []
     for position, stage in enumerate(config.agreement.stages):
@@ -123,7 +126,9 @@ def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime) -> 
             rows.append(StageRow(stage.name, "later"))
         else:
             campaign = latest_campaign(store, build)
-            decision = None if stage.gate is None else verdict_for(config, store, build, stage.name, campaign, now)
+            known = (cells or {}).get(campaign.id) if campaign else None
+            decision = None if stage.gate is None else verdict_for(config, store, build, stage.name, campaign, now,
+                                                                   known)
             rows.append(StageRow(stage.name, "next", None, campaign.id if campaign else None, decision))
     return tuple(rows)
 
@@ -145,9 +150,11 @@ def latest_rollout(store: Store, build: Build) -> RolloutRecord | None:
     return rollout if rollout is not None and rollout.digest == build.digest else None
 
 
-def promotion_path(config: LabConfig, store: Store, build: Build, now: datetime) -> PromotionPath:
+def promotion_path(config: LabConfig, store: Store, build: Build, now: datetime,
+                   cells: dict[str, Sequence[CellRecord]] | None = None) -> PromotionPath:
     """Where ``build`` stands at ``now``: its stages (the next one decided as ``lab gate`` would,
-    on its latest campaign), its signed records and its latest rollout, read from ``store``."""
-    return PromotionPath(iso(now), stage_rows(config, store, build, now),
+    on its latest campaign), its signed records and its latest rollout, read from ``store``;
+    ``cells``: campaigns' cells the caller read already, by campaign id."""
+    return PromotionPath(iso(now), stage_rows(config, store, build, now, cells),
                          signed_rows(config, store, build), signers.signers_source(config.agreement),
                          signers.describe(config.agreement), latest_rollout(store, build))

@@ -7,17 +7,18 @@ from typing import Any
 import pytest
 
 from lab.cli.app import cli
-from lab.reports import FORMATS, REPORT_FORMATS, SUFFIX, render
+from lab.reports import FORMATS, REPORT_FORMATS, SUFFIX, WRITTEN, json_report, render
 from lab.reports.html import html_report
-from lab.reports.junit import junit_xml
+from lab.reports.junit import junit_gitlab_xml, junit_xml
 
 
 def test_the_table_gives_names_suffixes_and_renderers() -> None:
     assert [(f.name, f.suffix) for f in REPORT_FORMATS] == [("html", ".html"), ("junit", ".junit.xml"),
-                                                             ("json", ".json")]
-    assert FORMATS == ("html", "junit", "json")
-    assert SUFFIX == {"html": ".html", "junit": ".junit.xml", "json": ".json"}
-    assert [f.render for f in REPORT_FORMATS][:2] == [html_report, junit_xml]
+                                                             ("json", ".json"), ("junit-gitlab", ".gitlab.junit.xml")]
+    assert FORMATS == ("html", "junit", "json", "junit-gitlab")
+    assert WRITTEN == ("html", "junit", "json")
+    assert SUFFIX == {"html": ".html", "junit": ".junit.xml", "json": ".json", "junit-gitlab": ".gitlab.junit.xml"}
+    assert [f.render for f in REPORT_FORMATS] == [html_report, junit_xml, json_report, junit_gitlab_xml]
 
 
 def test_lab_report_offers_exactly_the_formats_of_the_table() -> None:
@@ -26,5 +27,5 @@ def test_lab_report_offers_exactly_the_formats_of_the_table() -> None:
 
 
 def test_an_unknown_format_is_refused_by_name() -> None:
-    with pytest.raises(ValueError, match=r"^unknown report format 'pdf'; formats: html, junit, json$"):
+    with pytest.raises(ValueError, match=r"^unknown report format 'pdf'; formats: html, junit, json, junit-gitlab$"):
         render(None, "pdf")  # type: ignore[arg-type]  # refused before the data is looked at

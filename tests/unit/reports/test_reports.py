@@ -41,7 +41,8 @@ def data(tmp_path: Path) -> ReportData:
         Result("wobbly", Status.FLAKY, "ok on retry", {"earlier_attempts": [{"status": "fail", "message": HOSTILE}]},
                40, 2),
     ])
-    store.finish_cell(campaign.id, "ts-sbx-01", "portfolio-compat", [Result("health", Status.PASS, "ok", {}, 3, 1)])
+    store.finish_cell(campaign.id, "ts-sbx-01", "portfolio-compat", [
+        Result("health", Status.PASS, "ok", {}, 3, 1), Result("journal-running", Status.PASS, "up", {}, 4, 1)])
     store.finish_cell(campaign.id, "ts-sbx-02", "care-planner-smoke", [Result("passes", Status.PASS, "ok", {}, 3, 1)])
     store.start_cell(campaign.id, "ts-sbx-02", "portfolio-compat")  # interrupted: never finished
     return gather(config, store, store.campaign(campaign.id))
@@ -65,10 +66,47 @@ def test_junit_validates_against_the_xsd_and_maps_every_status(data: ReportData)
     assert cases["cannot-judge"].find("error").get("message") == "timed out after 5s"
     assert cases["skipped"].find("skipped") is not None
     assert cases["wobbly"].find("failure") is None
-    assert cases["wobbly"].find("flakyFailure").get("message").startswith("<script>")
+    assert cases["wobbly"].find("flakyFailure") is None  # xunit-viewer shows it as an unknown status
+    assert cases["wobbly"].find("system-out").text.startswith("FLAKY: passed on attempt 2 after 1 failed attempt(s)")
+    assert cases["wobbly"].find("system-err").text.startswith("attempt 1: fail: <script>")
+    assert props["flaky"] == "wobbly"
+    assert all(c.get("time") is not None for s in suites for c in s.findall("testcase"))
+    assert cases["cannot-judge"].get("time") == "5.000"
+    assert suites[0].get("file") == "test_suites/care-planner-smoke.yml"
+    assert "file" not in cases["passes"].attrib  # junit-10.xsd has no file or line on a testcase
     unfinished = suites[3].findall("testcase")
     assert [(c.get("name"), c.find("error").get("type")) for c in unfinished] == [("(cell)", "unfinished")]
-    assert (document.get("tests"), document.get("failures"), document.get("errors")) == ("8", "1", "2")
+    assert (document.get("tests"), document.get("failures"), document.get("errors")) == ("9", "1", "2")
+
+
+def test_junitparser_reads_every_status_the_description_and_the_flaky_check(data: ReportData) -> None:
+    """junitparser (what many CI scripts use): a flaky check is a pass whose output says FLAKY."""
+    junitparser = pytest.importorskip("junitparser", reason="pip install -e '.[test]' installs junitparser")
+    xml = junitparser.JUnitXml.fromstring(render(data, "junit").encode("utf-8"))
+    cases = {(suite.name, case.name): case for suite in xml for case in suite}
+    wobbly = cases[("ts-sbx-01.care-planner-smoke", "wobbly")]
+    assert (wobbly.is_passed, wobbly.is_skipped, wobbly.result) == (True, False, [])
+    assert wobbly.system_out.startswith("FLAKY: passed on attempt 2")
+    assert wobbly.system_err.startswith("attempt 1: fail:")
+    failed = cases[("ts-sbx-01.care-planner-smoke", "hostile<id>")]
+    assert [type(r).__name__ for r in failed.result] == ["Failure"]
+    assert [type(r).__name__ for r in cases[("ts-sbx-01.care-planner-smoke", "cannot-judge")].result] == ["Error"]
+    assert cases[("ts-sbx-01.care-planner-smoke", "skipped")].is_skipped
+    assert {case.time for case in cases.values()} >= {0.012, 5.0}
+    running = cases[("ts-sbx-01.portfolio-compat", "journal-running")]
+    assert running.system_out == "the journal service is still running\nup"
+    totals = [(suite.name, suite.tests, suite.failures, suite.errors, suite.skipped) for suite in xml]
+    assert totals[0] == ("ts-sbx-01.care-planner-smoke", 5, 1, 1, 1)
+
+
+def test_the_gitlab_flavour_gives_each_case_its_suite_file_and_line(data: ReportData) -> None:
+    document = etree.fromstring(render(data, "junit-gitlab").encode("utf-8"))
+    cases = document.findall(".//testsuite[@name='ts-sbx-01.portfolio-compat']/testcase")
+    located = [(c.get("name"), c.get("file"), c.get("line")) for c in cases]
+    # a check the suite does not declare (any more) keeps its file but has no line
+    assert located == [("health", "test_suites/portfolio-compat.yml", None),
+                       ("journal-running", "test_suites/portfolio-compat.yml", "10")]
+    assert all(c.get("file") for c in document.iter("testcase") if c.get("name") != "(cell)")
 
 
 def test_junit_escapes_hostile_output(data: ReportData) -> None:
@@ -99,7 +137,7 @@ def test_json_export_has_the_whole_campaign(data: ReportData) -> None:
     assert exported["build"] == {"product": "care-planner", "version": "2.0.0", "digest": "ab" * 32,
                                  "artifact": "a.tgz"}
     assert exported["verdict"]["allowed"] is False
-    assert exported["counts"] == {"pass": 3, "fail": 1, "error": 1, "skip": 1, "flaky": 1, "waived": 0}
+    assert exported["counts"] == {"pass": 4, "fail": 1, "error": 1, "skip": 1, "flaky": 1, "waived": 0}
     states = {(c["sandbox"], c["suite"]): c["state"] for c in exported["cells"]}
     assert states[("ts-sbx-02", "portfolio-compat")] == "running"
     reasons = [c["detail"] for c in exported["verdict"]["clauses"] if c["outcome"] == "not met"]
@@ -149,3 +187,18 @@ def test_a_waived_failure_is_shown_as_waived_in_every_report(tmp_path: Path) -> 
     assert '<td class="waived">waived<br><span class="small">1 pass, 1 waived' in page
     assert '<h3 class="waived">WAIVED · portfolio-compat · <code>journal-health</code>' in page
     assert "PASS · portfolio-compat · <code>journal-health</code>" not in page
+
+
+def test_a_report_decodes_the_campaigns_results_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    build = store.register_build("care-planner", "2.0.0", "ab" * 32, config.state_dir / "a.tgz")
+    campaign = store.create_campaign(build, [("ts-sbx-01", "care-planner-smoke")], config.path)
+    store.finish_cell(campaign.id, "ts-sbx-01", "care-planner-smoke", [Result("a", Status.PASS, "ok", {"k": 1}, 1, 1)])
+    reads: list[str] = []
+    real = Store.cells
+    monkeypatch.setattr(Store, "cells", lambda self, campaign_id: reads.append(campaign_id) or real(self, campaign_id))
+    data = gather(config, store, store.campaign(campaign.id))
+    assert reads == [campaign.id]
+    assert [r.evidence for c in data.cells for r in c.results] == [{"k": 1}]
+    assert data.path.stages[1].decision is not None  # the next stage was decided, on the same read
