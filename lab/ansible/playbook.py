@@ -3,6 +3,9 @@ hosts, in one run) and say how each host fared.
 
 - ``ansible-playbook`` comes from the running interpreter's environment (its bin directory),
   never from ``PATH``, so the lab always runs the Ansible it was installed with.
+- Every run gets the lab's ansible.cfg (``ANSIBLE_CONFIG``) and vault secrets (file names as
+  ``--vault-id`` / ``--vault-password-file``), and runs from the lab's directory, as the inventory
+  was resolved (``lab.ansible.settings``).
 - Runner artifacts go to a private directory (0700); ansible-runner's env/ files (extravars,
   passwords, ssh keys) are suppressed, and extra vars go through a 0600 file that is removed
   after the run, so nothing reaches a process command line.
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.ansible.settings import AnsibleSettings
 from lab.errors import InfrastructureError
 from lab.util.atomic import write_text
 
@@ -183,21 +187,23 @@ def ansible_playbook_binary() -> Path:
 def run_playbook(
     playbook: Path,
     *,
-    inventory: Path,
+    inventory: Sequence[Path],
+    ansible: AnsibleSettings,
     host: str,
     extravars: dict[str, Any],
     work_dir: Path,
     timeout: float,
 ) -> PlaybookOutcome:
     """Run ``playbook`` limited to ``host`` through ansible-runner and collect per-host outcomes."""
-    return run_playbook_on(playbook, inventory=inventory, hosts=(host,), extravars=extravars, host_vars={},
-                           work_dir=work_dir, timeout=timeout)
+    return run_playbook_on(playbook, inventory=inventory, ansible=ansible, hosts=(host,), extravars=extravars,
+                           host_vars={}, work_dir=work_dir, timeout=timeout)
 
 
 def run_playbook_on(
     playbook: Path,
     *,
-    inventory: Path,
+    inventory: Sequence[Path],
+    ansible: AnsibleSettings,
     hosts: Sequence[str],
     extravars: dict[str, Any],
     host_vars: Mapping[str, Mapping[str, Any]],
@@ -225,14 +231,15 @@ def run_playbook_on(
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(extravars, handle)
-    sources: str | list[str] = str(inventory)
+    sources = [str(source.resolve()) for source in inventory]
     if host_vars:
         facts_file = private / "host-facts.json"
         write_text(facts_file, json.dumps({"all": {"hosts": {h: dict(v) for h, v in host_vars.items()}}}), 0o600)
-        sources = [str(inventory.resolve()), str(facts_file)]
+        sources.append(str(facts_file))
     temp = private / "tmp"
     temp.mkdir(mode=0o700)
     envvars = {
+        **ansible.environment(),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_LOCALHOST_WARNING": "False",
@@ -247,7 +254,7 @@ def run_playbook_on(
         runner = ansible_runner.run(
             private_data_dir=str(private),
             binary=str(ansible_playbook_binary()),
-            cmdline=shlex.join(["-e", f"@{vars_file}", str(playbook)]),
+            cmdline=shlex.join([*ansible.vault_arguments(), "-e", f"@{vars_file}", str(playbook)]),
             inventory=sources,
             limit=",".join(hosts),
             forks=forks,
@@ -255,7 +262,7 @@ def run_playbook_on(
             suppress_env_files=True,
             quiet=True,
             timeout=int(max(1, timeout)),
-            project_dir=str(playbook.parent),
+            project_dir=str(ansible.lab_dir),
             event_handler=HostWatcher(on_host) if on_host is not None else None,
         )
         return collect(runner, str(playbook), str(private))

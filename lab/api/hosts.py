@@ -110,7 +110,7 @@ def selected(lab: Lab, names: Sequence[str]) -> list[SandboxSpec]:
 def provider_of(lab: Lab, spec: SandboxSpec) -> Provider:
     """The provider of ``spec``, set up as a campaign sets it up."""
     config = lab.config
-    site = LabSite(config.root, config.inventory.path, config.timeouts.playbook)
+    site = LabSite(config.root, config.inventory.sources, config.timeouts.playbook, config.ansible)
     return provider_for(spec.provider, config.state_dir, site)
 
 

@@ -20,7 +20,8 @@ class Lab:
     """One lab, as a caller names it: ``path`` is the lab file or its directory (None: ``$LAB_CONFIG``
     or ``./lab.yml``); ``provider`` runs every sandbox on that provider whatever the inventory says;
     ``allowed_signers`` verifies approvals against that file instead of the agreement's (recorded as
-    an override wherever a decision is).
+    an override wherever a decision is); ``vault_ids`` / ``vault_password_files`` name the Ansible
+    vault secrets (files, never passwords) that the inventory and every playbook run are given.
 
     Nothing is read until a use case needs it: ``config`` loads and validates the lab (ConfigError
     naming file:line on the first problem), ``store`` opens its SQLite store. ``close()`` (or leaving
@@ -30,12 +31,15 @@ class Lab:
     path: str | None = None
     provider: str | None = None
     allowed_signers: Path | None = None
+    vault_ids: tuple[str, ...] = ()
+    vault_password_files: tuple[str, ...] = ()
     _store: Store | None = field(default=None, repr=False)
 
     @cached_property
     def config(self) -> LabConfig:
         """The lab's validated configuration, loaded on first use."""
-        return load_lab(find_lab_file(self.path), self.provider, self.allowed_signers)
+        return load_lab(find_lab_file(self.path), self.provider, self.allowed_signers, self.vault_ids,
+                        self.vault_password_files)
 
     @property
     def store(self) -> Store:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.ansible.playbook import HostOutcome, host_detail, run_playbook_on
+from lab.ansible.settings import AnsibleSettings
 from lab.errors import InfrastructureError
 from lab.sandboxes.base import HostHandle
 
@@ -33,13 +34,15 @@ class HostStep:
 
 @dataclass(frozen=True)
 class StepRun:
-    """Where and how a step's playbook runs: the lab's inventory, a private work directory, its
-    timeout and Ansible's forks (how many hosts it works on at once)."""
+    """Where and how a step's playbook runs: the lab's inventory sources, a private work directory,
+    its timeout, Ansible's forks (how many hosts it works on at once), and the lab's ansible.cfg
+    and vault secrets."""
 
-    inventory: Path
+    inventory: tuple[Path, ...]
     work_dir: Path
     timeout: float
     forks: int
+    ansible: AnsibleSettings
 
 
 def run_step(playbook: Path, hosts: Mapping[str, HostHandle], extravars: Mapping[str, Any], run: StepRun,
@@ -57,7 +60,7 @@ def run_step(playbook: Path, hosts: Mapping[str, HostHandle], extravars: Mapping
         return steps
     try:
         outcome = run_playbook_on(
-            playbook, inventory=run.inventory, hosts=sorted(hosts), extravars=dict(extravars),
+            playbook, inventory=run.inventory, ansible=run.ansible, hosts=sorted(hosts), extravars=dict(extravars),
             host_vars={name: handle.facts for name, handle in hosts.items()}, work_dir=run.work_dir,
             timeout=run.timeout, forks=max(1, min(run.forks, len(hosts))),
             on_host=lambda host: settled(step_of(playbook, host)))

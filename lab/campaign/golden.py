@@ -29,7 +29,7 @@ Baselined = Callable[[HostStep, Golden], None]
 
 def provider_of(config: LabConfig, spec: SandboxSpec) -> Provider:
     """``spec``'s provider, set up as a campaign sets it up."""
-    site = LabSite(config.root, config.inventory.path, config.timeouts.playbook)
+    site = LabSite(config.root, config.inventory.sources, config.timeouts.playbook, config.ansible)
     return provider_for(spec.provider, config.state_dir, site)
 
 
@@ -107,7 +107,7 @@ def rebaseline(config: LabConfig, specs: list[SandboxSpec], lease_wait: float, h
             done[step.host] = Rebaselined(step.host, spec.provider, step.ok, step.detail,
                                           golden.key if step.ok else None, 0 if step.ok else 3)
 
-        run = StepRun(config.inventory.path, config.state_dir / "runs" / f"rebaseline-{now().replace(':', '')}",
-                      config.timeouts.playbook, config.parallel)
+        run = StepRun(config.inventory.sources, config.state_dir / "runs" / f"rebaseline-{now().replace(':', '')}",
+                      config.timeouts.playbook, config.parallel, config.ansible)
         install_baseline(config, ready, variables, run, baselined)
     return [done[spec.name] for spec in specs]

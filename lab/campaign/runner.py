@@ -152,8 +152,8 @@ class CampaignRunner:
         return max(1, min(self.config.parallel, sandboxes))
 
     def step_run(self, campaign: Campaign, step: str, hosts: int) -> StepRun:
-        return StepRun(self.config.inventory.path, self.config.state_dir / "runs" / campaign.id / step,
-                       self.config.timeouts.playbook, self.workers(hosts))
+        return StepRun(self.config.inventory.sources, self.config.state_dir / "runs" / campaign.id / step,
+                       self.config.timeouts.playbook, self.workers(hosts), self.config.ansible)
 
     # --- the steps, each over every sandbox at once -------------------------------------------
 

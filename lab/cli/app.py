@@ -28,9 +28,16 @@ from lab.cli.cmd_selftest import selftest
               type=click.Path(dir_okay=False, path_type=Path),
               help="Verify approvals against this ALLOWED SIGNERS file instead of the agreement's "
                    "(trials and the demo; every decision and bundle records the override).")
+@click.option("--vault-id", "vault_ids", multiple=True, metavar="[LABEL@]FILE",
+              help="An Ansible vault secret (a password file or a script that prints it), as ansible-playbook "
+                   "--vault-id takes it; repeatable. Given to the inventory and to every playbook run.")
+@click.option("--vault-password-file", "vault_password_files", multiple=True, metavar="FILE",
+              help="An Ansible vault password file, as ansible-playbook takes it; repeatable. "
+                   "$ANSIBLE_VAULT_PASSWORD_FILE and ansible.cfg's vault settings work too.")
 @click.version_option(__version__, prog_name="lab")
 @click.pass_context
-def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_signers: Path | None) -> None:
+def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_signers: Path | None,
+        vault_ids: tuple[str, ...], vault_password_files: tuple[str, ...]) -> None:
     """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
 
     \b
@@ -40,7 +47,7 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    session = api.Lab(lab_path, provider, allowed_signers)
+    session = api.Lab(lab_path, provider, allowed_signers, vault_ids, vault_password_files)
     ctx.obj = session
     ctx.call_on_close(session.close)
 

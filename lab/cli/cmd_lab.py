@@ -32,7 +32,9 @@ def validate(lab: api.Lab, as_json: bool) -> None:
         print_json(checked.to_json())
         return
     config = checked.config
-    lines = [f"lab {config.name}: {config.path}", f"  sandboxes ({len(config.sandboxes)}):"]
+    sources = ", ".join(str(source) for source in config.inventory.sources)
+    lines = [f"lab {config.name}: {config.path}", f"  inventory: {sources} (resolved by Ansible)",
+             f"  {config.ansible.describe()}", f"  sandboxes ({len(config.sandboxes)}):"]
     lines += [f"    {spec.name:<16} platform {spec.platform:<14} provider {spec.provider}" for spec in config.sandboxes]
     lines.append(f"  suites ({len(config.suites)}):")
     for suite in config.suites.values():

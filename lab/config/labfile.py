@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lab.ansible.settings import AnsibleSettings, ansible_settings
 from lab.checks.manifest import VARIABLE
 from lab.checks.types.linux import CHECK_TYPES, COMMON_FIELDS
 from lab.checks.types.windows import WINDOWS_CHECK_TYPES, case_clashes
@@ -50,6 +51,7 @@ class LabConfig:
     reports_dir: Path
     parallel: int
     inventory: Inventory
+    ansible: AnsibleSettings
     sandboxes: tuple[SandboxSpec, ...]
     baseline: Path | None
     products: dict[str, Product]
@@ -96,8 +98,13 @@ def existing(root: Path, raw: str, what: str, source: Path, data: Any, where: li
     return path
 
 
-def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | None = None) -> LabConfig:
+def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | None = None,
+             vault_ids: tuple[str, ...] = (), vault_password_files: tuple[str, ...] = ()) -> LabConfig:
     """Load ``path`` and everything it refers to; raise ConfigError on the first problem found.
+
+    The inventory is resolved by Ansible with the ansible.cfg found from the lab's directory and
+    the vault secrets named by ``vault_ids`` / ``vault_password_files`` (and Ansible's own
+    settings for them); a missing or wrong secret is a ConfigError before anything runs.
 
     ``provider``, when given, runs every sandbox on that provider (e.g. the demo on namespace
     sandboxes) whatever the inventory says. ``allowed_signers``, when given, replaces the
@@ -107,7 +114,8 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
     validate(data, schema("lab"), path)
     raw = plain(data)
     root = path.parent
-    inventory = load_inventory(existing(root, raw["inventory"], "inventory", path, data, ["inventory"]))
+    ansible = ansible_settings(root, vault_ids, vault_password_files)
+    inventory = load_inventory(inventory_sources(root, raw["inventory"], path, data), ansible)
     sandboxes = load_sandboxes(inventory, raw.get("sandbox_group", "sandboxes"), raw.get("provider", "local"),
                                provider)
     suites = load_suites(existing(root, raw.get("suites_dir", "test_suites"), "suites directory",
@@ -129,6 +137,7 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         reports_dir=(root / raw.get("reports_dir", "reports")).resolve(),
         parallel=raw.get("parallel", 2),
         inventory=inventory,
+        ansible=ansible,
         sandboxes=sandboxes,
         baseline=baseline,
         products=products,
@@ -136,6 +145,14 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         agreement=agreement,
         timeouts=Timeouts(**raw.get("timeouts", {})),
     )
+
+
+def inventory_sources(root: Path, raw: str | list[str], source: Path, data: Any) -> tuple[Path, ...]:
+    """lab.yml's ``inventory``: one source or a list, each relative to the lab's directory and existing."""
+    if isinstance(raw, str):
+        return (existing(root, raw, "inventory", source, data, ["inventory"]),)
+    return tuple(existing(root, item, "inventory", source, data, ["inventory", index])
+                 for index, item in enumerate(raw))
 
 
 def load_sandboxes(inventory: Inventory, group: str, default_provider: str,

@@ -97,7 +97,7 @@ def production_provider(config: LabConfig, name: str, host: str) -> Provider:
     if name not in provider_names():
         raise ConfigError(f"production host {host}: unknown provider {name!r}; use one of: "
                           f"{', '.join(provider_names())}", source=str(config.inventory.path))
-    site = LabSite(config.root, config.inventory.path, config.timeouts.playbook)
+    site = LabSite(config.root, config.inventory.sources, config.timeouts.playbook, config.ansible)
     return provider_for(name, config.state_dir, site, PRODUCTION)
 
 
@@ -152,7 +152,8 @@ def provision(config: LabConfig, settings: RolloutSettings, rebuild: bool = Fals
             marker(config, item.name).unlink(missing_ok=True)  # not provisioned until the baseline succeeds again
             facts[item.name] = item.served_by.reset(item.spec).facts
         if todo:
-            outcome = run_playbook_on(config.baseline, inventory=config.inventory.path, hosts=[e.name for e in todo],
+            outcome = run_playbook_on(config.baseline, inventory=config.inventory.sources, ansible=config.ansible,
+                                      hosts=[e.name for e in todo],
                                       extravars=baseline_vars(config.baseline, config.state_dir), host_vars=facts,
                                       work_dir=config.state_dir / "runs" / "production",
                                       timeout=config.timeouts.playbook, forks=settings.forks)

@@ -296,7 +296,8 @@ class RolloutRunner:
         hosts = {h.host: endpoint(self.config, h.host) for h in wave.hosts}
         host_vars = {name: {**item.facts, **self.previous_vars(record, wave, name)} for name, item in hosts.items()}
         try:
-            outcome = run_playbook_on(path, inventory=self.config.inventory.path, hosts=list(hosts),
+            outcome = run_playbook_on(path, inventory=self.config.inventory.sources, ansible=self.config.ansible,
+                                      hosts=list(hosts),
                                       extravars=extravars, host_vars=host_vars,
                                       work_dir=self.config.state_dir / "runs" / record.id / f"wave-{wave.index}",
                                       timeout=self.config.timeouts.playbook, forks=self.settings.forks)

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lab.ansible.settings import AnsibleSettings
 from lab.model import SandboxSpec
 
 SANDBOXES = "sandboxes"
@@ -104,8 +105,9 @@ class LabSite:
     """Where the lab lives, for providers that run playbooks of their own (static: a reset playbook)."""
 
     root: Path  # the directory of lab.yml; playbook paths in the inventory are relative to it
-    inventory: Path
+    inventory: tuple[Path, ...]  # the inventory's sources
     playbook_timeout: float
+    ansible: AnsibleSettings  # the ansible.cfg and vault secrets every playbook run gets
 
 
 class Provider(ABC):

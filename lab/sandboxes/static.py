@@ -91,7 +91,8 @@ class StaticProvider(Provider):
                     f"(root {root})")
         else:
             assert self.site is not None  # reset_playbook() checked it
-            outcome = run_playbook(playbook, inventory=self.site.inventory, host=spec.name, extravars=dict(facts),
+            outcome = run_playbook(playbook, inventory=self.site.inventory, ansible=self.site.ansible, host=spec.name,
+                                   extravars=dict(facts),
                                    work_dir=self.home(spec) / "runs", timeout=self.site.playbook_timeout)
             if not outcome.host_ok(spec.name):
                 self.remember(spec, playbook, ok=False)

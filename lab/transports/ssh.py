@@ -45,11 +45,23 @@ class SSHSettings:
     ``ansible_port``                TCP port                                ssh's own (22, ssh_config)
     ``ansible_user``                remote user                             ssh's own (ssh_config)
     ``ansible_ssh_private_key_file``  key to authenticate with (``-i``)     ssh's own identities
+    ``ansible_ssh_args``            ssh options (ansible.cfg ``ssh_args``)   none
     ``ansible_ssh_common_args``     extra ssh options (shell-quoted)        none
     ``ansible_ssh_extra_args``      more ssh options (shell-quoted)         none
     ``ansible_ssh_timeout``         seconds to establish the connection     10 (as Ansible)
     ``ansible_python_interpreter``  Python that runs the check runner       ``python3``
+    ``ansible_become``              run the check runner as another user    no
+    ``ansible_become_user``         that user                               ``root``
+    ``ansible_become_method``       only ``sudo`` (``-n``: never a prompt)  ``sudo``
+    ``ansible_become_flags``        sudo's options (shell-quoted)           ``-H -S -n``
+    ``ansible_become_exe``          the sudo program                        ``sudo``
     ==============================  ======================================  ==========================
+
+    Settings that ``ansible.cfg`` gives instead of variables (``remote_user``, ``private_key_file``,
+    ``[ssh_connection]`` ``ssh_args``/``ssh_common_args``/``ssh_extra_args``/``timeout``,
+    ``[privilege_escalation]``) reach these same variables when the inventory is resolved (see
+    ``lab.ansible.resolver``), so a jump host (``-o ProxyJump=...`` or ``ProxyCommand``) or a
+    known-hosts file set there is used by verify as by deploy.
 
     The transport's own options (BatchMode=yes, ConnectTimeout, the ControlMaster ones) come
     first on the command line and ssh keeps the first value it sees, so inventory options can
@@ -64,6 +76,7 @@ class SSHSettings:
     options: tuple[str, ...]
     connect_timeout: int
     python_interpreter: str
+    become: tuple[str, ...] = ()  # the command that runs the runner as another user (empty: as ansible_user)
 
     @classmethod
     def from_variables(cls, inventory_host: str, variables: Mapping[str, Any]) -> SSHSettings:
@@ -86,7 +99,7 @@ class SSHSettings:
             raise fail(f"ansible_user {user!r} is not a user name")
         key = variables.get("ansible_ssh_private_key_file")
         options: list[str] = []
-        for name in ("ansible_ssh_common_args", "ansible_ssh_extra_args"):
+        for name in ("ansible_ssh_args", "ansible_ssh_common_args", "ansible_ssh_extra_args"):
             raw = variables.get(name)
             if raw:
                 try:
@@ -101,7 +114,7 @@ class SSHSettings:
         if interpreter.startswith("auto"):
             interpreter = "python3"  # Ansible's interpreter discovery; the remote PATH decides here
         return cls(host, port, None if user is None else str(user), None if key is None else str(key),
-                   tuple(options), timeout, interpreter)
+                   tuple(options), timeout, interpreter, become_prefix(variables, fail))
 
     @staticmethod
     def integer(variables: Mapping[str, Any], name: str, fail: Any, low: int, high: int) -> int | None:
@@ -131,6 +144,32 @@ class SSHSettings:
         if self.private_key_file is not None:
             command += ["-i", self.private_key_file]
         return [*command, *self.options]
+
+
+def become_prefix(variables: Mapping[str, Any], fail: Any) -> tuple[str, ...]:
+    """``sudo -n -u USER --`` (with the host's become flags) when ``ansible_become`` is on, else ().
+
+    Only sudo, and only without a password (``-n``): a password would have to be typed into the
+    session, and stdin carries the runner's manifest. ``fail(message)`` builds the ConfigError.
+    """
+    if str(variables.get("ansible_become", False)).lower() not in ("true", "yes", "1", "on"):
+        return ()
+    method = str(variables.get("ansible_become_method") or "sudo")
+    if method != "sudo":
+        raise fail(f"ansible_become_method {method!r}: the lab's ssh transport becomes another user with sudo only")
+    for secret in ("ansible_become_password", "ansible_become_pass", "ansible_sudo_pass"):
+        if variables.get(secret):
+            raise fail(f"{secret} is set, but the lab's ssh transport uses sudo without a password (sudo -n); "
+                       "allow the check runner with NOPASSWD in sudoers")
+    user = str(variables.get("ansible_become_user") or "root")
+    if not user or user.startswith("-"):
+        raise fail(f"ansible_become_user {user!r} is not a user name")
+    try:
+        flags = [f for f in shlex.split(str(variables.get("ansible_become_flags") or "-H")) if f != "-S"]
+    except ValueError as exc:
+        raise fail(f"ansible_become_flags is not valid shell quoting: {exc}") from None
+    exe = str(variables.get("ansible_become_exe") or "sudo")
+    return (exe, *flags, "-n", "-u", user, "--")
 
 
 def option_values(options: list[str]) -> list[tuple[str, str]]:
@@ -207,7 +246,7 @@ class SSHTransport(Transport):
         if self.lost is not None:
             raise InfrastructureError(self.lost)
         command = [*self.settings.ssh_command(self.control_path, "no"), "--", self.settings.host,
-                   remote_command(argv)]
+                   remote_command([*self.settings.become, *argv])]
         started = time.monotonic()
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)

@@ -73,7 +73,8 @@ def test_the_packed_baseline_installs_the_same_tree_as_the_copy(tmp_path: Path, 
             handle = provider.reset(sandbox)
             if provider_name == "local":
                 (Path(handle.root) / "etc").chmod(0o750)  # a directory that exists keeps its mode
-            outcome = run_playbook(config.baseline, inventory=config.inventory.path, host=sandbox.name,
+            outcome = run_playbook(config.baseline, inventory=config.inventory.sources, ansible=config.ansible,
+                                   host=sandbox.name,
                                    extravars={**handle.facts, **extra}, work_dir=tmp_path / "runs" / sandbox.name,
                                    timeout=300)
             assert outcome.host_ok(sandbox.name), outcome.detail(sandbox.name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.ansible.playbook import run_playbook
+from lab.ansible.settings import AnsibleSettings
 from tests.support.labfiles import write
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,8 @@ def play(tmp_path: Path, inventory: Path, host: str, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LAB_TEST_TOKEN", SECRET)  # an environment credential must not reach artifacts
     playbook = write(tmp_path / "play.yml", PLAYBOOK)
     work = tmp_path / "work"
-    outcome = run_playbook(playbook, inventory=inventory, host=host, extravars={"api_token": SECRET},
+    outcome = run_playbook(playbook, inventory=(inventory,), ansible=AnsibleSettings(tmp_path), host=host,
+                           extravars={"api_token": SECRET},
                            work_dir=work, timeout=120)
     return work, outcome
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lab.ansible.playbook import HostOutcome, PlaybookOutcome
+from lab.ansible.settings import AnsibleSettings
 from lab.config.labfile import load_lab
 from lab.config.rollout_plan import load_rollout_settings
 from lab.decision.records import record_promotion
@@ -47,7 +48,8 @@ class Production:
         self.runs: list[tuple[str, tuple[str, ...]]] = []
         self.checked: list[str] = []
 
-    def run_playbook_on(self, playbook: Path, *, inventory: Path, hosts: Sequence[str], extravars: dict[str, Any],
+    def run_playbook_on(self, playbook: Path, *, inventory: Sequence[Path], ansible: AnsibleSettings,
+                        hosts: Sequence[str], extravars: dict[str, Any],
                         host_vars: dict[str, dict[str, Any]], work_dir: Path, timeout: float,
                         forks: int | None = None) -> PlaybookOutcome:
         self.runs.append((playbook.stem, tuple(hosts)))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.ansible.settings import AnsibleSettings
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import SandboxSpec
 from lab.sandboxes.base import LabSite
@@ -29,7 +30,7 @@ def spec(name: str = "win-01", **variables: Any) -> SandboxSpec:
 
 
 def test_is_registered_and_takes_the_lab_site(tmp_path: Path) -> None:
-    site = LabSite(tmp_path, tmp_path / "hosts.yml", 60)
+    site = LabSite(tmp_path, (tmp_path / "hosts.yml",), 60, AnsibleSettings(tmp_path))
     provider = provider_for("static", tmp_path / ".lab", site)
     assert isinstance(provider, StaticProvider) and provider.site == site
 
@@ -68,7 +69,7 @@ def test_reset_playbook_problems_are_configuration_errors(tmp_path: Path) -> Non
     with_playbook = spec(lab_reset_playbook="playbooks/revert-snapshot.yml")
     with pytest.raises(ConfigError, match="relative to the lab's root, which this caller did not give"):
         StaticProvider(tmp_path / ".lab").reset(with_playbook)
-    site = LabSite(tmp_path, tmp_path / "hosts.yml", 60)
+    site = LabSite(tmp_path, (tmp_path / "hosts.yml",), 60, AnsibleSettings(tmp_path))
     with pytest.raises(ConfigError) as error:
         StaticProvider(tmp_path / ".lab", site).reset(with_playbook)
     assert str(error.value) == (f"host win-01: lab_reset_playbook 'playbooks/revert-snapshot.yml' not found "
@@ -92,7 +93,7 @@ all:
     - ansible.builtin.fail:
         msg: "snapshot clean-baseline not found on {{ sandbox_name }} (root {{ sandbox_root }})"
 """)
-    provider = StaticProvider(tmp_path / ".lab", LabSite(tmp_path, inventory, 120))
+    provider = StaticProvider(tmp_path / ".lab", LabSite(tmp_path, (inventory,), 120, AnsibleSettings(tmp_path)))
     target = SandboxSpec("lin-01", "debian-12", "static", {"ansible_connection": "local",
                                                            "lab_reset_playbook": "playbooks/revert.yml"})
     with pytest.raises(InfrastructureError) as error:

@@ -135,3 +135,31 @@ def test_large_stdin_is_fed_while_output_is_read() -> None:
                             stderr=subprocess.PIPE, start_new_session=True)
     out, err, timed_out = exchange(proc, payload, time.monotonic() + 60)
     assert (out.strip(), err, timed_out, proc.returncode) == (b"3000000", b"done\n", False, 0)
+
+
+def test_ssh_args_common_and_extra_args_come_in_ansibles_order_with_a_jump_host() -> None:
+    settings = SSHSettings.from_variables("h", {"ansible_ssh_args": "-C -o ControlPersist=60s",
+                                                "ansible_ssh_common_args": "-o ProxyJump=bastion.example.org",
+                                                "ansible_ssh_extra_args": "-o UserKnownHostsFile=/etc/lab/kh"})
+    assert settings.options == ("-C", "-o", "ControlPersist=60s", "-o", "ProxyJump=bastion.example.org",
+                                "-o", "UserKnownHostsFile=/etc/lab/kh")
+
+
+def test_become_runs_the_runner_through_sudo_without_a_prompt() -> None:
+    assert SSHSettings.from_variables("h", {}).become == ()
+    assert SSHSettings.from_variables("h", {"ansible_become": False}).become == ()
+    settings = SSHSettings.from_variables("h", {"ansible_become": "yes", "ansible_become_user": "appadmin"})
+    assert settings.become == ("sudo", "-H", "-n", "-u", "appadmin", "--")
+    flagged = SSHSettings.from_variables("h", {"ansible_become": True, "ansible_become_flags": "-H -S -n -E",
+                                               "ansible_become_exe": "/usr/bin/sudo"})
+    assert flagged.become == ("/usr/bin/sudo", "-H", "-n", "-E", "-n", "-u", "root", "--")
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"ansible_become": True, "ansible_become_method": "su"}, "sudo only"),
+    ({"ansible_become": True, "ansible_become_password": "x"}, "ansible_become_password is set"),
+    ({"ansible_become": True, "ansible_become_user": "-x"}, "ansible_become_user '-x' is not a user name"),
+])
+def test_become_that_would_prompt_or_is_not_sudo_is_refused(variables: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SSHSettings.from_variables("h", variables)
