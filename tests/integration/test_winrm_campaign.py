@@ -2,7 +2,9 @@
 
 Reset and deploy run real ``ansible-playbook`` over WinRM (``ansible.builtin.raw`` only: the
 endpoints' shell is /bin/sh behind a PowerShell stand-in); verify runs the Python runner through
-the lab's WinRM transport. Then everything the lab wrote is searched for the WinRM password.
+the lab's WinRM transport. The campaign's WinRM password is an Ansible-vaulted variable
+(group_vars/sandboxes/vault.yml, decrypted with ``--vault-password-file``); everything the lab
+wrote is searched for the password and for the vault's own password.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lab.campaign.runner import CampaignRunner, Progress
 from lab.config.labfile import load_lab
 from lab.evidence.store import Store
 from lab.model import Status
+from tests.support.estate import VAULT_PASSWORD, encrypt
 from tests.support.labfiles import run_lab, write
 from tests.support.winrm_endpoint import WinRMEndpoint
 from tests.support.winrm_lab import PASSWORD, USER, ansible_ready_env, raw_protocol
@@ -127,8 +130,19 @@ def files_under(root: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-def make_lab(root: Path, endpoints: dict[str, WinRMEndpoint], *, reset: bool = True) -> Path:
-    """A lab whose sandboxes are static WinRM hosts served by ``endpoints`` (HTTPS ones: validation off)."""
+def make_lab(root: Path, endpoints: dict[str, WinRMEndpoint], *, reset: bool = True,
+             vault_password_file: Path | None = None) -> Path:
+    """A lab whose sandboxes are static WinRM hosts served by ``endpoints`` (HTTPS ones: validation off).
+
+    With ``vault_password_file``, the WinRM password is vaulted in group_vars/sandboxes/vault.yml
+    (that file holds the vault password); otherwise it is in the inventory in clear.
+    """
+    password_line = f"        ansible_password: '{PASSWORD}'\n"
+    if vault_password_file is not None:
+        write(vault_password_file, VAULT_PASSWORD + "\n")
+        write(root / "inventory" / "group_vars" / "sandboxes" / "vault.yml",
+              encrypt("ansible_password", PASSWORD, vault_password_file))
+        password_line = ""
     hosts, reset_var = [], ["        lab_reset_playbook: playbooks/reset.yml"] if reset else []
     for name, ep in endpoints.items():
         sandbox = root / "hosts" / name
@@ -145,8 +159,7 @@ all:
         ansible_connection: winrm
         ansible_host: 127.0.0.1
         ansible_user: {USER}
-        ansible_password: '{PASSWORD}'
-        ansible_winrm_transport: ntlm
+{password_line}        ansible_winrm_transport: ntlm
         ansible_python_interpreter: {sys.executable}
         lab_runner: python
         lab_platform: winrm-endpoint
@@ -166,14 +179,15 @@ all:
 def winrm_campaign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WinRMLab, list[str]]]:
     """`lab build` and `lab run` through the CLI on two static WinRM hosts (HTTP+NTLM, HTTPS)."""
     root = tmp_path_factory.mktemp("winrm-lab")
+    vault_password_file = tmp_path_factory.mktemp("vault") / "vault-pass"
     env = ansible_ready_env(tmp_path_factory.mktemp("bin"))
     with WinRMEndpoint(users={USER: PASSWORD}, env=env) as plain, \
             WinRMEndpoint(users={USER: PASSWORD}, https=True, env=env) as tls:
-        lab_yml = make_lab(root, {"win-01": plain, "win-02": tls})
+        lab_yml = make_lab(root, {"win-01": plain, "win-02": tls}, vault_password_file=vault_password_file)
         lab = WinRMLab(lab_yml, {"win-01": plain, "win-02": tls}, files_under(root))
         outputs = []
         for args in (("build", "winapp@1.0.0"), ("run", "winapp@1.0.0")):
-            done = run_lab(lab.lab_yml, *args)
+            done = run_lab(lab.lab_yml, "--vault-password-file", str(vault_password_file), *args)
             outputs += [done.stdout, done.stderr]
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         yield lab, outputs
@@ -213,8 +227,9 @@ def test_the_report_says_when_certificate_validation_was_off(winrm_campaign: tup
 
 
 def secret_forms() -> dict[str, bytes]:
-    """The password as bytes in every form a careless write could leave it in."""
+    """The password (and the vault's password) as bytes in every form a careless write could leave it in."""
     return {
+        "vault password": VAULT_PASSWORD.encode(),
         "utf-8": PASSWORD.encode(),
         "utf-16-le": PASSWORD.encode("utf-16-le"),
         "json-escaped": json.dumps(PASSWORD).encode()[1:-1],
@@ -226,7 +241,9 @@ def secret_forms() -> dict[str, bytes]:
 def test_the_password_is_nowhere_the_lab_wrote(winrm_campaign: tuple[WinRMLab, list[str]]) -> None:
     lab, outputs = winrm_campaign
     root = lab.lab_yml.parent
-    assert PASSWORD.encode() in lab.inputs[root / "inventory" / "hosts.yml"]  # the search would see it
+    vaulted = lab.inputs[root / "inventory" / "group_vars" / "sandboxes" / "vault.yml"]
+    assert b"$ANSIBLE_VAULT;1.1;AES256" in vaulted and PASSWORD.encode() not in vaulted
+    assert not any(PASSWORD.encode() in data for data in lab.inputs.values())  # only the vault holds it
     # everything the lab wrote or changed: store, reports, ansible-runner artifacts, state, the hosts' files
     blobs = {str(p): data for p, data in files_under(root).items() if lab.inputs.get(p) != data}
     names = {Path(p).name for p in blobs}

@@ -35,8 +35,8 @@ platforms: [debian-12]
 checks:
   - id: site-profile-is-the-vaulted-one
     type: file
-    path: ${{sandbox_root}}/etc/care-planner/site.conf
-    contains: "profile = ${{care_site_profile}}"
+    path: ${sandbox_root}/etc/care-planner/site.conf
+    contains: "profile = ${care_site_profile}"
 """
 
 
