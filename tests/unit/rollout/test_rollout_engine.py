@@ -315,7 +315,8 @@ class Streamed(Production):
         self.overlapped: list[bool] = []
 
     def run_playbook_on(self, playbook: Path, *, inventory: Sequence[Path], ansible: AnsibleSettings,
-                        hosts: Sequence[str], extravars: dict[str, Any], host_vars: dict[str, dict[str, Any]], work_dir: Path, timeout: float,
+                        hosts: Sequence[str], extravars: dict[str, Any], host_vars: dict[str, dict[str, Any]],
+                        work_dir: Path, timeout: float,
                         forks: int | None = None) -> PlaybookOutcome:
         if len(self.runs) == 1:  # the second shard: the first one's hosts are being checked meanwhile
             self.overlapped.append(self.first_checked.wait(timeout=20))
