@@ -320,7 +320,7 @@ class Streamed(Production):
                         forks: int | None = None) -> PlaybookOutcome:
         if len(self.runs) == 1:  # the second shard: the first one's hosts are being checked meanwhile
             self.overlapped.append(self.first_checked.wait(timeout=20))
-        return super().run_playbook_on(playbook, inventory=inventory, hosts=hosts, extravars=extravars,
+        return super().run_playbook_on(playbook, inventory=inventory, ansible=ansible, hosts=hosts, extravars=extravars,
                                        host_vars=host_vars, work_dir=work_dir, timeout=timeout, forks=forks)
 
     def check_hosts(self, items: Iterable[Endpoint], suite: Suite, cap: float, workers: int,
