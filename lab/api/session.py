@@ -43,9 +43,10 @@ class Lab:
 
     @property
     def store(self) -> Store:
-        """The lab's store (``<state_dir>/lab.sqlite3``), opened on first use."""
+        """The lab's store (``<state_dir>/lab.sqlite3``), opened on first use; made on its first write
+        (a command that only reads or is refused leaves no store behind)."""
         if self._store is None:
-            self._store = Store(self.config.state_dir / "lab.sqlite3")
+            self._store = Store(self.config.state_dir / "lab.sqlite3", lazy=True)
         return self._store
 
     def existing_store(self) -> Store | None:

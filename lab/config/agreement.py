@@ -13,11 +13,14 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from lab.config.allowed_signers import read_signers
+from lab.config.paths import Confinement
 from lab.config.schemas import schema, validate
 from lab.errors import ConfigError
 from lab.model import Agreement, ApprovalRule, Freeze, Gate, Stage, Suite, Window
 from lab.util.clock import DAY_NAMES, parse_duration, zone
-from lab.util.yamlfile import line_of, load_yaml, plain
+from lab.util.suggest import nearest_hint
+from lab.util.yamlfile import DEFAULT_LIMITS, Limits, line_of, load_yaml, plain
 
 CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 DAY_SETS = {"weekdays": (0, 1, 2, 3, 4), "weekends": (5, 6), "daily": tuple(range(7))}
@@ -44,13 +47,15 @@ class StageParser:
     """Builds the model of one stage from its validated body; errors name ``source`` and the line."""
 
     def __init__(self, source: Path, data: Any, roles: dict[str, tuple[str, ...]], timezone: str,
-                 known_approvers: tuple[str, ...], suites: dict[str, Suite] | None) -> None:
+                 known_approvers: tuple[str, ...], suites: dict[str, Suite] | None,
+                 platforms: set[str] | None = None) -> None:
         self.source = source
         self.data = data
         self.roles = roles
         self.timezone = timezone
         self.known_approvers = known_approvers
         self.suites = suites
+        self.platforms = platforms
 
     def error(self, message: str, where: Sequence[Any]) -> ConfigError:
         return ConfigError(message, source=str(self.source), line=line_of(self.data, list(where)))
@@ -67,8 +72,14 @@ class StageParser:
         if wanted != "mandatory" and self.suites is not None:
             for index, suite_name in enumerate(wanted):
                 if suite_name not in self.suites:
-                    raise self.error(f"gate of stage {stage!r} names unknown suite {suite_name!r}; suites: "
+                    raise self.error(f"gate of stage {stage!r} names unknown suite {suite_name!r}"
+                                     f"{nearest_hint(suite_name, self.suites)}; suites: "
                                      f"{', '.join(sorted(self.suites))}", [*where, "suites", index])
+        for index, platform in enumerate(body["platforms"] if self.platforms is not None else []):
+            if platform not in (self.platforms or ()):
+                raise self.error(f"gate of stage {stage!r} needs platform {platform!r}, which no host of the inventory "
+                                 f"has (lab_platform){nearest_hint(platform, self.platforms or ())}; platforms: "
+                                 f"{', '.join(sorted(self.platforms or ())) or 'none'}", [*where, "platforms", index])
         rule = self.approvals(stage, body["approvals"], [*where, "approvals"]) if "approvals" in body else None
         try:
             soak = parse_duration(body["soak"]) if "soak" in body else 0
@@ -93,7 +104,7 @@ class StageParser:
             if role not in self.roles:
                 known = ", ".join(sorted(self.roles)) or "none declared; add a top-level 'roles' map"
                 raise self.error(f"gate of stage {stage!r} asks for role {role!r}, which the agreement does not "
-                                 f"declare; roles: {known}", [*where, "role"])
+                                 f"declare{nearest_hint(role, self.roles)}; roles: {known}", [*where, "role"])
             people.extend(p for p in self.roles[role] if p not in people)
         minimum = body.get("min", 1)
         distinct = body.get("distinct", True)
@@ -144,9 +155,14 @@ def named_approvers(raw: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(people))
 
 
-def load_agreement(path: Path, suites: dict[str, Suite]) -> Agreement:
-    """Load and validate ``path``; raise ConfigError naming file:line on the first problem."""
-    data = load_yaml(path)
+def load_agreement(path: Path, suites: dict[str, Suite], limits: Limits = DEFAULT_LIMITS,
+                   confinement: Confinement | None = None, platforms: set[str] | None = None) -> Agreement:
+    """Load and validate ``path``; raise ConfigError naming file:line on the first problem.
+
+    With ``confinement``, allowed_signers must resolve inside the lab (and, when it exists, list
+    only well-formed keys); with ``platforms``, every gate's platforms must be ones the lab's hosts run.
+    """
+    data = load_yaml(path, limits)
     stringify_dates(data)
     validate(data, schema("agreement"), path)
     raw = plain(data)
@@ -156,13 +172,23 @@ def load_agreement(path: Path, suites: dict[str, Suite]) -> Agreement:
         zone(timezone)
     except ConfigError as exc:
         raise ConfigError(str(exc), source=str(path), line=line_of(data, ["timezone"])) from None
-    parser = StageParser(path, data, roles, timezone, named_approvers(raw), suites)
+    parser = StageParser(path, data, roles, timezone, named_approvers(raw), suites, platforms)
     stages: list[Stage] = []
     for index, body in enumerate(raw["stages"]):
         if any(s.name == body["name"] for s in stages):
             raise ConfigError(f"stage {body['name']!r} is declared twice", source=str(path),
                               line=line_of(data, ["stages", index]))
         stages.append(parser.stage(body, stages[-1].name if stages else None, ["stages", index]))
-    signers = raw.get("allowed_signers")
-    return Agreement(raw["agreement"], tuple(stages), path, roles,
-                     (path.parent / signers).resolve() if signers else None, document=data)
+    raw_signers = raw.get("allowed_signers")
+    signers = None
+    if raw_signers:
+        base = confinement or Confinement(path.parent.resolve())
+        signers = base.resolve(raw_signers, "allowed_signers", source=path, line=line_of(data, ["allowed_signers"]),
+                               base=path.parent, must_exist=None)
+        if signers.exists():
+            if not signers.is_file():
+                raise ConfigError(f"allowed_signers {raw_signers!r} is not a regular file ({signers}); name an "
+                                  "ssh-keygen ALLOWED SIGNERS file", source=str(path),
+                                  line=line_of(data, ["allowed_signers"]))
+            read_signers(signers)
+    return Agreement(raw["agreement"], tuple(stages), path, roles, signers, document=data)

@@ -119,9 +119,8 @@ def load_rollout_settings(config: LabConfig) -> RolloutSettings:
     if suite is None:
         raise error(f"unknown suite {raw['health_suite']!r}; suites: {', '.join(sorted(config.suites))}",
                     "health_suite")
-    rollback = (config.root / raw.get("rollback", DEFAULT_ROLLBACK)).resolve()
-    if not rollback.exists():
-        raise error(f"rollback playbook {rollback} not found; create it or fix the path", "rollback")
+    rollback = config.confinement.resolve(raw.get("rollback", DEFAULT_ROLLBACK), "rollback playbook", source=path,
+                                          line=line_of(data, [*where, "rollback"]), must_exist="file")
     try:
         pause = seconds(raw.get("pause", 0))
         waves = plan_waves(raw["waves"], hosts, config, pause)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lab.config.allowed_signers import read_signers
 from lab.config.rollout_plan import RolloutSettings
 from lab.decision.clauses import CLAUSES
 from lab.decision.context import GATE_LINE, OPEN_LINE
@@ -66,8 +67,7 @@ def count_signers(agreement: Agreement) -> int:
     path = agreement.allowed_signers
     if path is None or not path.is_file():
         return 0
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines()
-               if line.strip() and not line.lstrip().startswith("#"))
+    return read_signers(path)
 
 
 def describe_rollout(settings: RolloutSettings) -> list[str]:

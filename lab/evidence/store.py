@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lab.errors import NotFoundError
+from lab.errors import ConfigError, NotFoundError
+from lab.evidence.guard import APPLICATION_ID, STORE_FORMAT, inspect_store, newer_features
 from lab.evidence.migrations import Schema, Step, applied, apply, register, registered
 from lab.model import (
     Build,
@@ -84,16 +85,55 @@ def new_campaign_id() -> str:
 class Store:
     """The lab's SQLite store. Safe to share between the campaign's worker threads."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, *, lazy: bool = False) -> None:
+        """Open the store at ``path`` (ConfigError, touching nothing, when it is not a lab store:
+        ``lab.evidence.guard``). With ``lazy``, an absent store is not created until the first write:
+        until then reads see an empty store, so a command that only reads, or fails, leaves no file."""
         self.path = path
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
+        self._ensured: set[str] = set()
+        exists = inspect_store(path)
+        self._pending = lazy and not exists
+        if not self._pending:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = self._connect(":memory:" if self._pending else path)
+        try:
+            if not self._pending:
+                self._mark()
+            self._ensure_all(registered())
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ConfigError(f"the store cannot be used ({exc}); restore it from a backup, or move it aside and lab "
+                              "starts a new one", source=str(path)) from None
+
+    @staticmethod
+    def _connect(target: Path | str) -> sqlite3.Connection:
+        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _mark(self) -> None:
+        """Settings of every connection to the file, and the marker that makes it a lab store."""
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._ensured: set[str] = set()
+        newer = newer_features(applied(self._db), {s.feature: len(s.steps) for s in registered()})
+        if newer is not None:
+            raise ConfigError(f"the store was written by a newer lab ({newer}); upgrade lab to open it",
+                              source=str(self.path))
+        if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+
+    def _materialise(self) -> None:
+        """The first write of a lazy store: make the file now, with every schema ensured so far."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        inspect_store(self.path)
+        memory, self._db = self._db, self._connect(self.path)
+        memory.close()
+        self._pending = False
+        self._mark()
+        self._ensured = set()
         self._ensure_all(registered())
 
     def close(self) -> None:
@@ -102,7 +142,15 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, committed unit of work (BEGIN IMMEDIATE ... COMMIT)."""
+        """One atomic, committed unit of work (BEGIN IMMEDIATE ... COMMIT); a lazy store is made on the first."""
+        with self._lock:
+            if self._pending:
+                self._materialise()
+            with self._begin() as db:
+                yield db
+
+    @contextmanager
+    def _begin(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -130,7 +178,7 @@ class Store:
         with self._lock:
             held = applied(self._db)
             if any(held.get(s.feature, 0) < len(s.steps) for s in schemas):
-                with self.transaction() as db:
+                with self._begin() as db:
                     for schema in schemas:
                         apply(db, schema)
             self._ensured.update(s.feature for s in schemas)

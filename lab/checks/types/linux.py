@@ -11,7 +11,12 @@ from typing import Any
 STRING = {"type": "string", "minLength": 1}
 ARGV = {"oneOf": [STRING, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
 REGEX = {"type": "string", "format": "regex"}
-PORT = {"type": ["integer", "string"], "minimum": 1, "maximum": 65535}
+# A port: a number from 1 to 65535, or a ${variable} filled in per sandbox (e.g. ${lab_port})
+PORT = {"oneOf": [
+    {"type": "integer", "minimum": 1, "maximum": 65535},
+    {"type": "string", "pattern": (r"^(\$\{[A-Za-z_][A-Za-z0-9_]*\}|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|"
+                                   r"65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$")},
+]}
 BOOLEAN = {"type": "boolean"}
 ID = {"type": "integer", "minimum": 0}
 ABSOLUTE_PATH = {"type": "string", "pattern": "^/"}

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
@@ -25,6 +27,7 @@ import jsonschema
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from lab.config.schemas.messages import sentence
 from lab.errors import ConfigError
 from lab.sandboxes.registry import provider_names
 from lab.util.yamlfile import line_of
@@ -67,20 +70,46 @@ def registry() -> Registry[Any]:
     return Registry().with_resources((name, DRAFT202012.create_resource(document(name[:-5]))) for name in names)
 
 
+def finite_number(checker: Any, instance: Any) -> bool:
+    """A JSON number that is a real quantity: ``.nan`` and ``.inf`` are numbers to YAML, never to lab."""
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "number") and math.isfinite(instance)
+
+
+def finite_integer(checker: Any, instance: Any) -> bool:
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "integer") and math.isfinite(instance)
+
+
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@FORMATS.checks("regex", raises=re.error)
+def compiles(instance: object) -> bool:
+    """A ``format: regex`` value must compile (Python's ``re``; the runners' dialects agree on the common part)."""
+    if isinstance(instance, str):
+        re.compile(instance)
+    return True
+
+
+Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": finite_number, "integer": finite_integer}),
+)
+
+
 def validate(data: Any, schema_doc: dict[str, Any], source: Path, base: Sequence[Any] = ()) -> None:
-    """Raise ConfigError for the first schema violation, naming file:line and the field."""
-    validator = jsonschema.Draft202012Validator(schema_doc, registry=registry())
+    """Raise ConfigError for the first schema violation, naming file:line, the field, what is wrong and
+    what to write instead (``lab.config.schemas.messages``). Numbers must be finite and ``format:
+    regex`` values must compile."""
+    validator = Validator(schema_doc, registry=registry(), format_checker=FORMATS)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if not errors:
         return
     error = errors[0]
     where = list(error.absolute_path)
     field = ".".join(str(p) for p in [*base, *where]) or "(top level)"
+    line = line_of(data, where)
     if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        allowed = ", ".join(sorted(error.schema.get("properties", {})))
-        line = line_of(data, [*where, unknown[0]]) if unknown else line_of(data, where)
-        raise ConfigError(
-            f"unknown field {unknown[0]!r} in {field}; allowed fields: {allowed}", source=str(source), line=line
-        )
-    raise ConfigError(f"{field}: {error.message}", source=str(source), line=line_of(data, where))
+        unknown = sorted(set(map(str, error.instance)) - set(error.schema.get("properties", {})))
+        line = line_of(data, [*where, unknown[0]]) if unknown else line
+    raise ConfigError(sentence(error, field), source=str(source), line=line)

@@ -59,7 +59,8 @@ def test_the_default_agreement(lab_yml: Path) -> None:
 
 @pytest.mark.parametrize(("old", "new", "message"), [
     ("        role: change-board", "        role: release-board",
-     "gate of stage 'production' asks for role 'release-board', which the agreement does not declare; roles: "
+     "gate of stage 'production' asks for role 'release-board', which the agreement does not declare "
+     "(did you mean 'change-board'?); roles: "
      "change-board"),
     ("        min: 2", "        min: 4",
      "gate of stage 'production' needs 4 distinct approvals, but only 3 people may approve (maija.virtanen@example.fi, "
@@ -75,9 +76,9 @@ def test_the_default_agreement(lab_yml: Path) -> None:
     (EVENINGS, EVENINGS.replace('from: "18:00"', 'from: "25:00"'),
      "window time '25:00' is not HH:MM (00:00 to 23:59; 'to' may be 24:00)"),
     (EVENINGS, EVENINGS.replace("days: weekdays, from", "days: [mon, fri], form"),
-     "unknown field 'form' in stages.2.windows.0; allowed fields: days, from, timezone, to"),
+     "unknown field 'form' in stages.2.windows.0 (did you mean 'from'?); allowed fields: days, from, timezone, to"),
     ("      waivers: true ", "      waivers: sometimes ",
-     "stages.2.gate.waivers: 'sometimes' is not of type 'boolean'"),
+     "stages.2.gate.waivers: found 'sometimes'; write true or false"),
 ], ids=["unknown-role", "too-few-approvers", "freeze-reversed", "bad-zone", "bad-soak", "bad-clock", "unknown-field",
         "bad-waivers"])
 def test_mistakes_name_file_and_line(lab_yml: Path, old: str, new: str, message: str) -> None:
@@ -126,8 +127,9 @@ def test_validate_without_a_rollout_section_says_so_and_with_a_broken_one_fails(
 def test_validate_counts_the_approver_keys_and_names_an_override(lab_yml: Path, tmp_path: Path,
                                                                   run_cli: Callable[..., CliResult]) -> None:
     signers = tmp_path / "signers"
-    signers.write_text("# comment\n\nmaija.virtanen@example.fi ssh-ed25519 AAAAC3Nza\n"
-                       "juha.korhonen@example.fi ssh-ed25519 AAAAC3Nzb\n")
+    key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    signers.write_text(f"# comment\n\nmaija.virtanen@example.fi ssh-ed25519 {key}\n"
+                       f"juha.korhonen@example.fi namespaces=\"file\" ssh-ed25519 {key}\n")
     result = run_cli("--lab", str(lab_yml), "--allowed-signers", str(signers), "validate")
     assert result.code == 0, result.err
     assert f"    approver keys: {signers} (override), 2 key(s) listed\n" in result.out

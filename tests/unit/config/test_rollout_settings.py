@@ -90,7 +90,8 @@ def test_a_group_wave_takes_that_groups_production_hosts_first(tmp_path: Path) -
     ("    - {hosts: 50%}\n", 4, "the waves cover 12 of the 24 production hosts; end with a wave of hosts: 100%"),
     ("    - {hosts: 30}\n", 4, "wave 'wave-1' goes up to 30 hosts, but the group has 24"),
     ("    - {hosts: 100%, max_failures: 1, max_failure_rate: 0.1}\n", 4, "rollout.waves.0: "),
-    ("    - {hosts: 100%, max_failure: 1}\n", 4, "unknown field 'max_failure' in rollout.waves.0; allowed fields: "
+    ("    - {hosts: 100%, max_failure: 1}\n", 4, "unknown field 'max_failure' in rollout.waves.0 "
+                                                "(did you mean 'max_failures'?); allowed fields: "
                                                 "group, hosts, max_failure_rate, max_failures, name, pause"),
     ("    - {group: no-such-group}\n", 4, "wave 'wave-1': inventory group 'no-such-group' has no production host"),
 ])
@@ -130,4 +131,5 @@ def test_every_command_that_loads_the_lab_refuses_a_malformed_rollout_section(tm
     with pytest.raises(ConfigError) as caught:
         load_lab(lab_yml)
     assert str(caught.value) == f"{lab_yml.parent / 'agreement.yml'}:{start + 4}: " \
-                                "rollout.waves.0.max_failures: -1 is less than the minimum of 0"
+                                "rollout.waves.0.max_failures: the number -1 is out of range; " \
+                                "write a whole number of at least 0"

@@ -152,7 +152,7 @@ def test_without_the_package_the_same_lab_is_refused(site_dir: Path, tmp_path: P
     default_provider(lab_yml, "fake")
     with pytest.raises(ConfigError) as info:
         load_lab(lab_yml)
-    assert "provider: 'fake' is not one of ['local', 'namespace', 'static']" in str(info.value)
+    assert "provider: found 'fake'; write one of 'local', 'namespace', 'static'" in str(info.value)
 
 
 def test_the_cli_offers_an_installed_provider_in_a_new_process(fake_installed: Path, tmp_path: Path) -> None:
