@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from lab import api
-from lab.cli.options import pass_lab
+from lab.cli.options import Seconds, pass_lab
 from lab.reports.data import printable
 
 
 @click.command()
 @click.argument("host")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+@click.option("--timeout", type=Seconds(min=1, max=86400), default=300, show_default=True,
               help="Seconds the whole self-test may take on the host.")
 @pass_lab
 def selftest(lab: api.Lab, host: str, timeout: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,18 @@ from lab import api
 from lab.util.clock import parse_instant
 
 pass_lab = click.make_pass_decorator(api.Lab)
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds within bounds (click's FloatRange lets nan and inf through)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        number: float = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds; write e.g. 120", param, ctx)
+        return number
 
 
 def injected_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -51,5 +64,5 @@ AS = click.option("--as", "principal", metavar="PRINCIPAL",
                   help="Who you are in allowed_signers; default: the one principal listed for the key.")
 NAMES = click.argument("names", nargs=-1, metavar="[SANDBOX]...")
 LEASE_TIMEOUT = click.option(
-    "--lease-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    "--lease-timeout", type=Seconds(min=0, max=86400), default=None, metavar="SECONDS",
     help="How long to wait for a campaign holding a sandbox. Default: lab.yml's timeouts.lease.")

@@ -70,18 +70,21 @@ class LabConfig:
         product = self.products.get(product_name)
         if product is None or not version:
             known = ", ".join(f"{b.ref}" for p in self.products.values() for b in p.builds.values())
-            raise NotFoundError(f"unknown build {ref!r}; builds in {self.path.name}: {known}")
+            hint = nearest_hint(ref, [b.ref for p in self.products.values() for b in p.builds.values()])
+            raise NotFoundError(f"unknown build {ref!r}; builds in {self.path.name}: {known}{hint}")
         spec = product.builds.get(version)
         if spec is None:
             known = ", ".join(product.builds)
-            raise NotFoundError(f"unknown build {ref!r}; versions of {product_name}: {known}")
+            raise NotFoundError(f"unknown build {ref!r}; versions of {product_name}: {known}"
+                                f"{nearest_hint(version, product.builds)}")
         return spec
 
     def sandbox(self, name: str) -> SandboxSpec:
         for spec in self.sandboxes:
             if spec.name == name:
                 return spec
-        raise NotFoundError(f"unknown sandbox {name!r}; sandboxes: {', '.join(s.name for s in self.sandboxes)}")
+        names = [s.name for s in self.sandboxes]
+        raise NotFoundError(f"unknown sandbox {name!r}; sandboxes: {', '.join(names)}{nearest_hint(name, names)}")
 
 
 def find_lab_file(given: str | None) -> Path:
@@ -258,7 +261,7 @@ def load_sandboxes(inventory: Inventory, group: str, default_provider: str,
         known = provider_names()
         if provider not in known:
             raise ConfigError(f"host {host!r}: unknown sandbox provider {provider!r}; use one of: "
-                              f"{', '.join(known)}", source=str(inventory.path))
+                              f"{', '.join(known)}{nearest_hint(provider, known)}", source=str(inventory.path))
         check_host_variables(host, variables, inventory.path, confinement)
         specs.append(SandboxSpec(host, platform, provider, variables))
     return tuple(specs)
@@ -376,7 +379,8 @@ def load_suite(file: Path, limits: Limits = DEFAULT_LIMITS, platforms: set[str] 
         for family, registry in registries:
             if kind not in registry:
                 raise ConfigError(f"check {check_id!r}: unknown check type {kind!r} for {family} platforms; "
-                                  f"known types: {', '.join(sorted(registry))}", source=str(file),
+                                  f"known types: {', '.join(sorted(registry))}{nearest_hint(kind, registry)}",
+                                  source=str(file),
                                   line=line_of(data, [*where, "type"]))
             validate(data["checks"][index], with_common_fields(registry[kind]), file, base=[f"check {check_id}"])
         params = {k: v for k, v in entry.items() if k not in COMMON_FIELDS}
@@ -427,5 +431,6 @@ def check_variables(suite: Suite, known: frozenset[str] | set[str]) -> None:
         for name in VARIABLE.findall(repr(check.params)):
             if name not in known:
                 raise ConfigError(f"check {check.id!r} uses unknown variable ${{{name}}}; known: "
-                                  f"{', '.join(sorted(known))}", source=str(suite.path), line=check.line)
+                                  f"{', '.join(sorted(known))}{nearest_hint(name, known)}", source=str(suite.path),
+                                  line=check.line)
 

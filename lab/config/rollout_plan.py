@@ -17,7 +17,8 @@ from typing import Any
 
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError
-from lab.util.clock import parse_duration
+from lab.util.clock import MAX_DURATION, parse_duration
+from lab.util.suggest import nearest_hint
 from lab.util.yamlfile import line_of, plain
 
 OLD_SETTINGS_FILE = "rollout.yml"  # where the settings lived before; no longer read
@@ -76,6 +77,8 @@ class RolloutSettings:
 def seconds(value: Any) -> int:
     """A pause as seconds: an integer, ``0`` or a duration such as ``30m``."""
     if isinstance(value, int):
+        if value > MAX_DURATION:
+            raise ConfigError(f"pause of {value} seconds is longer than a year; write at most 366d")
         return value
     return 0 if str(value).strip() == "0" else parse_duration(str(value))
 
@@ -110,14 +113,16 @@ def load_rollout_settings(config: LabConfig) -> RolloutSettings:
     stage = raw.get("stage", "production")
     if config.agreement.stage(stage) is None:
         names = ", ".join(s.name for s in config.agreement.stages)
-        raise error(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}", "stage")
+        raise error(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}"
+                    f"{nearest_hint(stage, [s.name for s in config.agreement.stages])}", "stage")
     hosts = tuple(config.inventory.hosts_in(raw["group"]))
     if not hosts:
         raise error(f"inventory group {raw['group']!r} has no hosts; add the production hosts to "
                     f"{config.inventory.path.name} or name their group", "group")
     suite = config.suites.get(raw["health_suite"])
     if suite is None:
-        raise error(f"unknown suite {raw['health_suite']!r}; suites: {', '.join(sorted(config.suites))}",
+        raise error(f"unknown suite {raw['health_suite']!r}; suites: {', '.join(sorted(config.suites))}"
+                    f"{nearest_hint(raw['health_suite'], config.suites)}",
                     "health_suite")
     rollback = config.confinement.resolve(raw.get("rollback", DEFAULT_ROLLBACK), "rollback playbook", source=path,
                                           line=line_of(data, [*where, "rollback"]), must_exist="file")

@@ -23,6 +23,7 @@ from lab.signoff.approvals import payload_problem
 from lab.signoff.records import signed
 from lab.signoff.signing import verify
 from lab.util.clock import current
+from lab.util.suggest import nearest_hint
 
 
 def stage_entries(config: LabConfig, store: Store, build: Build) -> dict[str, str]:
@@ -107,7 +108,8 @@ def gated_stage(config: LabConfig, stage: str) -> Stage:
     target = config.agreement.stage(stage)
     if target is None:
         names = ", ".join(s.name for s in config.agreement.stages)
-        raise ConfigError(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}")
+        raise ConfigError(f"unknown stage {stage!r}; stages in {config.agreement.path.name}: {names}"
+                          f"{nearest_hint(stage, [s.name for s in config.agreement.stages])}")
     if target.gate is None:
         raise ConfigError(f"stage {stage!r} has no gate in {config.agreement.path.name}; nothing can be promoted "
                           "into it. Add a gate or pick the next stage")

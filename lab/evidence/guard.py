@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from lab.errors import ConfigError
+from lab.evidence.migrations import applied, registered
 
 APPLICATION_ID = 0x4C616231  # "Lab1"
 STORE_FORMAT = 1  # PRAGMA user_version of a store this lab writes
@@ -63,18 +64,25 @@ def inspect_store(path: Path) -> bool:
     if application == APPLICATION_ID and user_version > STORE_FORMAT:
         raise ConfigError(f"the store was written by a newer lab (store format {user_version}, this lab reads up to "
                           f"{STORE_FORMAT}); upgrade lab to open it", source=str(path))
-    if application == 0 and not LAB_TABLES & tables(path):
+    names, steps = contents(path)
+    if application == 0 and not LAB_TABLES & names:
         raise ConfigError("not a lab store: an SQLite database of another application (none of lab's tables); lab "
                           "never changes it. Point state_dir elsewhere, or move the file aside", source=str(path))
+    newer = newer_features(steps, {s.feature: len(s.steps) for s in registered()})
+    if newer is not None:
+        raise ConfigError(f"the store was written by a newer lab ({newer}); upgrade lab to open it", source=str(path))
     return True
 
 
-def tables(path: Path) -> set[str]:
-    """The table names of the SQLite file at ``path``, read without writing anything."""
+def contents(path: Path) -> tuple[set[str], dict[str, int]]:
+    """The table names of the SQLite file at ``path`` and its migration steps per feature, read
+    without writing anything (immutable when no WAL file is beside it, so no -wal/-shm is made)."""
+    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
     try:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
+        db = sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True, timeout=30)
         try:
-            return {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            names = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return names, applied(db)
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from lab.errors import ConfigError, NotFoundError
-from lab.evidence.guard import APPLICATION_ID, STORE_FORMAT, inspect_store, newer_features
+from lab.evidence.guard import APPLICATION_ID, STORE_FORMAT, inspect_store
 from lab.evidence.migrations import Schema, Step, applied, apply, register, registered
 from lab.model import (
     Build,
@@ -117,10 +117,6 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        newer = newer_features(applied(self._db), {s.feature: len(s.steps) for s in registered()})
-        if newer is not None:
-            raise ConfigError(f"the store was written by a newer lab ({newer}); upgrade lab to open it",
-                              source=str(self.path))
         if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")

@@ -30,6 +30,7 @@ from lab.signoff.records import signed
 from lab.signoff.signing import verify_with_text
 from lab.util.canonical import digest_of
 from lab.util.clock import iso
+from lab.util.yamlfile import decode, read_capped
 
 FORMAT = "lab-evidence/1"
 
@@ -100,11 +101,15 @@ class BundleCheck:
         return not self.problems
 
 
+MAX_BUNDLE_BYTES = 256 * 1024 * 1024
+
+
 def read_bundle(path: Path) -> dict[str, Any]:
     """The bundle at ``path``; ConfigError if it is not a lab evidence bundle."""
+    text = decode(read_capped(path, MAX_BUNDLE_BYTES, "evidence bundle"), path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(f"cannot read the evidence bundle: {exc}", source=str(path)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(f"not a lab evidence bundle (format {FORMAT} expected)", source=str(path))

@@ -17,6 +17,9 @@ from lab.errors import ConfigError
 DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 ENV_NOW = "LAB_NOW"
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+MAX_DURATION = 366 * 86400  # a soak, pause or expiry longer than a year is a typo, not a policy
 
 
 def parse_instant(text: str, what: str = "time") -> datetime:
@@ -28,6 +31,9 @@ def parse_instant(text: str, what: str = "time") -> datetime:
         raise ConfigError(f"{what} {text!r} is not an ISO 8601 time; write e.g. 2026-12-01T12:00:00Z") from None
     if value.tzinfo is None or value.utcoffset() is None:
         raise ConfigError(f"{what} {text!r} has no time zone; add Z or an offset such as +02:00")
+    if not EARLIEST <= value < LATEST:
+        raise ConfigError(f"{what} {text!r} is outside the years 1970 to 2199; give a real time such as "
+                          "2026-12-01T12:00:00Z")
     return value
 
 
@@ -51,7 +57,10 @@ def parse_duration(text: str) -> int:
     match = DURATION.match(text.strip())
     if not match or not any(match.groups()):
         raise ConfigError(f"duration {text!r} is not understood; write e.g. 48h, 7d, 1d12h, 30m")
-    return sum(int(n) * size for n, (_, size) in zip(match.groups(), UNITS, strict=True) if n)
+    seconds = sum(int(n) * size for n, (_, size) in zip(match.groups(), UNITS, strict=True) if n)
+    if seconds > MAX_DURATION:
+        raise ConfigError(f"duration {text!r} is longer than a year; write at most 366d")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:
@@ -82,12 +91,14 @@ def parse_expiry(text: str, now: datetime) -> datetime:
         try:
             day = date.fromisoformat(raw)
         except ValueError:
-            raise ConfigError(f"expiry {text!r} is not a date") from None
+            raise ConfigError(f"expiry {text!r} is not a calendar date; write a real date as YYYY-MM-DD") from None
         expires = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
     else:
         expires = parse_instant(raw, "expiry")
     if expires <= now:
         raise ConfigError(f"expiry {text!r} is not in the future (now is {iso(now)}); give a later one")
+    if expires - now > timedelta(seconds=MAX_DURATION):
+        raise ConfigError(f"expiry {text!r} is more than a year away (now is {iso(now)}); give at most 366d")
     return expires.astimezone(UTC)
 
 

@@ -18,6 +18,7 @@ PORT = {"oneOf": [
                                    r"65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$")},
 ]}
 BOOLEAN = {"type": "boolean"}
+HTTP_STATUS = {"type": "integer", "minimum": 100, "maximum": 599}
 ID = {"type": "integer", "minimum": 0}
 ABSOLUTE_PATH = {"type": "string", "pattern": "^/"}
 CONSTRAINT = {"type": "string", "pattern": r"^\s*(~=|==|!=|>=|<=|>|<)"}
@@ -92,7 +93,7 @@ CHECK_TYPES: dict[str, dict[str, Any]] = {
         ["url"],
         {
             "url": {"type": "string", "pattern": "^https?://"},
-            "status": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+            "status": {"oneOf": [HTTP_STATUS, {"type": "array", "items": HTTP_STATUS, "minItems": 1}]},
             "body": REGEX,
             "method": {"enum": ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"]},
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -102,7 +102,9 @@ def validate(data: Any, schema_doc: dict[str, Any], source: Path, base: Sequence
     what to write instead (``lab.config.schemas.messages``). Numbers must be finite and ``format:
     regex`` values must compile."""
     validator = Validator(schema_doc, registry=registry(), format_checker=FORMATS)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    # the shallowest error first, and at one place a wrong type before what follows from it
+    errors = sorted(validator.iter_errors(data),
+                    key=lambda e: (len(e.absolute_path), list(map(str, e.path)), e.validator != "type"))
     if not errors:
         return
     error = errors[0]
