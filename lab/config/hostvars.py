@@ -31,7 +31,7 @@ def check_host_variables(host: str, variables: dict[str, Any], source: Path,
         if isinstance(value, float) and not math.isfinite(value):
             raise bad(name, "write a finite number (or quote it if it is text)")
     for name in PORT_VARIABLES:
-        if name in variables and port_number(variables[name]) is None:
+        if name in variables and not templated(variables[name]) and port_number(variables[name]) is None:
             raise bad(name, "write a port number from 1 to 65535")
     for name in SECONDS_VARIABLES:
         value = variables.get(name)
@@ -40,7 +40,7 @@ def check_host_variables(host: str, variables: dict[str, Any], source: Path,
             raise bad(name, f"write a number of seconds above 0 and at most {MAX_SECONDS} (7 days)")
     for name in TEXT_VARIABLES:
         value = variables.get(name)
-        if name in variables and (not isinstance(value, str) or not value.strip()
+        if name in variables and not templated(value) and (not isinstance(value, str) or not value.strip()
                                   or any(c in value for c in "\0\n\r")):
             raise bad(name, "write it as one line of text")
     reset = variables.get("lab_reset_playbook")
@@ -48,6 +48,11 @@ def check_host_variables(host: str, variables: dict[str, Any], source: Path,
         if not isinstance(reset, str):
             raise bad("lab_reset_playbook", "write a path to a playbook, relative to the lab's directory")
         confinement.resolve(reset, f"host {host!r}: lab_reset_playbook", source=source, line=None, must_exist="file")
+
+
+def templated(value: Any) -> bool:
+    """Whether ``value`` is a Jinja expression Ansible fills in (``"{{ port }}"``), which lab cannot judge here."""
+    return isinstance(value, str) and "{{" in value
 
 
 def port_number(value: Any) -> int | None:

@@ -57,7 +57,7 @@ def found(value: Any) -> str:
     if value is None:
         return "nothing (an empty value)"
     if isinstance(value, str):
-        return f"{value!r}"
+        return repr(value) if len(value) <= 60 else f"{value[:57]!r}... (text of {len(value)} characters)"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

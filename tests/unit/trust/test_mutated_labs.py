@@ -69,7 +69,7 @@ def test_a_mutated_lab_is_valid_or_refused_cleanly(change: tuple[str, list[tuple
         before = snapshot(lab)
         result = run_cli("--lab", str(lab / "lab.yml"), "validate")
         output = result.out + result.err
-        assert "Traceback" not in output and "internal error" not in output, output
+        assert "Traceback (most recent call last)" not in output and "internal error" not in output, output
         assert result.code in (0, 2), output
         if result.code == 2:
             assert result.err.startswith("lab: ") and result.out == "", output
