@@ -235,10 +235,8 @@ def run_playbook_on(
     """
     from ansible_runner.interface import init_runner  # slow to import; only deploy needs it
 
-    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(work_dir, 0o700)
-    sweep_abandoned(runs_root(work_dir))
-    private = Path(tempfile.mkdtemp(prefix=f"{playbook.stem}-", dir=work_dir))
+    sweep_abandoned(runs_root(work_dir))  # first: it removes directories left empty, maybe this one's parents
+    private = private_dir(work_dir, playbook.stem)
     lock = hold_run_lock(private)
     vars_file = private / "extravars.json"
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -316,6 +314,19 @@ def hold_run_lock(private: Path) -> int:
     fd = os.open(private / RUN_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
+
+
+def private_dir(work_dir: Path, stem: str) -> Path:
+    """A new 0700 directory for one run under ``work_dir`` (made again if another process's sweep
+    removed it while it was empty)."""
+    for _ in range(5):
+        work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(work_dir, 0o700)
+        try:
+            return Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=work_dir))
+        except FileNotFoundError:
+            continue
+    raise InfrastructureError(f"could not make a run directory under {work_dir}")
 
 
 def runs_root(work_dir: Path) -> Path:
