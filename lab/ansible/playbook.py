@@ -14,9 +14,10 @@ hosts, in one run) and say how each host fared.
   ``artifacts/<id>/command`` before the run begins, so whatever is in it survives a kill -9.
   Nothing of the lab's environment but a few harmless names (``PATH``, ``HOME``, locale, ``TZ``)
   is passed on.
-- Each run holds a lock on its private directory; the next run under the same ``work_dir``
-  removes the directories of runs whose process has died (``sweep_abandoned``), so the extra
-  vars a killed run left behind do not stay on disk.
+- Each run holds a lock on its private directory while it runs; the next run under the same
+  state dir removes the directories of runs whose process died mid-run (``sweep_abandoned``),
+  so the extra vars and temp files a killed run left behind do not stay on disk. Runs that
+  ended keep their artifacts.
 """
 
 from __future__ import annotations
@@ -235,8 +236,10 @@ def run_playbook_on(
     """
     from ansible_runner.interface import init_runner  # slow to import; only deploy needs it
 
-    sweep_abandoned(runs_root(work_dir))  # first: it removes directories left empty, maybe this one's parents
-    private = private_dir(work_dir, playbook.stem)
+    sweep_abandoned(runs_root(work_dir))
+    work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(work_dir, 0o700)
+    private = Path(tempfile.mkdtemp(prefix=f"{playbook.stem}-", dir=work_dir))
     lock = hold_run_lock(private)
     vars_file = private / "extravars.json"
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -287,6 +290,7 @@ def run_playbook_on(
         raise InfrastructureError(f"ansible-runner could not run {playbook.name}: {exc}") from exc
     finally:
         vars_file.unlink(missing_ok=True)
+        (private / RUN_LOCK).unlink(missing_ok=True)  # ended here, not killed: the sweep keeps it
         os.close(lock)
 
 
@@ -316,19 +320,6 @@ def hold_run_lock(private: Path) -> int:
     return fd
 
 
-def private_dir(work_dir: Path, stem: str) -> Path:
-    """A new 0700 directory for one run under ``work_dir`` (made again if another process's sweep
-    removed it while it was empty)."""
-    for _ in range(5):
-        work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(work_dir, 0o700)
-        try:
-            return Path(tempfile.mkdtemp(prefix=f"{stem}-", dir=work_dir))
-        except FileNotFoundError:
-            continue
-    raise InfrastructureError(f"could not make a run directory under {work_dir}")
-
-
 def runs_root(work_dir: Path) -> Path:
     """Where the lab keeps its runs: the nearest ancestor of ``work_dir`` named ``runs`` (the
     state dir's ``runs/``, a static sandbox's ``runs/``), else ``work_dir`` itself."""
@@ -336,26 +327,21 @@ def runs_root(work_dir: Path) -> Path:
 
 
 def sweep_abandoned(root: Path) -> list[Path]:
-    """Remove every run directory under ``root`` whose run is over: its lock is free (the run
-    ended, or its process died in a kill -9 without cleaning up), or it has none and is older
-    than a run needs to take one. A live run's directory is never touched. Returns the removed."""
+    """Remove every run directory under ``root`` whose process died mid-run (a kill -9): its lock
+    file is still there but no live process holds it, or it never got one and still has its
+    extra vars (which a run that ended removes) after ``ABANDONED_AFTER`` seconds. Runs that
+    ended keep their artifacts; a live run's directory is never touched. Returns the removed."""
     removed = []
     for run_dir in run_dirs(root):
         lock_file = run_dir / RUN_LOCK
-        if not lock_file.exists():
-            if time.time() - run_dir.stat().st_mtime < ABANDONED_AFTER:
-                continue  # just made by a run that is about to take its lock
-        elif not lock_is_free(lock_file):
-            continue
+        if lock_file.exists():
+            if not lock_is_free(lock_file):
+                continue  # a live run
+        elif not (run_dir / "extravars.json").exists() or \
+                time.time() - run_dir.stat().st_mtime < ABANDONED_AFTER:
+            continue  # ended cleanly, or just made by a run about to take its lock
         shutil.rmtree(run_dir, ignore_errors=True)
         removed.append(run_dir)
-        for parent in run_dir.parents:  # the campaign's and step's directories, once empty
-            if parent == root or root not in parent.parents:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
     return removed
 
 

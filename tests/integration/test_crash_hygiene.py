@@ -59,6 +59,7 @@ def test_kill_9_during_deploy_leaves_no_environment_on_disk(tmp_path: Path) -> N
                                  env=env, capture_output=True, text=True, timeout=600, check=False)
         assert resumed.returncode == 0, resumed.stderr
         assert not killed_run.exists()  # removed by the next run under the state dir
+        assert list((state / "runs").glob("*/deploy/*/artifacts/*/command"))  # runs that ended keep theirs
         assert files_holding(state, CANARY_VALUE.encode()) == []
     finally:
         if proc.poll() is None:
