@@ -32,6 +32,7 @@ def wall_instant(day: date, at: time, timezone: str) -> datetime:
     the instant of the jump, the first one whose local reading is past it.
     """
     tz = zone(timezone)
+    at = at.replace(fold=0)  # the rule picks the first occurrence, whatever fold the caller's time has
     wanted = datetime.combine(day, at)
     first = datetime.combine(day, at, tz).astimezone(UTC)  # fold 0: after the jump when ``at`` is skipped
     if first.astimezone(tz).replace(tzinfo=None) == wanted:
