@@ -9,16 +9,28 @@ hosts, in one run) and say how each host fared.
 - Runner artifacts go to a private directory (0700); ansible-runner's env/ files (extravars,
   passwords, ssh keys) are suppressed, and extra vars go through a 0600 file that is removed
   after the run, so nothing reaches a process command line.
+- ``ansible-playbook`` starts from a minimal, explicit environment (``run_environment``), not a
+  copy of the lab's own: ansible-runner writes the environment it starts with into
+  ``artifacts/<id>/command`` before the run begins, so whatever is in it survives a kill -9.
+  Nothing of the lab's environment but a few harmless names (``PATH``, ``HOME``, locale, ``TZ``)
+  is passed on.
+- Each run holds a lock on its private directory while it runs; the next run under the same
+  state dir removes the directories of runs whose process died mid-run (``sweep_abandoned``),
+  so the extra vars and temp files a killed run left behind do not stay on disk. Runs that
+  ended keep their artifacts.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
 import shlex
+import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,11 +234,13 @@ def run_playbook_on(
     a second inventory source written beside the run, so each host gets its own values in the
     one run. ``forks`` bounds how many hosts Ansible works on at once (Ansible's default: 5).
     """
-    import ansible_runner  # imported here: it is slow to import and only deploy needs it
+    from ansible_runner.interface import init_runner  # slow to import; only deploy needs it
 
+    sweep_abandoned(runs_root(work_dir))
     work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(work_dir, 0o700)
     private = Path(tempfile.mkdtemp(prefix=f"{playbook.stem}-", dir=work_dir))
+    lock = hold_run_lock(private)
     vars_file = private / "extravars.json"
     fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -251,7 +265,7 @@ def run_playbook_on(
         **mitogen_settings(),
     }
     try:
-        runner = ansible_runner.run(
+        runner = init_runner(
             private_data_dir=str(private),
             binary=str(ansible_playbook_binary()),
             cmdline=shlex.join([*ansible.vault_arguments(), "-e", f"@{vars_file}", str(playbook)]),
@@ -265,6 +279,10 @@ def run_playbook_on(
             project_dir=str(ansible.lab_dir),
             event_handler=HostWatcher(on_host) if on_host is not None else None,
         )
+        # ansible-runner seeded its environment from the lab's own; what it writes to disk and
+        # starts ansible-playbook with is replaced before anything is written or started.
+        runner.config.env = run_environment(runner.config.env, envvars)
+        runner.run()
         return collect(runner, str(playbook), str(private))
     except InfrastructureError:
         raise
@@ -272,22 +290,88 @@ def run_playbook_on(
         raise InfrastructureError(f"ansible-runner could not run {playbook.name}: {exc}") from exc
     finally:
         vars_file.unlink(missing_ok=True)
-        scrub_environment(private / "artifacts")
+        (private / RUN_LOCK).unlink(missing_ok=True)  # ended here, not killed: the sweep keeps it
+        os.close(lock)
 
 
-def scrub_environment(artifacts: Path) -> None:
-    """Drop the process environment that ansible-runner records in each run's ``command`` file.
+PASSED_ON = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ", "USER", "LOGNAME")
+"""The only names of the lab's own environment a playbook run sees: none can carry a credential."""
 
-    It holds every variable of the lab's own environment, which may carry credentials.
-    """
-    for command_file in artifacts.glob("*/command"):
-        try:
-            recorded = json.loads(command_file.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(recorded, dict) and "env" in recorded:
-            recorded["env"] = {"note": "removed by lab: the environment may hold credentials"}
-            write_text(command_file, json.dumps(recorded), mode=0o600)
+RUN_LOCK = ".lab-run.lock"
+ABANDONED_AFTER = 60.0  # seconds: a directory without a lock this old was never going to get one
+
+
+def run_environment(prepared: Mapping[str, str], explicit: Mapping[str, str]) -> dict[str, str]:
+    """The environment ansible-playbook starts with: ``PASSED_ON`` from the lab's own, ``explicit``
+    (the lab's Ansible settings), and what ansible-runner itself set (its callback plugin, artifact
+    and event settings: every name in ``prepared`` it added or changed). Nothing else of
+    ``os.environ`` reaches the run or its ``command`` file."""
+    own = os.environ
+    env = {name: own[name] for name in PASSED_ON if name in own}
+    env.update({k: str(v) for k, v in prepared.items() if k not in own or own[k] != v})
+    env.update(explicit)
+    return env
+
+
+def hold_run_lock(private: Path) -> int:
+    """Lock ``private`` for the life of this process's run; the kernel drops the lock if it dies."""
+    fd = os.open(private / RUN_LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def runs_root(work_dir: Path) -> Path:
+    """Where the lab keeps its runs: the nearest ancestor of ``work_dir`` named ``runs`` (the
+    state dir's ``runs/``, a static sandbox's ``runs/``), else ``work_dir`` itself."""
+    return next((p for p in (work_dir, *work_dir.parents) if p.name == "runs"), work_dir)
+
+
+def sweep_abandoned(root: Path) -> list[Path]:
+    """Remove every run directory under ``root`` whose process died mid-run (a kill -9): its lock
+    file is still there but no live process holds it, or it never got one and still has its
+    extra vars (which a run that ended removes) after ``ABANDONED_AFTER`` seconds. Runs that
+    ended keep their artifacts; a live run's directory is never touched. Returns the removed."""
+    removed = []
+    for run_dir in run_dirs(root):
+        lock_file = run_dir / RUN_LOCK
+        if lock_file.exists():
+            if not lock_is_free(lock_file):
+                continue  # a live run
+        elif not (run_dir / "extravars.json").exists() or \
+                time.time() - run_dir.stat().st_mtime < ABANDONED_AFTER:
+            continue  # ended cleanly, or just made by a run about to take its lock
+        shutil.rmtree(run_dir, ignore_errors=True)
+        removed.append(run_dir)
+    return removed
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """The private directories of runs under ``root``: those with a run lock, an ``artifacts``
+    directory or an extra-vars file (a run killed before it locked, or made by an older lab)."""
+    found: list[Path] = []
+    if not root.is_dir():
+        return found
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        if RUN_LOCK in files or "extravars.json" in files or "artifacts" in dirs:
+            found.append(here)
+            dirs.clear()  # nothing of interest inside a run's own directory
+    return sorted(found)
+
+
+def lock_is_free(lock_file: Path) -> bool:
+    """Whether no live process holds ``lock_file``'s run lock."""
+    try:
+        fd = os.open(lock_file, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:

@@ -12,7 +12,7 @@ from lab.api.documents import document
 from lab.api.session import Lab, build_spec
 from lab.campaign.builds import build_and_register, verified_build
 from lab.campaign.catalog import register_new
-from lab.campaign.runner import CampaignRunner, Progress
+from lab.campaign.runner import CampaignRunner, Progress, refuse_finished
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import has_rollout, load_rollout_settings
 from lab.decision.describe import describe_agreement, describe_rollout
@@ -205,6 +205,7 @@ def resume(lab: Lab, campaign_id: str, reports: bool = True,
     """Finish the interrupted campaign ``campaign_id`` (or ``latest``): finished cells keep their
     results, unfinished ones run again. Reports (and ``outputs``) as for ``run``."""
     campaign = lab.store.campaign(campaign_id)
+    refuse_finished(campaign)
     registered = verified_build(build_spec(lab, campaign.build_ref), lab.store)
     campaign = CampaignRunner(lab.config, lab.store, events).resume(campaign.id, registered)
     return finished(lab, campaign, reports, outputs)

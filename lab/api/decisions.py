@@ -18,7 +18,7 @@ from lab.decision.gather import evidence_of, gated_stage, latest_campaign
 from lab.decision.promotion import PromotionOutcome
 from lab.errors import ConfigError, GateBlocked
 from lab.model import Build, CellState, Status, Verdict
-from lab.signoff.approvals import approval_payload, sign_and_record, waiver_payload
+from lab.signoff.approvals import approval_payload, refuse_unjustified, sign_and_record, waiver_payload
 from lab.signoff.signing import signer_identity
 from lab.util.clock import parse_expiry
 
@@ -155,8 +155,7 @@ def waive(lab: Lab, build_ref: str, target: str, reason: str, expires: str, key:
     config = lab.config
     moment = instant(now)
     expiry = parse_expiry(expires, moment)
-    if not reason.strip():
-        raise ConfigError("a waiver needs a justification; say why with --reason \"...\"")
+    refuse_unjustified(reason)
     build = verified_build(build_spec(lab, build_ref), lab.store)
     sandbox, suite, check = parse_target(target)
     campaign = latest_campaign(lab.store, build)

@@ -27,7 +27,7 @@ from lab.checks.manifest import error_results, run_suite
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
 from lab.evidence.store import CampaignAudit, Store
-from lab.model import Build, Campaign, CellState, Result, SandboxSpec, Status, StepRecord
+from lab.model import Build, Campaign, CampaignState, CellState, Result, SandboxSpec, Status, StepRecord
 from lab.sandboxes.base import Golden, HostHandle
 from lab.sandboxes.lease import lease
 from lab.transports.base import transport_for
@@ -70,6 +70,15 @@ def plan_cells(config: LabConfig, product: str) -> list[tuple[str, str]]:
     return cells
 
 
+def refuse_finished(campaign: Campaign) -> None:
+    """ConfigError (exit 2) when ``campaign`` has finished: resuming it would change nothing it
+    should (its finish time, its audit trail), so nothing is done."""
+    if campaign.state is CampaignState.FINISHED:
+        raise ConfigError(f"campaign {campaign.id} finished at {campaign.finished_at}; there is nothing to resume "
+                          f"and it is left as it is. See its results with `lab show {campaign.id}`, or test "
+                          f"{campaign.build_ref} again with `lab run {campaign.build_ref}`")
+
+
 class CampaignRunner:
     """Runs (or resumes) campaigns of one lab, recording everything in the store."""
 
@@ -96,9 +105,11 @@ class CampaignRunner:
     def resume(self, campaign_id: str, build: Build) -> Campaign:
         """Finish an interrupted campaign: its unfinished cells run again, its finished ones stay.
 
-        Reopening the campaign and its audit entry are one transaction.
+        Reopening the campaign and its audit entry are one transaction. A finished campaign is
+        refused with ConfigError before anything is read or written beyond the store's row.
         """
         campaign = self.store.campaign(campaign_id)
+        refuse_finished(campaign)
         if build.digest != campaign.digest:
             raise ConfigError(f"campaign {campaign.id} tested sha256 {campaign.digest}, but {build.ref} is now "
                               f"{build.digest}; start a new campaign instead of resuming")

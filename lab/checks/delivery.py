@@ -39,9 +39,18 @@ def python_runner_payload(manifest: dict[str, Any]) -> bytes:
     return str(len(source)).encode("ascii") + b"\n" + source + body
 
 
+RUNNER_GRACE = 2.0  # seconds the runner outlives the transport's timeout before it stops itself
+
+
 def run_runner(transport: Transport, manifest: dict[str, Any], timeout: float) -> CommandResult:
     """Run the check runner of ``transport``'s sandbox on ``manifest`` in one round trip, killed
-    after ``timeout`` seconds; its JSON-lines output as the command's result."""
+    after ``timeout`` seconds; its JSON-lines output as the command's result.
+
+    The manifest carries the runner's own ``deadline``, ``RUNNER_GRACE`` seconds after the
+    transport's: the transport gives up first (and says the suite timed out); then, if nothing
+    the transport did reached it, the runner on the sandbox kills every process its checks
+    started and exits, so nothing of the suite keeps running there."""
+    manifest = dict(manifest, deadline=timeout + RUNNER_GRACE)
     kind = transport.runner()
     if kind.language == "powershell":
         return transport.execute(list(POWERSHELL_ARGV), powershell_payload(manifest), timeout)

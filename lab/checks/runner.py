@@ -3,8 +3,15 @@
 Stdlib only, Python 3.8+. The transport sends this file and a manifest (JSON) in one go;
 parameters stay data, nothing from a suite is ever turned into code here.
 
-Input (stdin or ``run_manifest``): {"format": 1, "suite": str, "root": str, "checks": [
-  {"id": str, "type": str, "params": {...}, "timeout": float, "retries": int}, ...]}
+Input (stdin or ``run_manifest``): {"format": 1, "suite": str, "root": str, "deadline": float (optional),
+  "checks": [{"id": str, "type": str, "params": {...}, "timeout": float, "retries": int}, ...]}
+
+Every process a check starts runs in a session of its own (so one check's timeout kills that
+check's whole group). The runner answers for all of them: past the manifest's ``deadline``
+(seconds: the suite's budget, after which the lab gives up on the round trip), when its parent
+goes away (the lab was killed, or the SSH session closed and sshd left it behind) or on SIGTERM
+or SIGHUP, it kills every session its checks started, then exits. So a suite that times out
+leaves no check running on the sandbox, over any transport.
 Output: one line per check: {"id", "status", "message", "evidence", "duration_ms", "attempts"},
 then a last line {"end": true, "checks": n}.
 """
@@ -307,6 +314,7 @@ def run_process(argv, ctx, timeout, stdin_data=None, env=None):
     except OSError as exc:
         raise CheckBroken("cannot start %s: %s" % (argv[0], exc.strerror or exc)) from None
     ctx["children"].append(proc)
+    STARTED.append(proc)
     try:
         out, err = proc.communicate(stdin_data, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -317,10 +325,56 @@ def run_process(argv, ctx, timeout, stdin_data=None, env=None):
 
 
 def kill_group(proc):
+    """Kill the session a check's process leads: its process group, and every process that left
+    the group for another but stayed in the session (a daemon double-forked by the check)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
         pass
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.getsid(int(name)) == proc.pid:
+                os.kill(int(name), signal.SIGKILL)
+        except OSError:
+            pass
+
+
+STARTED = []  # every process any check started: the runner kills their sessions when it must stop
+STOPPING = threading.Lock()
+
+
+def stop_everything(code):
+    """Kill every session a check started, then end the runner at once with ``code``."""
+    STOPPING.acquire()  # once, even if the watchdog and a signal race
+    for proc in list(STARTED):
+        kill_group(proc)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # the reader is gone: nothing more to say to it
+        code = code or 1
+    os._exit(code)
+
+
+def watch(deadline, parent):
+    """Stop everything past ``deadline`` (monotonic; None: never) or when the parent is gone."""
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            stop_everything(124)
+        if os.getppid() != parent:
+            stop_everything(129)
+        time.sleep(0.1)
+
+
+def guard(manifest):
+    """Start the watchdog and the signal handlers that stop every check's processes with the runner."""
+    budget = manifest.get("deadline")
+    deadline = time.monotonic() + float(budget) if isinstance(budget, (int, float)) and budget > 0 else None
+    threading.Thread(target=watch, args=(deadline, os.getppid()), daemon=True).start()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, lambda number, frame: stop_everything(128 + number))
 
 
 def check_command(params, ctx):
@@ -1987,7 +2041,9 @@ def main(data=None):
     """Entry point: read the manifest (JSON) from ``data`` or stdin and run it."""
     if data is None:
         data = sys.stdin.buffer.read()
-    return run_manifest(json.loads(data.decode("utf-8")), sys.stdout)
+    manifest = json.loads(data.decode("utf-8"))
+    guard(manifest)
+    return run_manifest(manifest, sys.stdout)
 
 
 if __name__ == "__main__":

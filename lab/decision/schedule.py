@@ -3,6 +3,14 @@
 Pure functions of the stage and an injected instant; time zones through ``zoneinfo`` (so a
 window at 18:00 Europe/Helsinki follows daylight saving time). A stage without windows is
 always open except during its freezes; a freeze always wins over a window.
+
+Local times become real instants by one rule, ``wall_instant``: a time means the first instant
+the local clock reads it or later. A time skipped by the spring change (02:15 in Oslo on
+2026-03-29) is therefore the instant the clock jumps past it (03:00 CEST), so a window ending
+there closes when the jump happens, not an hour later; a time the autumn change repeats (02:30
+on 2026-10-25) is its first occurrence (02:30 CEST, before the clocks go back), for ``from``
+and ``to`` alike. An occurrence is one interval of real time: the repeated hour does not
+reopen a window that has closed, nor close one that is open.
 """
 
 from __future__ import annotations
@@ -17,17 +25,42 @@ from lab.util.clock import DAY_NAMES, iso, zone
 HORIZON_DAYS = 400  # how far ahead the next open window is looked for
 
 
+def wall_instant(day: date, at: time, timezone: str) -> datetime:
+    """The first UTC instant at which the clock of ``timezone`` reads ``day`` ``at`` or later.
+
+    An existing time is its first occurrence (fold 0); a time inside a spring-forward gap is
+    the instant of the jump, the first one whose local reading is past it.
+    """
+    tz = zone(timezone)
+    at = at.replace(fold=0)  # the rule picks the first occurrence, whatever fold the caller's time has
+    wanted = datetime.combine(day, at)
+    first = datetime.combine(day, at, tz).astimezone(UTC)  # fold 0: after the jump when ``at`` is skipped
+    if first.astimezone(tz).replace(tzinfo=None) == wanted:
+        return first
+    # Skipped: the jump lies between the reading with the offset after it (fold 1) and ``first``.
+    low = datetime.combine(day, at, tz).replace(fold=1).astimezone(UTC)
+    high = first
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= wanted:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
 def interval(window: Window, day: date) -> tuple[datetime, datetime]:
-    """The occurrence of ``window`` that opens on local ``day``, as UTC instants [start, end)."""
-    tz = zone(window.timezone)
-    start = datetime.combine(day, window.start, tz)
+    """The occurrence of ``window`` that opens on local ``day``, as UTC instants [start, end)
+    (``wall_instant`` makes each local time a real instant; an end not after the start gives an
+    empty occurrence)."""
+    start = wall_instant(day, window.start, window.timezone)
     if window.end_of_day:
-        end = datetime.combine(day + timedelta(days=1), time(0), tz)
+        end = wall_instant(day + timedelta(days=1), time(0), window.timezone)
     elif window.end <= window.start:
-        end = datetime.combine(day + timedelta(days=1), window.end, tz)
+        end = wall_instant(day + timedelta(days=1), window.end, window.timezone)
     else:
-        end = datetime.combine(day, window.end, tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+        end = wall_instant(day, window.end, window.timezone)
+    return start, max(start, end)
 
 
 def in_window(window: Window, moment: datetime) -> bool:
@@ -43,10 +76,8 @@ def in_window(window: Window, moment: datetime) -> bool:
 
 def freeze_bounds(freeze: Freeze) -> tuple[datetime, datetime]:
     """A freeze as UTC instants [first midnight, midnight after its last day)."""
-    tz = zone(freeze.timezone)
-    start = datetime.combine(freeze.start, time(0), tz)
-    end = datetime.combine(freeze.end + timedelta(days=1), time(0), tz)
-    return start.astimezone(UTC), end.astimezone(UTC)
+    return (wall_instant(freeze.start, time(0), freeze.timezone),
+            wall_instant(freeze.end + timedelta(days=1), time(0), freeze.timezone))
 
 
 def in_freeze(freeze: Freeze, moment: datetime) -> bool:

@@ -34,7 +34,8 @@ def lease(state_dir: Path, sandbox: str, holder: str, timeout: float) -> Iterato
                 if time.monotonic() >= deadline:
                     raise InfrastructureError(
                         f"sandbox {sandbox} is held by {current_holder(path) or 'another campaign'}; "
-                        f"waited {timeout:.0f}s. Wait for it to finish or raise --lease-timeout."
+                        f"waited {timeout:.0f}s. Wait for it to finish, or wait longer: timeouts: lease: (seconds) in "
+                        "lab.yml; the lab sandbox commands also take --lease-timeout"
                     ) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)

@@ -16,10 +16,11 @@ from typing import Any
 from lab.errors import ConfigError
 from lab.evidence.store import Store
 from lab.model import Build, SignedRecord
+from lab.signoff.fields import expiry_problem, justification_problem, missing_problem
 from lab.signoff.records import add_signed
 from lab.signoff.signing import sign, verify
 from lab.util.canonical import canonical_bytes, canonical_json
-from lab.util.clock import iso, parse_instant
+from lab.util.clock import iso
 
 APPROVAL_FORMAT = "lab-approval/1"
 WAIVER_FORMAT = "lab-waiver/1"
@@ -39,14 +40,21 @@ def approval_payload(build: Build, stage: str, evidence_digest: str, campaign_id
 def waiver_payload(build: Build, target: tuple[str, str, str], reason: str, expires: datetime, approver: str,
                    signed_at: datetime) -> dict[str, Any]:
     """The subject an approver signs to waive one failing check of ``build``."""
-    if not reason.strip():
-        raise ConfigError("a waiver needs a justification; say why with --reason \"...\"")
+    refuse_unjustified(reason)
     sandbox, suite, check = target
     return {
         "format": WAIVER_FORMAT, "kind": "waiver", "build": build.ref, "build_digest": build.digest,
         "sandbox": sandbox, "suite": suite, "check": check, "reason": reason.strip(), "expires": iso(expires),
         "approver": approver, "signed_at": iso(signed_at),
     }
+
+
+def refuse_unjustified(reason: str) -> None:
+    """ConfigError unless ``reason`` is a justification the gate will count (``fields.justification_problem``)."""
+    problem = justification_problem(reason)
+    if problem:
+        raise ConfigError(f"a waiver needs a justification, but {problem}; say why the failure is acceptable "
+                          "with --reason \"...\" (e.g. --reason \"known issue JRN-42, fixed in 2.0.1\")")
 
 
 def sign_and_record(store: Store, build: Build, payload: dict[str, Any], key: Path, principal: str,
@@ -87,8 +95,22 @@ def payload_problem(record: SignedRecord, payload: Any, build: Build) -> str:
         return f"the payload names approver {payload.get('approver')!r}, but it is recorded as {record.principal!r}"
     if payload.get("build") != build.ref:
         return f"the payload is about {payload.get('build')!r}, not {build.ref}"
-    try:
-        parse_instant(str(payload.get("expires")), "expiry")
-    except ConfigError:
-        return f"the payload's expiry {payload.get('expires')!r} is not a time"
-    return ""
+    return signed_fields_problem(payload)
+
+
+APPROVAL_FIELDS: tuple[str, ...] = ("build_digest", "evidence_digest", "stage", "approver")
+WAIVER_FIELDS: tuple[str, ...] = ("build_digest", "sandbox", "suite", "check", "approver")
+
+
+def signed_fields_problem(payload: dict[str, Any]) -> str:
+    """Why a signed payload lacks a field the README promises ("" when none is missing): the
+    digests, the stage or the waived check (its scope), the approver, a valid expiry after the
+    signing time, and for a waiver its justification."""
+    waiver = payload.get("kind") == "waiver"
+    names = WAIVER_FIELDS if waiver else APPROVAL_FIELDS
+    if payload.get("kind") == "rejection":  # a rejection blocks whatever evidence it was signed over
+        names = tuple(n for n in names if n != "evidence_digest")
+    problem = (missing_problem({name: payload.get(name) for name in names})
+               or expiry_problem(payload.get("expires"), payload.get("signed_at"))
+               or (justification_problem(payload.get("reason")) if waiver else ""))
+    return f"the signed payload is incomplete: {problem}" if problem else ""

@@ -9,6 +9,7 @@ import sys
 import time
 
 from lab.transports.base import CommandResult, Transport
+from lab.util.processes import end_tree
 
 
 class LocalTransport(Transport):
@@ -32,6 +33,7 @@ class LocalTransport(Transport):
             out, err = proc.communicate(stdin, timeout=timeout)
             timed_out = False
         except subprocess.TimeoutExpired:
+            end_tree(proc)  # the runner and every check's own session, not just its group
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

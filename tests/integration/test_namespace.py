@@ -387,3 +387,37 @@ def test_without_root_the_provider_says_how_to_run_it(tmp_path: Path, monkeypatc
     assert str(caught.value) == ("provider namespace needs root (it mounts overlayfs and creates namespaces); "
                                  "run the lab as root, e.g. `sudo lab ...`, or use provider local")
     assert not (tmp_path / "state").exists()
+
+
+def test_a_hung_check_over_ssh_leaves_no_process_in_the_sandbox_after_the_suite_timeout(
+        provider: NamespaceProvider) -> None:
+    """The lab can only kill its local ssh client; the runner in the sandbox stops itself and
+    every check session it started (its SSH session closed; at the latest at its own deadline)."""
+    from lab.checks.delivery import run_runner
+
+    e = spec("sbx-e")
+    handle = provider.reset(e)
+    state = json.loads((provider.home(e) / "state.json").read_text())
+    marker = "4177"
+
+    def in_sandbox() -> list[str]:
+        found = []
+        for pid in linux.pids_in_namespace("pid", state["pid_namespace"]):
+            argv = linux.arguments(pid)
+            if any(marker in a for a in argv) or (argv and "lab-runner" in " ".join(argv)):
+                found.append(" ".join(argv))
+        return found
+
+    manifest = {"format": 1, "suite": "hung", "root": "/", "checks": [
+        {"id": "hung", "type": "command", "timeout": 300, "retries": 0,
+         "params": {"command": ["sh", "-c", f"sleep {marker}1 & sleep {marker}2"]}}]}
+    with SSHTransport(e.name, handle.facts) as ssh:
+        seen: list[str] = []
+        result = run_runner(ssh, manifest, 3)
+        assert result.timed_out
+        seen = in_sandbox()
+        deadline = time.monotonic() + 8  # the runner's own deadline is 2 s after the transport's
+        while in_sandbox() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert in_sandbox() == [], seen
+        assert run(ssh, "echo still reachable") == (0, "still reachable\n", "")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from winrm.protocol import Protocol
 
-from lab.checks.delivery import python_runner_payload, run_runner
+from lab.checks.delivery import RUNNER_GRACE, python_runner_payload, run_runner
 from lab.checks.manifest import compile_suite, parse_results
 from lab.errors import ConfigError, InfrastructureError
 from lab.model import Check, Result, Status, Suite
@@ -132,7 +132,7 @@ def test_a_200_kb_manifest_goes_through_stdin_in_chunks(
     monkeypatch.setattr(Protocol, "send_command_input", spy_send)
     monkeypatch.setattr(Protocol, "run_command", spy_command)
     manifest = compile_suite(big, str(root), {})
-    payload = python_runner_payload(manifest)
+    payload = python_runner_payload(dict(manifest, deadline=60 + RUNNER_GRACE))  # what run_runner sends
     assert len(payload) > 200_000
     with opened(http_endpoint) as transport:
         output = run_runner(transport, manifest, 60)

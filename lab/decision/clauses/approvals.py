@@ -1,9 +1,11 @@
 """``approvals``: enough valid signed approvals (distinct people, if the rule says so) over exactly
 the evidence being judged.
 
-An approval counts only when its signature verified (the caller ran ``ssh-keygen``), it names this
-build's digest, this stage and this evidence's digest, its signer may approve at this gate (the
-gate's approvers or role members, else the agreement's approvers) and it has not expired. A
+An approval counts only when its signature verified (the caller ran ``ssh-keygen``), every field it
+promises is there (stage, both digests, signer, a valid expiry: ``lab.signoff.fields``, re-checked
+here however the record was made), it names this build's digest, this stage and this evidence's
+digest, its signer may approve at this gate (the gate's approvers or role members, else the
+agreement's approvers) and it has not expired. A
 principal's latest word stands: a later rejection withdraws their approval (see ``rejections``).
 Reads agreement.yml ``gate.approvals`` (``approvers``/``role``, ``min``, ``distinct``).
 Sentence: ``2 distinct approval(s) from role change-board`` (nothing without an approval rule).
@@ -16,6 +18,7 @@ from datetime import datetime
 from lab.decision.context import GateClause, GateContext
 from lab.decision.facts import ApprovalFacts
 from lab.model import Clause, ClauseOutcome, Gate, Stage
+from lab.signoff.fields import expiry_problem, missing_problem
 from lab.util.clock import iso, parse_instant
 
 
@@ -30,11 +33,17 @@ def approval_problem(gate: Gate, record: ApprovalFacts, build_digest: str, evide
     stage are filtered out before this is asked."""
     if not record.signature_valid:
         return record.problem or "signature does not verify"
+    fields = {"stage": record.stage, "build digest": record.build_digest, "signer": record.principal}
+    if not record.rejection:  # a rejection blocks whatever evidence it was signed over
+        fields["evidence digest"] = record.evidence_digest
+    incomplete = missing_problem(fields) or expiry_problem(record.expires)
+    if incomplete:
+        return incomplete
     if record.build_digest != build_digest:
         return f"signed for build sha256 {record.build_digest[:12]}…, not this one"
     if record.principal not in eligible(gate):
         return f"{record.principal} is not an approver of this gate"
-    if parse_instant(record.expires, f"{record.word} expiry") <= now:
+    if parse_instant(record.expires) <= now:
         return f"expired {record.expires}"
     if not record.rejection and record.evidence_digest != evidence_digest:
         return f"signed over other evidence (sha256 {record.evidence_digest[:12]}…, now {evidence_digest[:12]}…)"

@@ -1,7 +1,9 @@
 """``waivers``: which failing required checks a signed waiver keeps from blocking.
 
 A waiver counts only when the gate allows waivers (agreement.yml ``gate.waivers``), its signature
-verified, it names this build's digest, its signer may waive here (the gate's approvers, else the
+verified, every field it promises is there (the waived check, a justification with words in it,
+a valid expiry: ``lab.signoff.fields``, re-checked here however the record was made), it names
+this build's digest, its signer may waive here (the gate's approvers, else the
 agreement's), it has not expired, and it names a check that failed in a finished cell of a
 required suite (an ``error`` or a missing cell cannot be waived). ``prepare`` hands the waived
 set to the result clauses judged after it. Sentence: ``waivers allowed`` or ``no waivers``.
@@ -15,6 +17,7 @@ from datetime import datetime
 from lab.decision.context import GateClause, GateContext
 from lab.decision.facts import WaiverFacts
 from lab.model import CellState, Clause, ClauseOutcome, Gate, Stage, Status
+from lab.signoff.fields import expiry_problem, justification_problem, missing_problem
 from lab.util.clock import parse_instant
 
 
@@ -29,11 +32,16 @@ def problem(context: GateContext, waiver: WaiverFacts, failing: set[str], now: d
     """Why ``waiver`` does not count at this gate now ("" when it does)."""
     if not waiver.signature_valid:
         return waiver.problem or "signature does not verify"
+    incomplete = (missing_problem({"sandbox": waiver.sandbox, "suite": waiver.suite, "check": waiver.check_id,
+                                   "signer": waiver.principal})
+                  or expiry_problem(waiver.expires) or justification_problem(waiver.reason))
+    if incomplete:
+        return incomplete
     if waiver.build_digest != context.evidence.digest:
         return f"signed for build sha256 {waiver.build_digest[:12]}…, not this one"
     if waiver.principal not in context.gate.waiver_approvers:
         return f"{waiver.principal} may not waive at this gate"
-    if parse_instant(waiver.expires, "waiver expiry") <= now:
+    if parse_instant(waiver.expires) <= now:
         return f"expired {waiver.expires}"
     if waiver.target not in failing:
         return "no failing mandatory check of that name (an error or a missing cell cannot be waived)"

@@ -44,8 +44,8 @@ def test_a_python_host_gets_the_bootstrap_and_the_framed_runner(variables: dict[
     source = python_runner_source()
     header, _, rest = stdin.partition(b"\n")
     assert int(header) == len(source) and rest[:len(source)] == source
-    assert json.loads(rest[len(source):]) == MANIFEST
-    assert stdin == python_runner_payload(MANIFEST)
+    assert json.loads(rest[len(source):]) == dict(MANIFEST, deadline=14.5)  # the runner's own deadline
+    assert stdin == python_runner_payload(dict(MANIFEST, deadline=14.5))
 
 
 def test_a_powershell_host_gets_the_powershell_bootstrap_and_runner_ps1() -> None:
@@ -53,5 +53,5 @@ def test_a_powershell_host_gets_the_powershell_bootstrap_and_runner_ps1() -> Non
     run_runner(transport, MANIFEST, 30)
     [(argv, stdin, timeout)] = transport.sent
     assert (argv, timeout) == (list(POWERSHELL_ARGV), 30)
-    assert stdin == powershell_payload(MANIFEST)
-    assert split_payload(stdin)[1] == MANIFEST
+    assert stdin == powershell_payload(dict(MANIFEST, deadline=32.0))
+    assert split_payload(stdin)[1] == dict(MANIFEST, deadline=32.0)

@@ -27,8 +27,9 @@ def test_second_holder_times_out_with_a_clear_message(tmp_path: Path) -> None:
         assert current_holder(tmp_path / "leases" / "sbx.lock") == "campaign A"
         with pytest.raises(InfrastructureError) as info, lease(tmp_path, "sbx", "campaign B", 1):
             pass
-        assert str(info.value) == ("sandbox sbx is held by campaign A; waited 1s. Wait for it to finish or raise "
-                                   "--lease-timeout.")
+        assert str(info.value) == ("sandbox sbx is held by campaign A; waited 1s. Wait for it to finish, or wait "
+                                   "longer: timeouts: lease: (seconds) in lab.yml; the lab sandbox commands also "
+                                   "take --lease-timeout")
     assert current_holder(tmp_path / "leases" / "sbx.lock") is None
     with lease(tmp_path, "sbx", "campaign B", 0.5):
         pass

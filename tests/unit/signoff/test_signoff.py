@@ -231,3 +231,55 @@ def test_a_signature_is_checked_once_per_process_until_allowed_signers_changes(
     after = signing.verify(payload, signature, MAIJA, listed)
     assert (after.ok, runs) == (False, ["sign", "verify", "verify"])
     assert after.problem.startswith(f"signature does not verify as {MAIJA} against allowed_signers: ")
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"reason": ""}, "it gives no justification (an empty reason)"),
+    ({"reason": " . "}, "its reason '.' justifies nothing"),
+    ({"reason": None}, "it gives no justification (an empty reason)"),
+    ({"expires": None}, "its expiry None is missing or not an ISO 8601 time with an offset"),
+    ({"expires": "2027-01-01T00:00:00"}, "its expiry '2027-01-01T00:00:00' is missing or not an ISO 8601 time"),
+    ({"expires": "2026-11-01T00:00:00+00:00"}, "it expires (2026-11-01T00:00:00+00:00) before it was signed"),
+    ({"check": ""}, "its check is missing or empty"),
+    ({"suite": None}, "its suite is missing or empty"),
+])
+def test_a_waiver_signed_by_hand_counts_only_with_every_promised_field(
+        tmp_path: Path, keys: dict[str, Path], change: dict[str, object], why: str) -> None:
+    failing = "ts-sbx-02/portfolio-compat/journal-health"
+    lab = seed_lab(tmp_path / "lab", keys, (failing,))
+    at = parse_instant(T0)
+    payload = approvals.waiver_payload(lab.build, ("ts-sbx-02", "portfolio-compat", "journal-health"),
+                                       "JRN-42 accepted", parse_instant("2027-01-01T00:00:00Z"), MAIJA, at)
+    payload.update(change)  # what a hand-made record could hold: ssh-keygen signs whatever it is given
+    approvals.record(lab.store, lab.build, payload, signing.sign(canonical_bytes(payload), keys["maija"]), MAIJA, at)
+    outcome, detail = production(lab)["waivers"]
+    assert outcome is ClauseOutcome.NOT_APPLICABLE
+    assert detail.startswith("not counted: ts-sbx-02/") and "the signed payload is incomplete: " \
+        f"{why}" in detail, detail
+    assert production(lab)["mandatory checks"][0] is ClauseOutcome.NOT_MET
+    lab.store.close()
+
+
+def test_an_approval_signed_by_hand_without_an_expiry_or_evidence_does_not_count(
+        seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> None:
+    into_pilot(seeded, lab_cli)
+    digest = evidence_digest(evidence_of(seeded.config, seeded.store, seeded.build, seeded.campaign))
+    at = parse_instant(T0)
+    for name, change in (("maija", {"expires": "soon"}), ("juha", {"evidence_digest": ""})):
+        payload = approvals.approval_payload(seeded.build, "production", digest, seeded.campaign.id,
+                                             parse_instant("2026-12-08T10:00:00Z"), PRINCIPALS[name], at, False)
+        payload.update(change)
+        approvals.record(seeded.store, seeded.build, payload,
+                         signing.sign(canonical_bytes(payload), keys[name]), PRINCIPALS[name], at)
+    outcome, detail = production(seeded)["approvals"]
+    assert outcome is ClauseOutcome.NOT_MET
+    assert f"approval #1 by {MAIJA} (the signed payload is incomplete: its expiry 'soon' is missing" in detail
+    assert f"approval #2 by {JUHA} (the signed payload is incomplete: its evidence_digest is missing or empty)" \
+        in detail
+
+
+def test_lab_waive_refuses_a_reason_without_words(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> None:
+    result = seeded.cli(lab_cli, "waive", BUILD, "ts-sbx-01/portfolio-compat/journal-health", "--reason", " - ",
+                        "--expires", "2026-12-31", "--key", str(keys["maija"]), "--now", T0)
+    assert result.code == 2
+    assert result.err.startswith("lab: a waiver needs a justification, but its reason '-' justifies nothing")
