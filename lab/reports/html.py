@@ -91,6 +91,16 @@ class Problem:
         return self.shown or self.status.value
 
     @property
+    def alike(self) -> list[tuple[tuple[str, ...], Result]]:
+        """The occurrences with the same message and evidence told once, with every sandbox that
+        gave it, in order (three sandboxes failing alike print one block, not three)."""
+        found: dict[str, tuple[list[str], Result]] = {}
+        for sandbox, result in self.occurrences:
+            key = json.dumps([result.message, result.evidence], sort_keys=True, default=str)
+            found.setdefault(key, ([], result))[0].append(sandbox)
+        return [(tuple(sandboxes), result) for sandboxes, result in found.values()]
+
+    @property
     def anchor(self) -> str:
         """The id of the problem's block, as the headline's list of failing checks links to it."""
         return anchor_for(self.suite, self.check_id, self.label)
