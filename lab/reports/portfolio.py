@@ -44,7 +44,7 @@ class BuildRow:
 
     build: Build
     standing: Standing
-    path: PromotionPath
+    path: PromotionPath | None  # None for a build of a product the lab file no longer has
     latest: CampaignTally | None
 
 
@@ -73,9 +73,13 @@ class Portfolio:
 
 def build_row(config: LabConfig, store: Store, build: Build, tallies: dict[str, CampaignTally],
               at: datetime) -> BuildRow:
-    """Where ``build`` stands at ``at``, with its latest campaign's counts."""
-    path = promotion_path(config, store, build, at)
+    """Where ``build`` stands at ``at``, with its latest campaign's counts (not judged when its
+    product is no longer in the lab file: the gates need the product's suites)."""
     campaign = latest_campaign(store, build)
+    if build.product not in config.products:
+        gone = Standing("NOT JUDGED", f"NOT JUDGED: {build.product} is not in {config.path.name}", "warn", "lab")
+        return BuildRow(build, gone, None, tallies.get(campaign.id) if campaign else None)
+    path = promotion_path(config, store, build, at)
     nxt = path.next_stage
     waived = nxt.decision.waived if nxt is not None and nxt.decision is not None else ()
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
