@@ -1,4 +1,5 @@
-"""JUnit at 100k results: this tree's one-pass writer against the writer of a baseline revision.
+"""JUnit at 100k results: this tree's one-pass writer against the writer of a baseline revision;
+with ``--portfolio 1000``, the portfolio page over 1,000 campaigns.
 
 Run: ``python -m benchmarks.reports_scale [--results N] [--runs R] [--baseline REV]``. It gathers a
 real campaign's report data from a store (the default lab, as the tests copy it), then widens it to
@@ -88,15 +89,74 @@ def render_child(pickled: Path, module_path: Path) -> None:
     print(json.dumps({"seconds": elapsed, "peak_rise_mib": (peak - before) / 1024, "bytes": len(text.encode())}))
 
 
+# --- the portfolio page ---------------------------------------------------------------------------
+
+def portfolio_store(campaigns: int, scratch: Path) -> tuple[object, object]:
+    """A store of the default lab with ``campaigns`` finished campaigns of 20 builds of its product,
+    each of 3 sandboxes x 3 suites x 10 results (statuses in STATUSES' proportions)."""
+    from lab.config.labfile import load_lab
+    from lab.evidence import store as store_module
+    from lab.evidence.store import Store
+    from tests.support.labfiles import copy_default_lab
+
+    config = load_lab(copy_default_lab(scratch / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    builds = [store.register_build("care-planner", f"2.{b}.0", f"{b:02d}" * 32, config.state_dir / "a.tgz")
+              for b in range(20)]
+    sandboxes, suites = ("ts-sbx-01", "ts-sbx-02", "ts-sbx-03"), ("care-planner-smoke", "portfolio-compat",
+                                                                  "care-planner-hygiene")
+    numbers = iter(range(campaigns))  # one id per campaign, nightly (the store's own ids are per second)
+    store_module.new_campaign_id = lambda: f"2026{next(numbers):06d}-nightly"  # type: ignore[assignment]
+    for n in range(campaigns):
+        build = builds[n % len(builds)]
+        campaign = store.create_campaign(build, [(s, u) for s in sandboxes for u in suites], config.path)
+        for s in sandboxes:
+            for u in suites:
+                store.finish_cell(campaign.id, s, u, [
+                    Result(f"check-{k}", STATUSES[(n + k * 7) % len(STATUSES)], f"check {k} on {s}",
+                           {"stdout": f"line {k}"}, 5, 1) for k in range(10)])
+        store.finish_campaign(campaign.id)
+    return config, store
+
+
+def portfolio_times(campaigns: int, runs: int) -> None:
+    """Gather and render the portfolio page over ``campaigns`` campaigns, in this process, ``runs``
+    times; against it, the HTML report of one of those campaigns (what a build page costs)."""
+    from lab.reports import render
+    from lab.reports.data import gather
+    from lab.reports.portfolio import gather_portfolio, portfolio_html
+
+    with tempfile.TemporaryDirectory(prefix="lab-portfolio-bench-") as scratch:
+        config, store = portfolio_store(campaigns, Path(scratch))
+        page, one = [], []
+        for _ in range(runs):  # interleaved, equal counts
+            started = time.process_time()
+            text = portfolio_html(gather_portfolio(config, store))  # type: ignore[arg-type]
+            page.append(time.process_time() - started)
+            started = time.process_time()
+            render(gather(config, store, store.campaigns()[-1]), "html")  # type: ignore[arg-type]
+            one.append(time.process_time() - started)
+    portfolio_s, report_s = statistics.median(page), statistics.median(one)
+    print(f"portfolio page of {campaigns:,} campaigns (20 builds, {campaigns * 90:,} results), "
+          f"{runs} runs, lab's own CPU time")
+    print(f"  portfolio page: {portfolio_s:.3f} s median ({len(text.encode()) / 1024:.0f} KiB); one build's page: "
+          f"{report_s:.3f} s; ratio {portfolio_s / report_s:.1f}x (target: well under 1 s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--results", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", default="main")
+    parser.add_argument("--portfolio", type=int, metavar="CAMPAIGNS",
+                        help="time the portfolio page over this many campaigns instead (e.g. 1000)")
     parser.add_argument("--child", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         render_child(*args.child)
+        return 0
+    if args.portfolio:
+        portfolio_times(args.portfolio, args.runs)
         return 0
     here = Path(__file__).resolve().parent.parent
     with tempfile.TemporaryDirectory(prefix="lab-reports-bench-") as scratch:

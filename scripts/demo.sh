@@ -46,7 +46,7 @@ expect 1 lab promote care-planner@2.1.0 --to pilot
 # no real keys, so the demo makes two throwaway approver keys under .lab/demo-approvers/ and
 # points lab at their allowed_signers with $LAB_ALLOWED_SIGNERS (every decision records that
 # override). It decides "as of" PROD_NOW: three days from now at 20:00 UTC (evening in
-# Helsinki), after the year-end freeze if it falls in it.
+# Trondheim), after the year-end freeze if it falls in it.
 prod_now() {
     local day=3
     while case $(date -u -d "+$day days" +%m-%d) in 12-2[0-9] | 12-3[01] | 01-0[1-6]) true ;; *) false ;; esac; do
@@ -55,14 +55,14 @@ prod_now() {
     date -u -d "+$day days" +%Y-%m-%dT20:00:00Z
 }
 PROD_NOW=$(prod_now)
-APPROVERS=(maija.virtanen juha.korhonen)  # members of the change-board role in agreement.yml
+APPROVERS=(kari.nordmann lars.haugen)  # members of the change-board role in agreement.yml
 KEYS=.lab/demo-approvers
 demo_approver_keys() {  # one ed25519 key per approver (no passphrase: demo only) and their allowed_signers
     mkdir -p "$KEYS" && chmod 700 "$KEYS"
     local name signers=""
     for name in "${APPROVERS[@]}"; do
         [ -f "$KEYS/$name" ] || ssh-keygen -q -t ed25519 -N '' -C "demo approver $name" -f "$KEYS/$name" || return 1
-        signers+="$name@example.fi namespaces=\"lab-approval\" $(cut -d' ' -f1,2 "$KEYS/$name.pub")"$'\n'
+        signers+="$name@example.no namespaces=\"lab-approval\" $(cut -d' ' -f1,2 "$KEYS/$name.pub")"$'\n'
     done
     printf '%s' "$signers" >"$KEYS/allowed_signers.tmp" && mv "$KEYS/allowed_signers.tmp" "$KEYS/allowed_signers"
 }

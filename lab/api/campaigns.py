@@ -18,7 +18,7 @@ from lab.config.rollout_plan import has_rollout, load_rollout_settings
 from lab.decision.describe import describe_agreement, describe_rollout
 from lab.errors import ConfigError
 from lab.model import Build, Campaign, CellState
-from lab.reports import refresh, render, write_reports
+from lab.reports import refresh, render, write_build_pages
 from lab.reports.data import ReportData, gather
 from lab.util.atomic import write_text
 from lab.util.versions import sorted_versions
@@ -213,7 +213,7 @@ def resume(lab: Lab, campaign_id: str, reports: bool = True,
 
 def finished(lab: Lab, campaign: Campaign, reports: bool, outputs: Mapping[str, Path] | None) -> CampaignOutcome:
     data = gather(lab.config, lab.store, campaign)
-    written = write_reports(data, lab.config.reports_dir) if reports else []
+    written = write_build_pages(lab.config, lab.store, data) if reports else []
     for fmt, path in (outputs or {}).items():
         write_text(path, render(data, fmt))
         written.append(path)
@@ -248,4 +248,4 @@ def report(lab: Lab, campaign_id: str, fmt: str = "html", output: Path | None = 
     if output is not None:
         write_text(output, render(data, fmt))
         return WrittenReport((output,))
-    return WrittenReport(tuple(write_reports(data, lab.config.reports_dir, (fmt,))))
+    return WrittenReport(tuple(write_build_pages(lab.config, lab.store, data, (fmt,))))

@@ -40,7 +40,7 @@ class Progress:
 
     campaign_id: str
     sandbox: str
-    what: str  # "step" or "cell"
+    what: str  # "start" (a step or a suite begins), "step" (a step ended) or "cell" (a suite's results are in)
     name: str  # step name or suite name
     ok: bool
     detail: str
@@ -186,6 +186,7 @@ class CampaignRunner:
     def reset(self, campaign: Campaign, spec: SandboxSpec) -> HostHandle | None:
         """Reset one sandbox, to its golden baseline when its provider keeps one; None (recorded) on failure."""
         started = now()
+        self.starting(campaign, spec.name, "reset")
         try:
             provider = provider_of(self.config, spec)
             if self.config.baseline is None:
@@ -223,6 +224,8 @@ class CampaignRunner:
                 kept[step.host] = ready[step.host]
 
         todo = {name: (item.spec, item.handle) for name, item in ready.items() if item.handle.golden is None}
+        for name in todo:
+            self.starting(campaign, name, "baseline")
         install_baseline(self.config, todo, self._baseline_vars, self.step_run(campaign, "baseline", len(todo)),
                          baselined)
         return kept
@@ -246,6 +249,8 @@ class CampaignRunner:
             else:
                 verifying.append(pool.submit(self.decide_unprepared, campaign, item.spec, pending[step.host]))
 
+        for name in ready:
+            self.starting(campaign, name, "deploy")
         run_step(self.config.products[build.product].deploy_playbook, {n: r.handle for n, r in ready.items()}, extra,
                  self.step_run(campaign, "deploy", len(ready)), deployed)
         return verifying
@@ -281,6 +286,7 @@ class CampaignRunner:
             for name in suites:
                 suite = self.config.suites[name]
                 self.store.start_cell(campaign.id, spec.name, name)
+                self.starting(campaign, spec.name, f"verify {name}")
                 try:
                     results = run_suite(transport, suite, handle.root, variables, self.config.timeouts.suite)
                 except (InfrastructureError, OSError) as exc:
@@ -291,6 +297,10 @@ class CampaignRunner:
             transport.close()
 
     # --- recording ----------------------------------------------------------------------------
+
+    def starting(self, campaign: Campaign, sandbox: str, step: str) -> None:
+        """Say that ``step`` begins on ``sandbox`` (for a live view; nothing is recorded)."""
+        self.progress(Progress(campaign.id, sandbox, "start", step, True, "", self._done, self._total))
 
     def step(self, campaign: Campaign, sandbox: str, step: str, started: str, ok: bool, infra: bool,
              detail: str, digest: str | None) -> None:

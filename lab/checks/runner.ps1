@@ -87,11 +87,30 @@ function New-LabOutcome {
 }
 
 function Limit-LabText {
+    # As runner.py's clip(): text whose UTF-8 form fits in 48 + 16 KiB as it is; longer text as its
+    # first 48 KiB and last 16 KiB around one line with its true size in bytes and its sha256.
     param([AllowNull()] [string] $Text)
-    if ($Text.Length -le 65536) {
+    if ($null -eq $Text) {
         return $Text
     }
-    return $Text.Substring(0, 65536) + ("`n... [truncated: {0} characters in all]" -f $Text.Length)
+    $utf8 = New-Object System.Text.UTF8Encoding($false)
+    $bytes = $utf8.GetBytes($Text)
+    $head = 49152
+    $tail = 16384
+    if ($bytes.Length -le ($head + $tail)) {
+        return $Text
+    }
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try {
+        $digest = -join ($sha.ComputeHash($bytes) | ForEach-Object { $_.ToString('x2') })
+    } finally {
+        $sha.Dispose()
+    }
+    $first = $utf8.GetString($bytes, 0, $head).TrimEnd([char]0xFFFD)
+    $last = $utf8.GetString($bytes, $bytes.Length - $tail, $tail).TrimStart([char]0xFFFD)
+    $marker = "`n[... clipped by the runner: {0} bytes in all, sha256 {1}; the first {2} and the last {3} bytes are shown ...]`n" -f `
+        $bytes.Length, $digest, $utf8.GetByteCount($first), $utf8.GetByteCount($last)
+    return $first + $marker + $last
 }
 
 function ConvertTo-LabLf {

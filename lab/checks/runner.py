@@ -35,6 +35,8 @@ import threading
 import time
 
 MAX_TEXT = 64 * 1024
+HEAD_BYTES = 48 * 1024  # clip(): what is kept of a long output's start and end (as lab/util/clipping.py)
+TAIL_BYTES = 16 * 1024
 FORMAT = 1
 PROC = "/proc"
 
@@ -56,11 +58,43 @@ class Failure(CheckFailed):
 
 
 
-def clip(text):
-    """Keep evidence bounded: the first MAX_TEXT characters and the total size."""
-    if len(text) <= MAX_TEXT:
-        return text
-    return text[:MAX_TEXT] + "\n... [truncated: %d characters in all]" % len(text)
+def clip(data):
+    """Keep evidence bounded, honestly: output (bytes, or text taken as UTF-8) of at most
+    HEAD_BYTES + TAIL_BYTES as it is; longer output as its first HEAD_BYTES and last TAIL_BYTES
+    around one line with its true size and the sha256 of all of it (lab/util/clipping.py reads
+    that line; the report never clips it again)."""
+    if not isinstance(data, bytes):
+        data = data.encode("utf-8", "surrogatepass")
+    if len(data) <= HEAD_BYTES + TAIL_BYTES:
+        return decode(data)
+    return clipped(data[:HEAD_BYTES], data[len(data) - TAIL_BYTES:], len(data), hashlib.sha256(data).hexdigest())
+
+
+def clipped(head, tail, total, digest):
+    """The marker text of clip(): ``head`` and ``tail`` (bytes) around the size and sha256 of the whole."""
+    first = head.decode("utf-8", "ignore")
+    last = tail.decode("utf-8", "ignore")
+    marker = ("[... clipped by the runner: %d bytes in all, sha256 %s; "
+              "the first %d and the last %d bytes are shown ...]") % (
+        total, digest, len(first.encode("utf-8")), len(last.encode("utf-8")))
+    return "%s\n%s\n%s" % (first, marker, last)
+
+
+def read_body(response):
+    """An HTTP body read in full but kept bounded: (its first MAX_TEXT * 4 bytes, its clip() text)."""
+    digest, total, kept, tail = hashlib.sha256(), 0, b"", b""
+    while True:
+        chunk = response.read(65536)
+        if not chunk:
+            break
+        digest.update(chunk)
+        total += len(chunk)
+        if len(kept) < MAX_TEXT * 4:
+            kept += chunk[:MAX_TEXT * 4 - len(kept)]
+        tail = (tail + chunk)[-TAIL_BYTES:]
+    if total <= MAX_TEXT * 4:
+        return kept, clip(kept)
+    return kept, clipped(kept[:HEAD_BYTES], tail, total, digest.hexdigest())
 
 
 def decode(data):
@@ -267,7 +301,7 @@ def check_file(params, ctx):
                 raise Failure("%s has sha256 %s, expected %s" % (shown, digest, params["sha256"]), evidence)
         text = decode(data)
         if "contains" in params or "matches" in params:
-            evidence["content"] = clip(text)
+            evidence["content"] = clip(data)
         if "contains" in params and params["contains"] not in text:
             raise Failure("%s does not contain %r" % (shown, params["contains"]), evidence)
         if "matches" in params and not re.search(params["matches"], text, re.MULTILINE):
@@ -303,8 +337,9 @@ def resolve_argv(argv, ctx):
     return argv
 
 
-def run_process(argv, ctx, timeout, stdin_data=None, env=None):
-    """Run argv (no shell) in its own process group; kill the group on timeout."""
+def run_process(argv, ctx, timeout, stdin_data=None, env=None, raw=False):
+    """Run argv (no shell) in its own process group; kill the group on timeout. Output as text,
+    or as the bytes written with ``raw``."""
     cwd = ctx["root"] if ctx["root"] not in ("",) else "/"
     try:
         proc = subprocess.Popen(
@@ -321,6 +356,8 @@ def run_process(argv, ctx, timeout, stdin_data=None, env=None):
         kill_group(proc)
         out, err = proc.communicate()
         raise CheckBroken("%s timed out after %ss" % (argv[0], timeout)) from None
+    if raw:
+        return proc.returncode, out, err
     return proc.returncode, decode(out), decode(err)
 
 
@@ -384,8 +421,9 @@ def check_command(params, ctx):
         raise CheckBroken("command is empty")
     argv = resolve_argv([str(a) for a in argv], ctx)
     stdin_data = params.get("stdin", "").encode("utf-8") if params.get("stdin") else None
-    code, out, err = run_process(argv, ctx, ctx["timeout"], stdin_data, params.get("env"))
-    evidence = {"command": params["command"], "exit_code": code, "stdout": clip(out), "stderr": clip(err)}
+    code, out_bytes, err_bytes = run_process(argv, ctx, ctx["timeout"], stdin_data, params.get("env"), raw=True)
+    out, err = decode(out_bytes), decode(err_bytes)
+    evidence = {"command": params["command"], "exit_code": code, "stdout": clip(out_bytes), "stderr": clip(err_bytes)}
     want = params.get("exit_code", 0)
     if code != want:
         raise Failure("exit code %d, expected %d" % (code, want), evidence)
@@ -662,14 +700,14 @@ def check_http(params, ctx):
     timeout = min(float(params.get("timeout", ctx["timeout"])), ctx["timeout"])
     try:
         response = opener.open(request, timeout=timeout)
-        status, body = response.status, response.read(MAX_TEXT * 4)
+        status, (body, shown) = response.status, read_body(response)
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read(MAX_TEXT * 4)
+        status, (body, shown) = exc.code, read_body(exc)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Failure("%s unreachable: %s" % (url, reason), {"url": url, "error": str(reason)}) from None
     text = decode(body)
-    evidence = {"url": url, "status": status, "body": clip(text)}
+    evidence = {"url": url, "status": status, "body": shown}
     if status not in wanted:
         raise Failure("%s answered %d, expected %s" % (url, status, "/".join(map(str, wanted))), evidence)
     if "body" in params and not re.search(params["body"], text, re.MULTILINE):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -10,19 +11,12 @@ import click
 
 from lab import api
 from lab.cli.options import BUILD_REF, JSON, NO_WAIT, NOW, pass_lab
+from lab.cli.progress import RolloutPrinter
 from lab.cli.render import print_json, print_refresh
 from lab.reports.data import printable
 from lab.rollout.records import RolloutRecord, RolloutState, WaveState
 
 STATE_WIDTH = max(len(state.value) for state in WaveState)
-
-
-def print_event(event: api.RolloutEvent) -> None:
-    """One line per step; a healthy host only counts in its wave's summary line."""
-    if event.what == "host" and event.ok:
-        return
-    where = f"[wave {event.wave}/{event.waves}]" if event.wave else "[rollout]"
-    click.echo(f"{where} {'' if event.ok else '! '}{printable(event.detail)}")
 
 
 def print_rollout(record: RolloutRecord) -> None:
@@ -53,6 +47,16 @@ def print_outcome(outcome: api.RolloutOutcome) -> int:
                    "is open")
     print_refresh(outcome.refreshed)
     return outcome.code
+
+
+@contextmanager
+def watching() -> Iterator[RolloutPrinter]:
+    """The rollout's live view (timestamped lines when not a terminal), ended before the outcome prints."""
+    printer = RolloutPrinter(sys.stdout)
+    try:
+        yield printer
+    finally:
+        printer.finish()
 
 
 @contextmanager
@@ -92,8 +96,8 @@ def rollout() -> None:
 @pass_lab
 def start(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) -> int:
     """Start rolling a build out from its first wave (a rollout that already ended is shown, not repeated)."""
-    with interruptible(build_ref):
-        outcome = api.rollout_start(lab, build_ref, wait=not no_wait, now=now, events=print_event)
+    with interruptible(build_ref), watching() as printer:
+        outcome = api.rollout_start(lab, build_ref, wait=not no_wait, now=now, events=printer)
     return print_outcome(outcome)
 
 
@@ -104,8 +108,8 @@ def start(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) -> 
 @pass_lab
 def resume(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) -> int:
     """Continue the build's unfinished rollout from its last recorded step (after a crash or a pause)."""
-    with interruptible(build_ref):
-        outcome = api.rollout_resume(lab, build_ref, wait=not no_wait, now=now, events=print_event)
+    with interruptible(build_ref), watching() as printer:
+        outcome = api.rollout_resume(lab, build_ref, wait=not no_wait, now=now, events=printer)
     return print_outcome(outcome)
 
 
@@ -115,7 +119,9 @@ def resume(lab: api.Lab, build_ref: str, no_wait: bool, now: datetime | None) ->
 @pass_lab
 def abort(lab: api.Lab, build_ref: str, now: datetime | None) -> int:
     """Roll back what the current wave of the build's unfinished rollout changed, and end the rollout."""
-    return print_outcome(api.rollout_abort(lab, build_ref, now=now, events=print_event))
+    with watching() as printer:
+        outcome = api.rollout_abort(lab, build_ref, now=now, events=printer)
+    return print_outcome(outcome)
 
 
 @rollout.command()

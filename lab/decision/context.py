@@ -24,26 +24,37 @@ from lab.model import CellState, Clause, Gate, Stage, Status
 
 GATE_LINE = "gate"  # a sentence joined into the stage's line of `lab validate`
 OPEN_LINE = "open"  # a sentence joined into the stage's "open:" line
+SHOWN_PLACES = 6  # failing checks a clause names before "and N more"
 
 
 @dataclass(frozen=True)
 class Tally:
     """The results of the required suites' finished cells, once waived failures are taken out.
 
-    ``counts`` by (``required`` or ``advisory``, status); ``failing`` lists ``suite on sandbox``
-    for each required fail or error; ``waived_count`` is how many required failures a waiver hid.
+    ``counts`` by (``required`` or ``advisory``, status); ``failing`` lists ``(suite, check, sandbox)``
+    for each required fail or error (check "" when the evidence did not name it); ``waived_count``
+    is how many required failures a waiver hid.
     """
 
     counts: Counter[tuple[str, Status]]
-    failing: dict[Status, list[str]]
+    failing: dict[Status, list[tuple[str, str, str]]]
     waived_count: int
 
     def required(self, status: Status) -> int:
         return self.counts[("required", status)]
 
     def where(self, status: Status) -> list[str]:
-        """Where the required results of ``status`` are, each ``suite on sandbox`` once, sorted."""
-        return sorted(set(self.failing.get(status, [])))
+        """Where the required results of ``status`` are, naming each check once with its sandboxes:
+        ``suite/check on sbx-1, sbx-2`` (``suite on sbx-1`` when the check is not named), sorted,
+        at most ``SHOWN_PLACES`` of them and then ``and N more``."""
+        sandboxes: dict[tuple[str, str], set[str]] = {}
+        for suite, check, sandbox in self.failing.get(status, []):
+            sandboxes.setdefault((suite, check), set()).add(sandbox)
+        named = [f"{suite}/{check} on {', '.join(sorted(found))}" if check else
+                 f"{suite} on {', '.join(sorted(found))}" for (suite, check), found in sorted(sandboxes.items())]
+        if len(named) > SHOWN_PLACES:
+            named = [*named[:SHOWN_PLACES], f"and {len(named) - SHOWN_PLACES} more"]
+        return named
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,7 @@ class GateContext:
     def tally(self) -> Tally:
         """The finished cells' results, required or advisory, with the waived failures set aside."""
         counts: Counter[tuple[str, Status]] = Counter()
-        failing: dict[Status, list[str]] = {}
+        failing: dict[Status, list[tuple[str, str, str]]] = {}
         waived_count = 0
         for cell in self.evidence.cells:
             if cell.state is not CellState.DONE:
@@ -87,7 +98,7 @@ class GateContext:
                     continue
                 counts[(kind, status)] += 1
                 if kind == "required" and status in (Status.FAIL, Status.ERROR):
-                    failing.setdefault(status, []).append(f"{cell.suite} on {cell.sandbox}")
+                    failing.setdefault(status, []).append((cell.suite, check, cell.sandbox))
         return Tally(counts, failing, waived_count)
 
     @property

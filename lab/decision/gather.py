@@ -17,7 +17,7 @@ from lab.config.labfile import LabConfig
 from lab.decision.evaluate import ApprovalFacts, CellFacts, Evidence, SuiteFacts, WaiverFacts, evaluate
 from lab.decision.records import promotions
 from lab.errors import ConfigError
-from lab.evidence.store import Store
+from lab.evidence.store import Store, campaign_from_row
 from lab.model import Build, Campaign, CampaignState, CellRecord, Stage, Verdict
 from lab.signoff.approvals import payload_problem
 from lab.signoff.records import signed
@@ -97,10 +97,13 @@ def signoffs(store: Store, build: Build, allowed_signers: Path | None) -> tuple[
 
 
 def latest_campaign(store: Store, build: Build) -> Campaign | None:
-    """The newest campaign that tested exactly this build (same digest)."""
-    matching = [c for c in store.campaigns()
-                if c.product == build.product and c.version == build.version and c.digest == build.digest]
-    return matching[-1] if matching else None
+    """The newest campaign that tested exactly this build (same digest): one indexed row read, not
+    every campaign (the portfolio page asks this once per build)."""
+    with store.reading() as db:
+        row = db.execute("SELECT * FROM campaigns WHERE product = ? AND version = ? AND digest = ? "
+                         "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                         (build.product, build.version, build.digest)).fetchone()
+    return None if row is None else campaign_from_row(row)
 
 
 def gated_stage(config: LabConfig, stage: str) -> Stage:

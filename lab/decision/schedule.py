@@ -1,7 +1,7 @@
 """Maintenance windows and freeze periods: is a stage open at an instant, and when does it next open.
 
 Pure functions of the stage and an injected instant; time zones through ``zoneinfo`` (so a
-window at 18:00 Europe/Helsinki follows daylight saving time). A stage without windows is
+window at 18:00 Europe/Oslo follows daylight saving time). A stage without windows is
 always open except during its freezes; a freeze always wins over a window.
 
 Local times become real instants by one rule, ``wall_instant``: a time means the first instant
@@ -127,7 +127,7 @@ def next_open(stage: Stage, now: datetime, horizon_days: int = HORIZON_DAYS) -> 
 
 
 def describe_window(window: Window) -> str:
-    """``weekdays 18:00-06:00 Europe/Helsinki``: a window as the agreement would say it."""
+    """``weekdays 18:00-06:00 Europe/Oslo``: a window as the agreement would say it."""
     days = tuple(sorted(window.days))
     label = {(0, 1, 2, 3, 4): "weekdays", (5, 6): "weekends", tuple(range(7)): "daily"}.get(
         days, ",".join(DAY_NAMES[d] for d in days))
@@ -136,13 +136,13 @@ def describe_window(window: Window) -> str:
 
 
 def describe_freeze(freeze: Freeze) -> str:
-    """``freeze 2026-12-20..2027-01-06 Europe/Helsinki (year-end)``."""
+    """``freeze 2026-12-20..2027-01-06 Europe/Oslo (year-end)``."""
     why = f" ({freeze.reason})" if freeze.reason else ""
     return f"freeze {freeze.start}..{freeze.end} {freeze.timezone}{why}"
 
 
 def local(moment: datetime, timezone: str) -> str:
-    """``2026-12-01 18:00 Europe/Helsinki (Tue)``."""
+    """``2026-12-01 18:00 Europe/Oslo (Tue)``."""
     at = moment.astimezone(zone(timezone))
     return f"{at:%Y-%m-%d %H:%M} {timezone} ({at:%a})"
 

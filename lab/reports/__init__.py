@@ -21,6 +21,7 @@ from lab.model import Build
 from lab.reports.data import ReportData, gather
 from lab.reports.html import html_report
 from lab.reports.junit import junit_gitlab_xml, junit_xml
+from lab.reports.portfolio import write_portfolio
 from lab.util.atomic import write_text
 
 
@@ -68,12 +69,23 @@ def write_reports(data: ReportData, directory: Path, formats: tuple[str, ...] = 
     return written
 
 
+def write_build_pages(config: LabConfig, store: Store, data: ReportData,
+                      formats: tuple[str, ...] = WRITTEN) -> list[Path]:
+    """Write ``data``'s reports in the lab's reports directory and, whenever the HTML page is among
+    them, the portfolio page (``index.html``) after them, so it never lags behind a build's page.
+    Returns the paths of ``data``'s reports (the portfolio's is ``reports_dir/index.html``)."""
+    written = write_reports(data, config.reports_dir, formats)
+    if "html" in formats:
+        write_portfolio(config, store, datetime.fromisoformat(data.path.evaluated_at))
+    return written
+
+
 def refresh(config: LabConfig, store: Store, build: Build, at: datetime | None = None) -> list[Path]:
     """Re-write the HTML, JUnit and JSON reports of ``build``'s latest campaign in the lab's reports
     directory (atomically, as ``lab report`` does), decided at ``at`` (default: the clock), so they
-    show the build's current promotion path. Returns the paths written, HTML first; none when the
-    build has no campaign."""
+    show the build's current promotion path, and the portfolio page with them. Returns the paths
+    of the build's reports, HTML first; none when the build has no campaign."""
     campaign = latest_campaign(store, build)
     if campaign is None:
         return []
-    return write_reports(gather(config, store, campaign, at), config.reports_dir)
+    return write_build_pages(config, store, gather(config, store, campaign, at))

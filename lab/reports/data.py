@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +15,24 @@ from lab.decision.gather import first_gate_stage, verdict_for
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
+from lab.reports.standing import FailingCheck, Standing, failing_checks, standing
 from lab.transports.security import security_notes
+from lab.util.clipping import clip
 from lab.util.clock import current, now
 
 # Control characters other than tab and newline; shown as visible escapes, never passed through.
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 
 
-MAX_SHOWN = 64 * 1024
+def printable(text: str) -> str:
+    """``text`` with control bytes (NUL, ANSI escapes, ...) shown as ``\\xNN``, clipped once: text
+    a runner clipped stays as it came, longer text keeps its head and tail around a line with its
+    size in bytes and its sha256 (``lab.util.clipping``)."""
+    return visible(clip(text))
 
 
-def printable(text: str, limit: int = MAX_SHOWN) -> str:
-    """``text`` clipped to ``limit`` characters, control bytes (NUL, ANSI escapes, ...) shown as ``\\xNN``."""
-    if len(text) > limit:
-        text = text[:limit] + f"\n... [clipped in the report: {len(text)} characters in all]"
+def visible(text: str) -> str:
+    """``text`` with control bytes shown as ``\\xNN`` escapes, never passed through."""
     return CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
@@ -55,6 +60,32 @@ class ReportData:
     suite_files: dict[str, str] = field(default_factory=dict)  # suite -> its file, relative to lab.yml
     # suite -> check id -> (the check's line in its suite file, its description)
     check_notes: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
+    campaigns: tuple[Campaign, ...] = field(default=())  # every campaign of this build, oldest first
+
+    @cached_property
+    def failing(self) -> list[FailingCheck]:
+        """The mandatory checks that block: failed or errored, not waived."""
+        return failing_checks(self.cells, self.mandatory, self.verdict.waived)
+
+    @cached_property
+    def standing(self) -> Standing:
+        """Where the build stands now (its rollout, else the gate into its next stage)."""
+        return standing(self.path, self.failing)
+
+    @property
+    def other_reasons(self) -> tuple[str, ...]:
+        """The headline's reasons the list of failing checks does not already say (it names every
+        failing mandatory check, so the clauses that count them are left out when it is shown)."""
+        if not self.failing or self.path.rollout is not None:
+            return self.standing.reasons
+        return tuple(r for r in self.standing.reasons if not r.startswith(("mandatory checks:", "no errors:")))
+
+    @property
+    def gate(self) -> Verdict:
+        """The one gate decision the page shows clause by clause: the gate into the build's next
+        stage now, or the campaign's own gate when the build has entered every stage."""
+        nxt = self.path.next_stage
+        return nxt.decision if nxt is not None and nxt.decision is not None else self.verdict
 
     def shown_status(self, cell: CellRecord, result: Result) -> str:
         """A result's status as every report shows it: ``waived`` for a failure that a valid waiver
@@ -94,6 +125,8 @@ class ReportData:
             "steps": [asdict(s) for s in self.steps],
             "notes": list(self.notes),
             "promotion_path": self.path.to_json(),
+            "standing": {"word": self.standing.word, "headline": self.standing.headline, "tone": self.standing.tone,
+                         "stage": self.standing.stage, "reasons": list(self.standing.reasons)},
         }
 
 
@@ -118,7 +151,8 @@ def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | N
                       promotion_path(config, store, build, at, {campaign.id: cells}),
                       {name: relative_to_lab(config, suite.path) for name, suite in config.suites.items()},
                       {name: {c.id: (c.line, c.description) for c in suite.checks}
-                       for name, suite in config.suites.items()})
+                       for name, suite in config.suites.items()},
+                      tuple(campaigns_of(store, build)))
 
 
 def relative_to_lab(config: LabConfig, path: Path) -> str:
@@ -127,6 +161,12 @@ def relative_to_lab(config: LabConfig, path: Path) -> str:
         return path.resolve().relative_to(config.path.parent.resolve()).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+def campaigns_of(store: Store, build: Build) -> list[Campaign]:
+    """Every campaign that tested exactly ``build`` (same digest), oldest first."""
+    return [c for c in store.campaigns()
+            if c.product == build.product and c.version == build.version and c.digest == build.digest]
 
 
 def tls_notes(config: LabConfig, campaign: Campaign) -> list[str]:

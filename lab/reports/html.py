@@ -1,20 +1,26 @@
 """The change board's report: one self-contained HTML page (no external resources), autoescaped.
 
-Verdict and its reasons first, then the build's promotion path (every stage, the decision now
-for the next one, its signed records and production rollout), then the sandbox x suite matrix,
-then every failing check with its evidence, then the digest and the timings.
+Where the build stands now first (``lab.reports.standing``: headline, icon and colour, the failing
+checks named), then the gate into its next stage clause by clause (once), its promotion path and
+signed records, its production rollout with each failed host's failing health checks and their
+output, the sandbox x suite matrix, every failing check with its evidence, the campaigns of the
+build and the timings. One stylesheet (``templates/common.css``) serves screen and print (A4, a
+page header with build, digest and page numbers, all evidence expanded).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from lab.model import CellRecord, CellState, Result, Status
-from lab.reports.data import ReportData, printable, seconds_between
+from lab.reports.data import ReportData, printable, seconds_between, visible
+from lab.reports.standing import anchor_for, failed_hosts
+from lab.util.clipping import clip, clipped_parts
 
 BAD = (Status.FAIL, Status.ERROR)
 
@@ -30,7 +36,24 @@ def environment() -> Environment:
     env.filters["printable"] = printable
     env.filters["evidence_items"] = evidence_items
     env.filters["seconds"] = lambda value: "-" if value is None else f"{value:.1f} s"
+    env.filters["css_string"] = css_string
+    env.globals["wave_class"] = wave_class
     return env
+
+
+def css_string(text: str) -> str:
+    """``text`` made safe inside a double-quoted CSS string (the print header): quotes, backslashes,
+    angle brackets and control characters escaped as CSS hex escapes."""
+    return "".join(ch if ch.isalnum() or ch in " .,:;@_-+/()" else f"\\{ord(ch):x} " for ch in text)
+
+
+def wave_class(state: str) -> str:
+    """The colour class of a wave's state (its words say it too)."""
+    if state == "done":
+        return "pass"
+    if state in ("planned", "cancelled"):
+        return "missing"
+    return "fail"
 
 
 def cell_summary(cell: CellRecord, data: ReportData) -> dict[str, Any]:
@@ -67,6 +90,21 @@ class Problem:
     def label(self) -> str:
         return self.shown or self.status.value
 
+    @property
+    def alike(self) -> list[tuple[tuple[str, ...], Result]]:
+        """The occurrences with the same message and evidence told once, with every sandbox that
+        gave it, in order (three sandboxes failing alike print one block, not three)."""
+        found: dict[str, tuple[list[str], Result]] = {}
+        for sandbox, result in self.occurrences:
+            key = json.dumps([result.message, result.evidence], sort_keys=True, default=str)
+            found.setdefault(key, ([], result))[0].append(sandbox)
+        return [(tuple(sandboxes), result) for sandboxes, result in found.values()]
+
+    @property
+    def anchor(self) -> str:
+        """The id of the problem's block, as the headline's list of failing checks links to it."""
+        return anchor_for(self.suite, self.check_id, self.label)
+
 
 def group_problems(data: ReportData) -> list[Problem]:
     """Failing checks grouped by suite, check and status: the board reads one block per problem."""
@@ -82,13 +120,42 @@ def group_problems(data: ReportData) -> list[Problem]:
     return problems
 
 
-def evidence_items(evidence: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """Evidence as (key, text, is_block): strings as they are (multi-line output stays readable), the rest as
-    JSON; short one-line values are shown inline, the others as blocks."""
+@dataclass(frozen=True)
+class EvidenceItem:
+    """One evidence value as the page shows it: inline when short and on one line, else a block;
+    a clipped block in two parts (``text`` its head, ``tail``) around ``clip_note``."""
+
+    key: str
+    text: str
+    block: bool
+    clip_note: str = ""
+    tail: str = ""
+
+
+COMMAND_KEYS = ("command", "argv", "cmdline")
+
+
+def evidence_text(key: str, value: Any) -> str:
+    """A value as text: strings as they are, a command's argument list as one shell-quoted command
+    line, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if key in COMMAND_KEYS and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return shlex.join(value)
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def evidence_items(evidence: dict[str, Any]) -> list[EvidenceItem]:
+    """Evidence in key order: multi-line or long output as blocks (clipped once, head and tail shown
+    around its true size and sha256), short values inline."""
     items = []
     for key, value in sorted(evidence.items()):
-        text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-        items.append((key, printable(text), "\n" in text or len(text) > 100))
+        text = clip(evidence_text(key, value))
+        parts = clipped_parts(text)
+        if parts is not None:
+            items.append(EvidenceItem(key, visible(parts.head), True, parts.note(), visible(parts.tail)))
+        else:
+            items.append(EvidenceItem(key, visible(text), "\n" in text or len(text) > 100))
     return items
 
 
@@ -108,4 +175,5 @@ def html_report(data: ReportData) -> str:
         problems=problems,
         steps=[(s, seconds_between(s.started_at, s.finished_at)) for s in data.steps],
         unfinished=[c for c in data.cells if c.state is not CellState.DONE],
+        failed_hosts=failed_hosts(data.path.rollout) if data.path.rollout else [],
     )

@@ -71,6 +71,7 @@ class RolloutEvent:
     what: str  # plan, deploy, host (health after deploy), done, halt, rollback, restored, pause, complete, abort
     ok: bool
     detail: str
+    hosts: int = 0  # a wave's "deploy" event: how many hosts it deploys to
 
 
 EventHandler = Callable[[RolloutEvent], None]
@@ -268,7 +269,7 @@ class RolloutRunner:
         names = [h.host for h in wave.hosts if h.state is HostState.DEPLOYING]
         unjudged = [h.host for h in wave.hosts if h.state is HostState.DEPLOYED]
         self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s) in shards of at most "
-                  f"{self.settings.forks}: {', '.join(names)}")
+                  f"{self.settings.forks}: {', '.join(names)}", len(wave.hosts))
         extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
                      "lab_product": build.product, "lab_version": build.version,
                      "lab_rollout": f"rollout={record.id} wave={wave.index}"}
@@ -445,13 +446,15 @@ class RolloutRunner:
             state = HostState.ROLLED_BACK if health.healthy else HostState.ROLLBACK_FAILED
             previous = next(h.previous for h in scope.hosts if h.host == health.host) or {}
             back = f"back on {previous.get('version')}: {health.detail()}"
-            self.rollouts.set_host(record.id, health.host, state, why(health.host, back), health=health.summary())
+            before = next((h.health for h in scope.hosts if h.host == health.host and h.health), None)
+            kept = health.summary() | ({"before_rollback": before} if before else {})  # why it was rolled back
+            self.rollouts.set_host(record.id, health.host, state, why(health.host, back), health=kept)
             self.emit(record, scope.index, "restored", health.healthy, f"{health.host} {back}")
 
         self.run_health(to_check, recorded)
 
-    def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str) -> None:
-        self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail))
+    def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str, hosts: int = 0) -> None:
+        self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail, hosts))
 
 
 def ignore(health: HostHealth) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from typing import Any
 
 from lab.checks.manifest import error_results, run_suite
 from lab.errors import InfrastructureError, LabError
 from lab.model import Result, Status, Suite
 from lab.rollout.endpoints import Endpoint
 from lab.transports.base import transport_for
+from lab.util.clipping import shorten
 
 FAILING = (Status.FAIL, Status.ERROR)
 
@@ -39,10 +41,12 @@ class HostHealth:
         return dict(sorted(found.items()))
 
     def summary(self) -> dict[str, object]:
-        """What the store keeps: the suite, counts per status, and each failing check with its message."""
+        """What the store keeps: the suite, counts per status, and each failing check with its
+        message and its evidence (each output kept to its first 6 and last 2 KiB, with its true
+        size and sha256)."""
         return {"suite": self.suite, "counts": self.counts(),
-                "failed": [[r.check_id, r.status.value, r.message[:500]] for r in self.results
-                           if r.status in FAILING]}
+                "failed": [[r.check_id, r.status.value, r.message[:500], kept_evidence(r.evidence)]
+                           for r in self.results if r.status in FAILING]}
 
     def detail(self) -> str:
         """One line: healthy with the count, or the failing checks and why."""
@@ -50,6 +54,12 @@ class HostHealth:
             return f"healthy: {len(self.results)} check(s) of {self.suite} passed"
         bad = [f"{r.check_id} {r.status.value}: {r.message[:160]}" for r in self.results if r.status in FAILING]
         return f"unhealthy: {'; '.join(bad)}"[:1000]
+
+
+def kept_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
+    """``evidence`` with every string shortened to its first 6 and last 2 KiB (``lab.util.clipping``)."""
+    return {key: shorten(value, 6 * 1024, 2 * 1024) if isinstance(value, str) else value
+            for key, value in evidence.items()}
 
 
 def check_host(item: Endpoint, suite: Suite, cap: float) -> HostHealth:

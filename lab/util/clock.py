@@ -112,8 +112,8 @@ DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 @cache
 def zone(name: str) -> ZoneInfo:
-    """The time zone ``name`` (IANA, e.g. Europe/Helsinki); ConfigError if it does not exist."""
+    """The time zone ``name`` (IANA, e.g. Europe/Oslo); ConfigError if it does not exist."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown time zone {name!r}; use an IANA name such as Europe/Helsinki or UTC") from None
+        raise ConfigError(f"unknown time zone {name!r}; use an IANA name such as Europe/Oslo or UTC") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -14,10 +15,21 @@ import pytest
 from lxml import etree, html
 
 from lab.campaign.builds import sha256_file
+from tests.support.chromium import browser, chromium_binary, load, pdf_pages
 from tests.support.labfiles import JUNIT_XSD, REPO, copy_default_lab, lab_command, needs_junit_xsd, stop_local_sandboxes
 
 pytestmark = pytest.mark.integration
+CHROMIUM = chromium_binary()
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed: `apt-get install chromium` (.ci/run installs it), "
+    "then run tests/integration/test_demo.py")
+C_HEALTH_CHECK = "plans-a-route"  # the production health check build C fails under the site profile
 
+HEADLINES = {  # where each build stands at the end of the story: the page's first line and its <title>
+    "2.0.0": "\u2714 IN PRODUCTION on 24 of 24 hosts",
+    "2.1.0": "\u2716 BLOCKED from pilot: 4 checks failed on 3 sandboxes",
+    "2.2.0": "\u2716 HALTED in production rollout, wave 1 canary, rolled back; 23 hosts kept 2.0.0",
+}
 COMPAT_FAILURES = {"journal-health", "journal-records", "journal-selftest", "carefmt-api-level"}
 
 
@@ -46,8 +58,11 @@ def test_the_demo_script_succeeds_and_tells_the_story(demo: tuple[Path, subproce
     assert "care-planner@2.0.0 (sha256 " in result.stdout
     assert "care-planner@2.0.0 promoted to pilot (evidence: campaign " in result.stdout
     assert "BLOCKED from pilot" in result.stdout
-    assert "lab: care-planner@2.1.0 may not enter pilot: 12 mandatory check(s) failed: portfolio-compat on " \
-           "ts-sbx-01, portfolio-compat on ts-sbx-02, portfolio-compat on ts-sbx-03" in result.stderr
+    everywhere = "on ts-sbx-01, ts-sbx-02, ts-sbx-03"
+    assert ("lab: care-planner@2.1.0 may not enter pilot: 12 mandatory check(s) failed: "
+            f"portfolio-compat/carefmt-api-level {everywhere}; portfolio-compat/journal-health {everywhere}; "
+            f"portfolio-compat/journal-records {everywhere}; portfolio-compat/journal-selftest {everywhere}\n"
+            ) in result.stderr
     assert "Demo done: A went through pilot to production in waves; B is blocked in the lab; C halted in its " \
            "first\nproduction wave, which was rolled back (the other production hosts kept A)." in result.stdout
 
@@ -109,9 +124,8 @@ def test_reports_are_written_and_valid(demo: tuple[Path, subprocess.CompletedPro
         junit = etree.parse(str(root / "reports" / f"{campaign}.junit.xml"))
         assert schema.validate(junit), schema.error_log
         assert len(junit.findall("testsuite")) == 9
-        page = (root / "reports" / f"{campaign}.html").read_text()
-        word = "BLOCKED from pilot" if version == "2.1.0" else "PROMOTABLE to pilot"
-        assert word in page
+        page = html.fromstring((root / "reports" / f"{campaign}.html").read_text(encoding="utf-8"))
+        assert page.find("head/title").text_content() == f"{HEADLINES[version]} · care-planner@{version} · lab"
     listing = subprocess.run([*lab_command(), "--lab", str(root / "lab.yml"), "list"], capture_output=True, text=True,
                              check=True).stdout
     assert listing.count("finished") == 3 and listing.count(" 9/9 ") == 3
@@ -152,17 +166,17 @@ def test_production_approvals_are_signed_by_the_demo_approvers_keys(
     root, _ = demo
     keys = root / ".lab" / "demo-approvers"
     assert sorted(p.name for p in keys.iterdir()) == [
-        "allowed_signers", "juha.korhonen", "juha.korhonen.pub", "maija.virtanen", "maija.virtanen.pub"]
-    assert (keys.stat().st_mode & 0o777, (keys / "maija.virtanen").stat().st_mode & 0o777) == (0o700, 0o600)
+        "allowed_signers", "kari.nordmann", "kari.nordmann.pub", "lars.haugen", "lars.haugen.pub"]
+    assert (keys.stat().st_mode & 0o777, (keys / "kari.nordmann").stat().st_mode & 0o777) == (0o700, 0o600)
     db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
     signed = sorted(db.execute("SELECT version, kind, principal FROM signatures"))
     assert signed == [(v, "approval", p) for v in ("2.0.0", "2.2.0")
-                      for p in ("juha.korhonen@example.fi", "maija.virtanen@example.fi")]
+                      for p in ("kari.nordmann@example.no", "lars.haugen@example.no")]
     promoted = [json.loads(payload) for (payload,) in db.execute(
         "SELECT payload FROM audit WHERE kind = 'promotion' OR kind = 'decision' ORDER BY seq")]
     production = [d for d in promoted if d.get("stage") == "production" and "allowed_signers" in d]
     assert production and all(d["allowed_signers"]["override"] is True for d in production)
-    private = (keys / "maija.virtanen").read_text().split("\n")[1]  # a line of the key's base64 body
+    private = (keys / "kari.nordmann").read_text().split("\n")[1]  # a line of the key's base64 body
     dump = "\n".join(db.iterdump())
     assert private not in dump
 
@@ -183,7 +197,61 @@ def test_the_change_boards_reports_show_where_each_build_stands(
                                                            ["production", "promoted"]]
     assert cells("2.0.0", "rollout")[0][:3] == ["1 canary", "1: prod-ts-01", "done"]
     assert [row[2] for row in cells("2.0.0", "rollout")] == ["done"] * 4
-    assert [row[2] for row in cells("2.2.0", "rollout")] == ["rolled_back", "cancelled", "cancelled", "cancelled"]
+    assert [row[2] for row in cells("2.2.0", "rollout")] == ["rolled back", "cancelled", "cancelled", "cancelled"]
     assert [row[:2] for row in cells("2.1.0", "path")] == [["lab", "registered"], ["pilot", "blocked now"],
                                                            ["production", "later"]]
     assert [row[1] for row in cells("2.0.0", "signed")] == ["approval", "approval"]
+
+
+def test_the_portfolio_page_shows_every_build_where_it_stands_with_working_links(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, _ = demo
+    ids = campaigns(root)
+    page = html.fromstring((root / "reports" / "index.html").read_text(encoding="utf-8"))
+    rows = {row.get("data-build"): row for row in page.find_class("build")}
+    assert sorted(rows) == [f"care-planner@{v}" for v in ("2.0.0", "2.1.0", "2.2.0")]
+    for version, headline in HEADLINES.items():
+        row = rows[f"care-planner@{version}"]
+        assert " ".join(row.find_class("headline")[0].text_content().split()) == headline
+        assert row.find("td/a").get("href") == f"{ids[version]}.html"  # the build's page: its latest campaign
+    links = {a.get("href").split("#")[0] for a in page.iter("a")}
+    assert links >= {f"{cid}.html" for cid in ids.values()}
+    assert all((root / "reports" / link).is_file() for link in links)
+    assert len(page.findall(".//svg")) == 4 and "<script" not in (root / "reports" / "index.html").read_text()
+
+
+def test_c_names_the_failed_hosts_health_checks_and_their_output(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, _ = demo
+    page = html.fromstring((root / "reports" / f"{campaigns(root)['2.2.0']}.html").read_text(encoding="utf-8"))
+    (host,) = page.find_class("host")
+    assert host.text_content() == "prod-ts-01: rolled back"
+    reasons = [li.text_content() for li in page.find_class("reasons")[0].findall("li")]
+    assert len(reasons) == 1 and reasons[0].startswith(f"prod-ts-01: {C_HEALTH_CHECK} fail: ")
+    evidence = host.getnext().getnext()  # the host's detail, then each failing check with its evidence
+    assert f"{C_HEALTH_CHECK}" in evidence.text_content() and evidence.findall(".//pre")
+
+
+@needs_chromium
+def test_the_pages_as_a_person_sees_them_in_chromium(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    root, _ = demo
+    ids = campaigns(root)
+    pages = {version: root / "reports" / f"{cid}.html" for version, cid in ids.items()}
+    with browser(CHROMIUM) as chrome:
+        for version, path in [*pages.items(), ("portfolio", root / "reports" / "index.html")]:
+            page = load(chrome, path.as_uri())
+            assert page.errors == [], (version, page.errors)
+            assert page.requests == [path.as_uri()], (version, page.requests)  # the page itself, nothing else
+            if version in HEADLINES:
+                assert page.evaluate("document.title") == f"{HEADLINES[version]} · care-planner@{version} · lab"
+                assert page.evaluate("document.querySelector('.headline').innerText") == HEADLINES[version]
+        b = load(chrome, pages["2.1.0"].as_uri())
+        first = b.evaluate("(() => { const row = document.querySelector('table.failing tr:nth-child(2)');"
+                           " const box = row.getBoundingClientRect();"
+                           " return [row.cells[0].innerText, box.top, box.bottom, window.innerHeight]; })()")
+        assert first[0] == "carefmt-api-level" and 0 < first[1] < first[2] <= first[3] == 800, first
+        printed = b.pdf()
+        assert printed.startswith(b"%PDF") and 1 <= pdf_pages(printed) <= 3, pdf_pages(printed)
+        assert re.search(rb"/MediaBox \[0 0 59[45]\.?\d* 84[12]\.?\d*\]", printed)  # A4, 210 x 297 mm

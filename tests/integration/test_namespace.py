@@ -275,8 +275,10 @@ def test_build_b_is_blocked_over_namespace_sandboxes_as_in_the_local_demo(
                      timeout=300)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "care-planner@2.1.0 (sha256 " in result.stdout and "BLOCKED from pilot" in result.stdout
-    assert re.search(r"mandatory checks: 8 mandatory check\(s\) failed: portfolio-compat on ts-sbx-01, "
-                     r"portfolio-compat on ts-sbx-02", result.stdout), result.stdout
+    both = "on ts-sbx-01, ts-sbx-02"
+    assert (f"mandatory checks: 8 mandatory check(s) failed: portfolio-compat/carefmt-api-level {both}; "
+            f"portfolio-compat/journal-health {both}; portfolio-compat/journal-records {both}; "
+            f"portfolio-compat/journal-selftest {both}\n") in result.stdout, result.stdout
     assert "[ok ] no errors: every mandatory check could be judged" in result.stdout
 
 

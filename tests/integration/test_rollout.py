@@ -182,8 +182,8 @@ def cmdline(proc: Path) -> str:
 
 
 HOSTS_1 = [f"prod-ts-{i:02d}" for i in range(1, 7)]
-OPEN = "2026-12-04T17:00:00Z"  # Friday 19:00 in Helsinki: production's maintenance window is open
-CLOSED = "2026-12-04T10:00:00Z"  # Friday 12:00 in Helsinki: closed until 18:00
+OPEN = "2026-12-04T17:00:00Z"  # Friday 19:00 in Trondheim: production's maintenance window is open
+CLOSED = "2026-12-04T10:00:00Z"  # Friday 12:00 in Trondheim: closed until 18:00
 HOSTS_2 = [f"prod-ts-{i:02d}" for i in range(1, 5)]
 
 
@@ -220,9 +220,9 @@ def test_a_build_without_a_promotion_into_production_is_refused(tmp_path: Path) 
     closed = run_lab(lab_yml, "rollout", "start", A, "--now", CLOSED)  # promoted, but outside the maintenance window
     assert closed.returncode == 1
     assert closed.stderr == (
-        f"lab: {A} may not be rolled out to production now: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
-        "(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); next open window: "
-        "2026-12-04 18:00 Europe/Helsinki (Fri) (2026-12-04T16:00:00+00:00)\n")
+        f"lab: {A} may not be rolled out to production now: closed at 2026-12-04 11:00 Europe/Oslo (Fri) "
+        "(outside weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); next open window: "
+        "2026-12-04 18:00 Europe/Oslo (Fri) (2026-12-04T17:00:00+00:00)\n")
     result = run_lab(lab_yml, "rollout", "start", A)  # promoted, but production was never provisioned: infrastructure
     assert result.returncode == 3
     assert "production host(s) prod-ts-01, prod-ts-02, prod-ts-03, prod-ts-04, prod-ts-05 and 19 more are not " \

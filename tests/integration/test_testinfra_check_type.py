@@ -129,7 +129,9 @@ def test_testinfra_results_are_stored_reported_and_gated_in_a_campaign(tmp_path:
     assert run_lab(lab_yml, "build", "care-planner@2.0.0").returncode == 0
     ran = run_lab(lab_yml, "run", "care-planner@2.0.0")
     assert ran.returncode == 1, ran.stdout[-3000:] + ran.stderr[-3000:]
-    assert "mandatory checks: 2 mandatory check(s) failed: infra-tests on ts-sbx-01" in ran.stdout, ran.stdout
+    assert ("mandatory checks: 2 mandatory check(s) failed: infra-tests/sandbox on ts-sbx-01; "
+            "infra-tests/sandbox/infra.test_sandbox::test_release_notes_are_shipped on ts-sbx-01\n") in ran.stdout, \
+        ran.stdout
     junit = run_lab(lab_yml, "report", "latest", "--format", "junit", "-o", "-").stdout
     assert 'name="sandbox/infra.test_sandbox::test_the_build_is_registered_in_the_sandbox"' in junit
     assert 'name="sandbox/infra.test_sandbox::test_release_notes_are_shipped"' in junit

@@ -18,11 +18,11 @@ from lab.model import Build, Campaign, Result, Status, StepRecord
 from lab.util.clock import now
 from tests.support.labfiles import CliResult, copy_default_lab
 
-PRINCIPALS = {"maija": "maija.virtanen@example.fi", "juha": "juha.korhonen@example.fi",
-              "anna": "anna.nieminen@example.fi", "mallory": "mallory@example.org"}
-LISTED = ("maija", "juha", "anna")  # mallory has a key, but allowed_signers does not list it
+PRINCIPALS = {"kari": "kari.nordmann@example.no", "lars": "lars.haugen@example.no",
+              "ingrid": "ingrid.solberg@example.no", "mallory": "mallory@example.org"}
+LISTED = ("kari", "lars", "ingrid")  # mallory has a key, but allowed_signers does not list it
 BUILD = "care-planner@2.0.0"
-# Tuesday 2026-12-01 10:00 UTC; three days later (Friday 19:00 Helsinki) production's window is open.
+# Tuesday 2026-12-01 10:00 UTC; three days later (Friday 19:00 Trondheim) production's window is open.
 T0 = "2026-12-01T10:00:00Z"
 T_OPEN = "2026-12-04T17:00:00Z"
 

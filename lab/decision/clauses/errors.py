@@ -11,7 +11,7 @@ def judge(context: GateContext) -> list[Clause]:
     """Not met with any error among the required results, naming where."""
     errors = context.tally.required(Status.ERROR)
     if errors:
-        where = ", ".join(context.tally.where(Status.ERROR))
+        where = "; ".join(context.tally.where(Status.ERROR))
         return [Clause("no errors", ClauseOutcome.NOT_MET, f"{errors} check(s) could not be judged (error): {where}",
                        context.results_used)]
     return [Clause("no errors", ClauseOutcome.MET, "every mandatory check could be judged", context.results_used)]

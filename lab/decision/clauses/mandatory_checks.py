@@ -22,11 +22,11 @@ def judge(context: GateContext) -> list[Clause]:
     if gate.min_pass_rate is None:
         if fails:
             return [Clause("mandatory checks", ClauseOutcome.NOT_MET,
-                           f"{fails} mandatory check(s) failed: {', '.join(where)}{also}", used)]
+                           f"{fails} mandatory check(s) failed: {'; '.join(where)}{also}", used)]
         return [Clause("mandatory checks", ClauseOutcome.MET, f"{passed} mandatory check(s), none failed{also}", used)]
     judged = passed + fails
     rate = passed / judged if judged else 0.0
-    failed = f" ({fails} failed: {', '.join(where)})" if fails else ""
+    failed = f" ({fails} failed: {'; '.join(where)})" if fails else ""
     detail = (f"{rate:.1%} of {judged} mandatory check(s) passed, at least {gate.min_pass_rate:.1%} required"
               f"{failed}{also}")
     outcome = ClauseOutcome.MET if judged and rate >= gate.min_pass_rate else ClauseOutcome.NOT_MET

@@ -2,7 +2,7 @@
 its freezes (agreement.yml ``windows`` and ``freezes`` of the stage; a stage without windows is
 always open except during a freeze). The rules themselves live in ``lab.decision.schedule``, which
 rollouts use too. ``prepare`` hands the verdict the next open instant when the stage is closed.
-Sentence, on the stage's "open:" line: ``weekdays 18:00-06:00 Europe/Helsinki; freeze ...``.
+Sentence, on the stage's "open:" line: ``weekdays 18:00-06:00 Europe/Oslo; freeze ...``.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def test_runner_is_ascii_without_nul(source: str) -> None:
     ("old", "new"),
     [
         ('    return $Text.Replace("`r`n", "`n")\n}\n', '    return $Text.Replace("`r`n", "`n")\n'),
-        ("    if ($Text.Length -le 65536) {\n", "    if ($Text.Length -le 65536 {\n"),
+        ("    if ($bytes.Length -le ($head + $tail)) {\n", "    if ($bytes.Length -le ($head + $tail) {\n"),
         ("$LabFormat = 1\n", "$LabFormat = 'unterminated\n"),
     ],
     ids=["closing-brace-removed", "closing-paren-removed", "unterminated-string"],

@@ -15,7 +15,7 @@ from lab.model import ApprovalRule, Freeze, Stage, Window
 from tests.support.labfiles import CliResult, copy_default_lab, set_rollout
 
 EVENINGS = '      - {days: weekdays, from: "18:00", to: "06:00"}'
-BOARD = ("maija.virtanen@example.fi", "juha.korhonen@example.fi", "anna.nieminen@example.fi")
+BOARD = ("kari.nordmann@example.no", "lars.haugen@example.no", "ingrid.solberg@example.no")
 
 
 @pytest.fixture
@@ -50,9 +50,9 @@ def test_the_default_agreement(lab_yml: Path) -> None:
     assert production is not None and production.gate is not None
     assert production.gate.soak_seconds == 48 * 3600 and production.gate.waivers is True
     assert production.gate.approvals == ApprovalRule(BOARD, 2, True, "change-board")
-    assert production.windows == (Window((0, 1, 2, 3, 4), time(18), time(6), "Europe/Helsinki"),
-                                  Window((5, 6), time(0), time(0), "Europe/Helsinki", end_of_day=True))
-    assert production.freezes == (Freeze(date(2026, 12, 20), date(2027, 1, 6), "Europe/Helsinki", "year-end freeze"),)
+    assert production.windows == (Window((0, 1, 2, 3, 4), time(18), time(6), "Europe/Oslo"),
+                                  Window((5, 6), time(0), time(0), "Europe/Oslo", end_of_day=True))
+    assert production.freezes == (Freeze(date(2026, 12, 20), date(2027, 1, 6), "Europe/Oslo", "year-end freeze"),)
     assert agreement.roles == {"change-board": BOARD}
     assert agreement.allowed_signers == lab_yml.parent / "keys" / "allowed_signers"
 
@@ -63,14 +63,14 @@ def test_the_default_agreement(lab_yml: Path) -> None:
      "(did you mean 'change-board'?); roles: "
      "change-board"),
     ("        min: 2", "        min: 4",
-     "gate of stage 'production' needs 4 distinct approvals, but only 3 people may approve (maija.virtanen@example.fi, "
-     "juha.korhonen@example.fi, anna.nieminen@example.fi); lower 'min' or add approvers"),
+     "gate of stage 'production' needs 4 distinct approvals, but only 3 people may approve (kari.nordmann@example.no, "
+     "lars.haugen@example.no, ingrid.solberg@example.no); lower 'min' or add approvers"),
     ("      - {from: 2026-12-20, to: 2027-01-06, reason: year-end freeze}",
      "      - {from: 2027-01-06, to: 2026-12-20, reason: year-end freeze}",
      "freeze ends (2026-12-20) before it starts (2027-01-06); swap 'from' and 'to'"),
     ("      - {days: weekends, from: \"00:00\", to: \"24:00\"}",
      "      - {days: weekends, from: \"00:00\", to: \"24:00\", timezone: Europe/Espoo}",
-     "unknown time zone 'Europe/Espoo'; use an IANA name such as Europe/Helsinki or UTC"),
+     "unknown time zone 'Europe/Espoo'; use an IANA name such as Europe/Oslo or UTC"),
     ("      soak: 48h ", "      soak: 48 hours ",
      "soak: duration '48 hours' is not understood; write e.g. 48h, 7d, 1d12h, 30m"),
     (EVENINGS, EVENINGS.replace('from: "18:00"', 'from: "25:00"'),
@@ -97,8 +97,8 @@ def test_validate_shows_the_stages(lab_yml: Path, run_cli: Callable[..., CliResu
         "    pilot: from lab; platforms debian-12; mandatory suites, zero failures; flaky <= 0; no waivers\n"
         "    production: from pilot; platforms debian-12; mandatory suites, zero failures; flaky <= 0; "
         "waivers allowed; soak 2d; 2 distinct approval(s) from role change-board\n"
-        "                open: weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki; "
-        "freeze 2026-12-20..2027-01-06 Europe/Helsinki (year-end freeze)\n"
+        "                open: weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo; "
+        "freeze 2026-12-20..2027-01-06 Europe/Oslo (year-end freeze)\n"
         "    approver keys: keys/allowed_signers, 0 key(s) listed (no approval can verify)\n"
         "    rollout to production: 24 host(s) of group production in 4 wave(s) of 1/2/9/12; "
         "health suite production-health; rollback rollback.yml\n"
@@ -128,8 +128,8 @@ def test_validate_counts_the_approver_keys_and_names_an_override(lab_yml: Path, 
                                                                   run_cli: Callable[..., CliResult]) -> None:
     signers = tmp_path / "signers"
     key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    signers.write_text(f"# comment\n\nmaija.virtanen@example.fi ssh-ed25519 {key}\n"
-                       f"juha.korhonen@example.fi namespaces=\"file\" ssh-ed25519 {key}\n")
+    signers.write_text(f"# comment\n\nkari.nordmann@example.no ssh-ed25519 {key}\n"
+                       f"lars.haugen@example.no namespaces=\"file\" ssh-ed25519 {key}\n")
     result = run_cli("--lab", str(lab_yml), "--allowed-signers", str(signers), "validate")
     assert result.code == 0, result.err
     assert f"    approver keys: {signers} (override), 2 key(s) listed\n" in result.out

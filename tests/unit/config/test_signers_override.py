@@ -17,20 +17,20 @@ Cli = Any
 
 def approve_both(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli, *extra: str) -> list[CliResult]:
     return [seeded.cli(lab_cli, *extra, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
-                       "--now", T0) for name in ("maija", "juha")]
+                       "--now", T0) for name in ("kari", "lars")]
 
 
 def test_an_override_verifies_approvals_the_agreements_file_does_not_list(seeded: SeededLab, keys: dict[str, Path],
                                                                          lab_cli: Cli, tmp_path: Path) -> None:
     (seeded.root / "keys" / "allowed_signers").write_text("")  # the agreement lists no approver
     override = tmp_path / "demo_signers"
-    override.write_text(allowed_signers_text(keys, ("maija", "juha")))
+    override.write_text(allowed_signers_text(keys, ("kari", "lars")))
     assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
 
     refused = approve_both(seeded, keys, lab_cli)
     assert [r.code for r in refused] == [2, 2]
     agreements = (seeded.root / "keys" / "allowed_signers").resolve()
-    assert refused[0].err == (f"lab: the key {keys['maija']} is not listed in {agreements}; add its public key "
+    assert refused[0].err == (f"lab: the key {keys['kari']} is not listed in {agreements}; add its public key "
                               "there for your principal, or say who you are with --as PRINCIPAL\n")
 
     approved = approve_both(seeded, keys, lab_cli, "--allowed-signers", str(override))
@@ -68,7 +68,7 @@ def test_the_environment_variable_is_the_same_override(seeded: SeededLab, keys: 
                                                        tmp_path: Path, monkeypatch: Any) -> None:
     (seeded.root / "keys" / "allowed_signers").write_text("")
     override = tmp_path / "signers"
-    override.write_text(allowed_signers_text(keys, ("maija", "juha")))
+    override.write_text(allowed_signers_text(keys, ("kari", "lars")))
     monkeypatch.setenv("LAB_ALLOWED_SIGNERS", str(override))
     approved = approve_both(seeded, keys, lab_cli)
     assert [r.code for r in approved] == [0, 0], approved[0].err

@@ -70,7 +70,7 @@ def test_promotion_goes_one_stage_at_a_time(seeded: SeededLab, lab_cli: Cli) -> 
 def test_repeating_a_done_promotion_changes_nothing_for_every_stage(seeded: SeededLab, keys: dict[str, Path],
                                                                    lab_cli: Cli) -> None:
     assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-    for name in ("maija", "juha"):
+    for name in ("kari", "lars"):
         assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
                           "--now", T0).code == 0
     done = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", T_OPEN)
@@ -91,19 +91,19 @@ def test_repeating_a_done_promotion_changes_nothing_for_every_stage(seeded: Seed
 
 def test_a_closed_window_refuses_and_names_the_next_one(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> None:
     assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-    for name in ("maija", "juha"):
+    for name in ("kari", "lars"):
         seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]), "--now", T0)
     refused = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", "2026-12-04T10:00:00Z")
     assert refused.code == 1
-    assert refused.err == (f"lab: {BUILD} may not enter production: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
-                           "(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); "
-                           "next open window: 2026-12-04 18:00 Europe/Helsinki (Fri) (2026-12-04T16:00:00+00:00)\n")
-    assert refused.out.endswith("next open window: 2026-12-04T16:00:00+00:00\n")
+    assert refused.err == (f"lab: {BUILD} may not enter production: closed at 2026-12-04 11:00 Europe/Oslo (Fri) "
+                           "(outside weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); "
+                           "next open window: 2026-12-04 18:00 Europe/Oslo (Fri) (2026-12-04T17:00:00+00:00)\n")
+    assert refused.out.endswith("next open window: 2026-12-04T17:00:00+00:00\n")
     frozen = seeded.cli(lab_cli, "gate", BUILD, "--to", "production", "--now", "2026-12-21T18:00:00Z")
     assert frozen.code == 1
-    assert ("[NO ] window: closed at 2026-12-21 20:00 Europe/Helsinki (Mon) (in freeze 2026-12-20..2027-01-06 "
-            "Europe/Helsinki (year-end freeze)); next open window: 2027-01-07 00:00 Europe/Helsinki (Thu) "
-            "(2027-01-06T22:00:00+00:00)") in frozen.out
+    assert ("[NO ] window: closed at 2026-12-21 19:00 Europe/Oslo (Mon) (in freeze 2026-12-20..2027-01-06 "
+            "Europe/Oslo (year-end freeze)); next open window: 2027-01-07 00:00 Europe/Oslo (Thu) "
+            "(2027-01-06T23:00:00+00:00)") in frozen.out
 
 
 def test_lab_now_in_the_environment_is_the_clock(seeded: SeededLab, lab_cli: Cli, monkeypatch: Any) -> None:

@@ -32,12 +32,12 @@ def logged(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli, lab_templates: L
         campaign_audit.audit_campaign_event(lab.store, lab.campaign, "start", lab.config)
         campaign_audit.audit_campaign_event(lab.store, lab.campaign, "finish")
         assert lab.cli(lab_cli, "waive", BUILD, failing, "--reason", "flaky probe", "--expires", "2026-12-31",
-                       "--key", str(keys["anna"]), "--now", T0).code == 0
+                       "--key", str(keys["ingrid"]), "--now", T0).code == 0
         assert lab.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-        for name in ("maija", "juha"):
+        for name in ("kari", "lars"):
             assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
                            "--now", T0).code == 0
-        assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["anna"]), "--reject",
+        assert lab.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["ingrid"]), "--reject",
                        "--now", T0).code == 0
         assert lab.cli(lab_cli, "gate", BUILD, "--to", "production", "--now", T_OPEN).code == 1
         return lab
@@ -71,7 +71,7 @@ def test_every_kind_of_event_is_logged_in_a_chain(logged: SeededLab, lab_cli: Cl
     assert entries[1].data()["counts"] == {"fail": 1, "pass": 35}
     waiver = entries[2].data()
     assert (waiver["principal"], waiver["signed"]["check"], waiver["signed"]["reason"]) == (
-        "anna.nieminen@example.fi", "plans-a-route", "flaky probe")
+        "ingrid.solberg@example.no", "plans-a-route", "flaky probe")
     assert waiver["signature"].startswith("-----BEGIN SSH SIGNATURE-----")
     decision = entries[-1].data()
     assert (decision["stage"], decision["allowed"], decision["evaluated_at"]) == ("production", False,

@@ -37,7 +37,7 @@ def bundled(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli, lab_templates: 
         seeded = seed_lab(root, keys)
         campaign_audit.audit_campaign_event(seeded.store, seeded.campaign, "start", seeded.config)
         assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-        for name in ("maija", "juha"):
+        for name in ("kari", "lars"):
             assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]),
                               "--now", T0).code == 0
         path = seeded.root / "evidence.json"
@@ -77,15 +77,15 @@ def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, bundled: Se
     assert data["results"] == {"counts": {"pass": 36}, "cells": 9}
     assert data["decisions"]["pilot"]["allowed"] is True and data["decisions"]["production"]["allowed"] is True
     assert [(s["kind"], s["principal"], s["valid"]) for s in data["signatures"]] == [
-        ("approval", PRINCIPALS["maija"], True), ("approval", PRINCIPALS["juha"], True)]
+        ("approval", PRINCIPALS["kari"], True), ("approval", PRINCIPALS["lars"], True)]
     assert [p["stage"] for p in data["promotions"]] == ["pilot"]
     assert [d["kind"] for d in data["recorded_decisions"]] == ["decision", "promotion"]
     assert data["audit"]["intact"] is True
     checked = bundled.cli(lab_cli, "evidence", "verify", str(bundle))
     assert checked.code == 0, checked.out
     assert checked.out.splitlines() == [
-        f"  ok  approval #1 by {PRINCIPALS['maija']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
-        f"  ok  approval #2 by {PRINCIPALS['juha']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
+        f"  ok  approval #1 by {PRINCIPALS['kari']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
+        f"  ok  approval #2 by {PRINCIPALS['lars']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
         f"{BUILD} (sha256 {bundled.build.digest[:12]}…): evidence bundle verified"]
 
 
@@ -114,20 +114,20 @@ def test_a_changed_signed_payload_does_not_verify(bundle: Path, lab_cli: Cli) ->
     rewrite(bundle, extend, reseal=True)
     result = lab_cli("evidence", "verify", str(bundle))
     assert result.code == 1
-    assert f"  BAD approval #1 by {PRINCIPALS['maija']}: does not verify (signature does not verify as " \
-           f"{PRINCIPALS['maija']} against allowed_signers: " in result.out
+    assert f"  BAD approval #1 by {PRINCIPALS['kari']}: does not verify (signature does not verify as " \
+           f"{PRINCIPALS['kari']} against allowed_signers: " in result.out
     assert result.out.endswith("evidence bundle NOT verified\n")
 
 
 def test_signatures_are_checked_against_the_allowed_signers_given(bundle: Path, keys: dict[str, Path],
                                                                   tmp_path: Path, lab_cli: Cli) -> None:
     other = tmp_path / "board_signers"
-    other.write_text(allowed_signers_text(keys, ("juha",)))
+    other.write_text(allowed_signers_text(keys, ("lars",)))
     result = lab_cli("evidence", "verify", str(bundle), "--allowed-signers", str(other))
     assert result.code == 1
     assert [line[:60] for line in result.out.splitlines()[:2]] == [
-        f"  ok  approval #2 by {PRINCIPALS['juha']}: verifies (production, unt"[:60],
-        f"  BAD approval #1 by {PRINCIPALS['maija']}: does not verify (signatur"[:60]]
+        f"  ok  approval #2 by {PRINCIPALS['lars']}: verifies (production, unt"[:60],
+        f"  BAD approval #1 by {PRINCIPALS['kari']}: does not verify (signatur"[:60]]
 
 
 @pytest.mark.parametrize(("changed", "key"), [

@@ -20,7 +20,7 @@ from tests.support.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab,
 from tests.support.labfiles import CliResult
 
 Cli = Callable[..., CliResult]
-MAIJA, JUHA, MALLORY = PRINCIPALS["maija"], PRINCIPALS["juha"], PRINCIPALS["mallory"]
+KARI, LARS, MALLORY = PRINCIPALS["kari"], PRINCIPALS["lars"], PRINCIPALS["mallory"]
 HOSTILE_PRINCIPAL = "<script>alert('p')</script>&\"@evil.example"
 HOSTILE_REASON = "<img src=x onerror=alert(1)> ]]> \x00 NUL \x1b[31mred\x1b[0m & \"quotes\""
 
@@ -54,26 +54,29 @@ def test_the_path_follows_the_build_from_lab_to_production(seeded: SeededLab, ke
     assert pilot.out.endswith(refreshed_line(seeded))
     page = read_page(report)
     assert table(page, "path") == [registered, in_pilot, ["production", "blocked now", "-", campaign]]
-    gate = {row[0]: row[1:] for row in table(page, "next-gate")}
+    gate = {row[0]: row[1:] for row in table(page, "gate")}
     assert gate["approvals"] == ["not met", "0 of 2 distinct approver(s) from role change-board: none"]
     assert gate["soak"] == ["not met", "in pilot for 0s since 2026-12-01T10:00:00+00:00, 2d required: soak ends at "
                                        "2026-12-03T10:00:00+00:00"]
     assert gate["mandatory checks"] == ["met", "30 mandatory check(s), none failed"]
-    assert page.find_class("next-open")[0].text_content() == "Next open window: 2026-12-01T16:00:00+00:00"
-    assert "PROMOTABLE to pilot" in page.find_class("verdict")[0].text_content()  # the headline stays
+    assert page.find_class("next-open")[0].text_content() == "Next open window: 2026-12-01T17:00:00+00:00"
+    headline = page.find_class("headline")[0].text_content()  # where the build stands now, not the pilot gate
+    assert headline.startswith("\u26a0 IN PILOT, not yet promotable to production: "), headline
+    assert page.find_class("standing")[0].get("class") == "standing warn"
+    assert page.find("head/title").text_content().startswith("\u26a0 IN PILOT, not yet promotable to production")
     assert page.find_class("signed") == [] and "No approval, rejection or waiver recorded." in page.text_content()
 
-    for name in ("maija", "juha"):
+    for name in ("kari", "lars"):
         approved = seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys[name]), "--now", T0)
         assert approved.code == 0, approved.err
         assert approved.out.endswith(refreshed_line(seeded))
     page = read_page(report)
     assert table(page, "signed") == [
-        ["1", "approval", MAIJA, "production", "2026-12-08T10:00:00+00:00", "verified", "-"],
-        ["2", "approval", JUHA, "production", "2026-12-08T10:00:00+00:00", "verified", "-"]]
-    gate = {row[0]: row[1:] for row in table(page, "next-gate")}
-    assert gate["approvals"] == ["met", f"2 of 2 distinct approver(s) from role change-board: {MAIJA} (until "
-                                        f"2026-12-08T10:00:00+00:00), {JUHA} (until 2026-12-08T10:00:00+00:00)"]
+        ["1", "approval", KARI, "production", "2026-12-08T10:00:00+00:00", "verified", "-"],
+        ["2", "approval", LARS, "production", "2026-12-08T10:00:00+00:00", "verified", "-"]]
+    gate = {row[0]: row[1:] for row in table(page, "gate")}
+    assert gate["approvals"] == ["met", f"2 of 2 distinct approver(s) from role change-board: {KARI} (until "
+                                        f"2026-12-08T10:00:00+00:00), {LARS} (until 2026-12-08T10:00:00+00:00)"]
     assert page.find_class("signers-override") == []
 
     before = report.read_text()
@@ -85,7 +88,9 @@ def test_the_path_follows_the_build_from_lab_to_production(seeded: SeededLab, ke
     page = read_page(report)
     assert table(page, "path") == [registered, in_pilot,
                                    ["production", "promoted", "2026-12-04T17:00:00+00:00", campaign]]
-    assert page.find_class("next-gate") == [] and page.find_class("next-open") == []
+    assert table(page, "gate")[0] == ["previous stage", "met", f"in lab since {seeded.build.registered_at}"]
+    assert page.find_class("next-open") == []  # in every stage: the campaign's own gate (into pilot) is shown
+    assert page.find_class("headline")[0].text_content() == "\u25b6 IN PRODUCTION: promoted, not rolled out yet"
     assert "No rollout of this build recorded." in page.text_content()
 
     exported = json.loads((seeded.config.reports_dir / f"{seeded.campaign.id}.json").read_text())
@@ -95,8 +100,8 @@ def test_the_path_follows_the_build_from_lab_to_production(seeded: SeededLab, ke
         ("lab", "registered", seeded.build.registered_at, None, None),
         ("pilot", "promoted", "2026-12-01T10:00:00+00:00", seeded.campaign.id, None),
         ("production", "promoted", "2026-12-04T17:00:00+00:00", seeded.campaign.id, None)]
-    assert [(s["record_id"], s["principal"], s["verified"]) for s in path["signed"]] == [(1, MAIJA, True),
-                                                                                        (2, JUHA, True)]
+    assert [(s["record_id"], s["principal"], s["verified"]) for s in path["signed"]] == [(1, KARI, True),
+                                                                                        (2, LARS, True)]
     assert path["evaluated_at"] == "2026-12-04T17:00:00+00:00" and path["rollout"] is None
     assert path["allowed_signers"]["override"] is False
 
@@ -139,9 +144,9 @@ def test_an_override_of_the_approver_keys_is_noted_with_its_file(seeded: SeededL
                                                                 lab_cli: Cli, tmp_path: Path) -> None:
     (seeded.root / "keys" / "allowed_signers").write_text("")  # the agreement lists no approver
     override = tmp_path / "demo_signers"
-    override.write_text(allowed_signers_text(keys, ("maija",)))
+    override.write_text(allowed_signers_text(keys, ("kari",)))
     approved = seeded.cli(lab_cli, "--allowed-signers", str(override), "approve", BUILD, "--to", "production",
-                          "--key", str(keys["maija"]), "--now", T0)
+                          "--key", str(keys["kari"]), "--now", T0)
     assert approved.code == 0, approved.err
     assert approved.out.endswith(refreshed_line(seeded))
     report = seeded.config.reports_dir / f"{seeded.campaign.id}.html"
@@ -173,7 +178,10 @@ def test_the_latest_rollout_of_the_build_is_shown_compactly(seeded: SeededLab) -
     page = read_page(paths[0])
     assert ("Rollout r1 into production: halted - halted in wave 1 (canary): 1 of 1 host(s) failed <health>"
             in " ".join(page.text_content().split()))
-    assert table(page, "rollout") == [["1 canary", "1: prod-ts-01", "rolled_back", "rolled back"],
+    assert page.find_class("headline")[0].text_content() == (
+        "\u2716 HALTED in production rollout, wave 1 canary, rolled back; 2 hosts kept no earlier build")
+    assert page.find_class("standing")[0].get("class") == "standing bad"
+    assert table(page, "rollout") == [["1 canary", "1: prod-ts-01", "rolled back", "rolled back"],
                                       ["2 early", "2: prod-ts-02, prod-ts-03", "cancelled", ""]]
     assert json.loads(paths[2].read_text())["promotion_path"]["rollout"] == {
         "id": "r1", "state": "halted", "detail": "halted in wave 1 (canary): 1 of 1 host(s) failed <health>",
@@ -196,7 +204,7 @@ def test_a_report_that_cannot_be_written_does_not_undo_the_promotion(seeded: See
 def test_lab_show_prints_the_path_in_the_terminal(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     assert seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0).code == 0
-    assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["maija"]),
+    assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["kari"]),
                       "--now", T0).code == 0
     assert seeded.cli(lab_cli, "approve", BUILD, "--to", "production", "--key", str(keys["mallory"]),
                       "--as", "mallory@example.org", "--now", T0).code == 2  # unlisted: refused, nothing recorded
@@ -210,7 +218,7 @@ def test_lab_show_prints_the_path_in_the_terminal(seeded: SeededLab, keys: dict[
         f"  pilot        promoted 2026-12-01T10:00:00+00:00 on campaign {seeded.campaign.id}\n"
         "  production   next: BLOCKED (in pilot for 0s since 2026-12-01T10:00:00+00:00, 2d required: soak ends at "
         "2026-12-03T10:00:00+00:00; 1 of 2 distinct approver(s) from role change-board: "
-        f"{MAIJA} (until 2026-12-08T10:00:00+00:00); closed at 2026-12-01 12:00 Europe/Helsinki (Tue) (outside "
-        "weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); next open window: "
-        "2026-12-01 18:00 Europe/Helsinki (Tue) (2026-12-01T16:00:00+00:00))\n"
-        f"  #1 approval production by {MAIJA}, until 2026-12-08T10:00:00+00:00: verified\n")
+        f"{KARI} (until 2026-12-08T10:00:00+00:00); closed at 2026-12-01 11:00 Europe/Oslo (Tue) (outside "
+        "weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); next open window: "
+        "2026-12-01 18:00 Europe/Oslo (Tue) (2026-12-01T17:00:00+00:00))\n"
+        f"  #1 approval production by {KARI}, until 2026-12-08T10:00:00+00:00: verified\n")

@@ -164,7 +164,7 @@ def test_a_waived_failure_is_shown_as_waived_in_every_report(tmp_path: Path) -> 
     store.finish_campaign(campaign.id)
     campaign = store.campaign(campaign.id)
     # A waiver the production gate accepts (its signature verified), by a change-board member.
-    waiver = WaiverFacts(1, "maija.virtanen@example.fi", "ts-sbx-01", "portfolio-compat", "journal-health", "ab" * 32,
+    waiver = WaiverFacts(1, "kari.nordmann@example.no", "ts-sbx-01", "portfolio-compat", "journal-health", "ab" * 32,
                          "known issue", "2026-12-31T00:00:00+00:00", True)
     evidence = evidence_of(config, store, build, campaign)
     stage = config.agreement.stage("production")

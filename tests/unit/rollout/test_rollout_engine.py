@@ -30,8 +30,8 @@ from lab.rollout.health import HostHealth
 from lab.rollout.records import HostState, RolloutState, RolloutStore, WaveState
 from tests.support.labfiles import copy_default_lab, set_rollout
 
-OPEN = datetime(2026, 12, 4, 17, tzinfo=UTC)  # Friday 19:00 in Helsinki: production's window is open
-CLOSED = datetime(2026, 12, 4, 10, tzinfo=UTC)  # Friday 12:00 in Helsinki: closed until 18:00
+OPEN = datetime(2026, 12, 4, 17, tzinfo=UTC)  # Friday 19:00 in Trondheim: production's window is open
+CLOSED = datetime(2026, 12, 4, 10, tzinfo=UTC)  # Friday 12:00 in Trondheim: closed until 18:00
 
 
 class Production:
@@ -242,12 +242,12 @@ def test_waves_start_only_in_the_maintenance_window_and_resume_continues_once_it
     production, clock = Production(), [CLOSED]
     runner, build, rollouts = setup(tmp_path, "    - {hosts: 1}\n    - {hosts: 100%}\n", production, monkeypatch,
                                     clock=clock)
-    next_open = "next open window: 2026-12-04 18:00 Europe/Helsinki (Fri) (2026-12-04T16:00:00+00:00)"
+    next_open = "next open window: 2026-12-04 18:00 Europe/Oslo (Fri) (2026-12-04T17:00:00+00:00)"
     with pytest.raises(GateBlocked) as refused:
         runner.start(build)
     assert str(refused.value) == (
-        "care-planner@2.0.0 may not be rolled out to production now: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
-        f"(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); {next_open}")
+        "care-planner@2.0.0 may not be rolled out to production now: closed at 2026-12-04 11:00 Europe/Oslo (Fri) "
+        f"(outside weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); {next_open}")
     assert (rollouts.latest("care-planner"), production.runs, audit.entries(runner.store)) == (None, [], [])
 
     clock[0] = OPEN
@@ -261,8 +261,8 @@ def test_waves_start_only_in_the_maintenance_window_and_resume_continues_once_it
     monkeypatch.setattr("lab.rollout.engine.check_hosts", then_the_window_closes)
     record = runner.start(build)
     assert (record.state, outcome_code(record)) == (RolloutState.WAITING_WINDOW, 1)
-    assert record.detail == ("wave 2 (wave-2) may not start: closed at 2026-12-04 12:00 Europe/Helsinki (Fri) "
-                             "(outside weekdays 18:00-06:00 Europe/Helsinki; weekends 00:00-24:00 Europe/Helsinki); "
+    assert record.detail == ("wave 2 (wave-2) may not start: closed at 2026-12-04 11:00 Europe/Oslo (Fri) "
+                             "(outside weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); "
                              f"{next_open}")
     assert [w.state for w in record.waves] == [WaveState.DONE, WaveState.PLANNED]
     assert production.runs == [("deploy", ("prod-ts-01",))]

@@ -1,0 +1,63 @@
+"""Honest clipping: one clip, head and tail around the true size and sha256 of the whole output;
+the runner on the sandbox and lab's own clip write the same marker; commands read as command lines."""
+
+from __future__ import annotations
+
+import hashlib
+
+from lxml import html
+
+from lab.checks import runner
+from lab.reports.html import evidence_items
+from lab.util.clipping import clip, clipped_parts, shorten
+
+OUTPUT = "line one\n" + "é" * 40_000 + "\n" + "x" * 50_000 + "\nlast line"  # multi-byte characters at the cut
+
+
+def test_the_runner_and_lab_clip_alike_keeping_the_true_size_and_digest() -> None:
+    whole = OUTPUT.encode("utf-8")
+    by_runner = runner.clip(whole)
+    parts = clipped_parts(by_runner)
+    assert parts is not None
+    assert (parts.total_bytes, parts.sha256, parts.by) == (len(whole), hashlib.sha256(whole).hexdigest(), "the runner")
+    assert parts.head.startswith("line one\né") and parts.tail.endswith("x\nlast line")
+    assert len(parts.head.encode()) == 49151 and len(parts.tail.encode()) == 16384  # whole characters only
+    assert clip(OUTPUT, "the runner") == by_runner  # the same marker, written twice (runner.py cannot import lab)
+    assert clip(by_runner) == by_runner  # what a runner clipped is never clipped again
+    assert runner.clip(b"short") == "short" and clip("short") == "short"
+
+
+def test_a_clip_cut_inside_a_character_keeps_whole_characters() -> None:
+    text = "a" + "é" * 40_000  # 80,001 bytes: the head's last byte falls inside a character
+    parts = clipped_parts(clip(text))
+    assert parts is not None and parts.by == "the report"
+    assert len(parts.head.encode()) == 49151 and parts.head.endswith("é")
+    assert parts.total_bytes == 80_001
+
+
+def test_shortened_evidence_keeps_the_runners_size_and_digest() -> None:
+    by_runner = runner.clip(OUTPUT.encode("utf-8"))
+    short = clipped_parts(shorten(by_runner, 100, 50))
+    assert short is not None
+    assert (short.total_bytes, short.sha256) == (len(OUTPUT.encode()), hashlib.sha256(OUTPUT.encode()).hexdigest())
+    assert (short.head, short.tail) == ("line one\n" + "é" * 45, "x" * 40 + "\nlast line")
+
+
+def test_the_page_shows_head_note_and_tail_once() -> None:
+    big = "B" * 10_000_000
+    items = evidence_items({"stdout": runner.clip(big.encode()), "command": ["journal-selftest", "--site", "a b"]})
+    command, stdout = items
+    assert (command.key, command.text, command.block) == ("command", "journal-selftest --site 'a b'", False)
+    assert stdout.clip_note == (f"10,000,000 bytes in all, sha256 {hashlib.sha256(big.encode()).hexdigest()}; clipped "
+                                "by the runner: the first 49,152 and the last 16,384 bytes are shown")
+    assert (stdout.text, stdout.tail) == ("B" * 49152, "B" * 16384)
+
+
+def test_a_long_text_no_runner_clipped_is_clipped_once_by_the_report() -> None:
+    from tests.unit.reports.test_reports import BIG  # 10 MB that reached the report unclipped
+
+    (item,) = evidence_items({"big": BIG})
+    assert item.clip_note.startswith("10,000,000 bytes in all, sha256 "
+                                     f"{hashlib.sha256(BIG.encode()).hexdigest()}; clipped by the report")
+    fragment = html.fromstring(f"<pre>{item.text}</pre>")
+    assert fragment.text_content() == "B" * 49152
