@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.ansible.playbook import MITOGEN_SWITCH, mitogen_settings, run_playbook_on
+from lab.ansible.settings import AnsibleSettings
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,7 +36,7 @@ def module_parent(tmp_path: Path) -> str:
     playbook.write_text(PLAYBOOK)
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("all:\n  hosts:\n    h1: {ansible_connection: local}\n    h2: {ansible_connection: local}\n")
-    outcome = run_playbook_on(playbook, inventory=inventory, hosts=["h1", "h2"],
+    outcome = run_playbook_on(playbook, inventory=(inventory,), ansible=AnsibleSettings(tmp_path), hosts=["h1", "h2"],
                               extravars={"ansible_python_interpreter": sys.executable}, host_vars={},
                               work_dir=tmp_path / "runs", timeout=120, forks=2)
     assert outcome.status == "successful" and outcome.host_ok("h1") and outcome.host_ok("h2")
