@@ -8,7 +8,9 @@ data they expand to, so an alias bomb is refused in milliseconds instead of eati
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -106,6 +108,25 @@ def load_yaml(path: Path, limits: Limits = DEFAULT_LIMITS) -> Any:
         raise ConfigError(f"malformed YAML: {exc}", source=str(path)) from None
     except RecursionError:
         raise ConfigError("the YAML is nested too deeply to read; flatten it", source=str(path)) from None
+    except ValueError as exc:  # YAML's timestamps become dates: 2026-02-30 fails as Python builds it
+        line, value = impossible_date(text)
+        raise ConfigError(f"{value or 'a date'} is not a real calendar date ({exc}); write a date that exists, "
+                          "e.g. 2026-02-28, or quote the value if it is not meant as a date",
+                          source=str(path), line=line) from None
+
+
+DATE = re.compile(r"(?<![\w.-])(\d{4})-(\d{1,2})-(\d{1,2})(?![\d])")
+
+
+def impossible_date(text: str) -> tuple[int | None, str | None]:
+    """The line and text of the first YYYY-MM-DD in ``text`` that names no real day, if any."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        for match in DATE.finditer(line):
+            try:
+                datetime.date(*(int(part) for part in match.groups()))
+            except ValueError:
+                return number, match.group(0)
+    return None, None
 
 
 def check_events(events: Iterable[Event], limits: Limits, path: Path) -> None:
