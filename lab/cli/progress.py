@@ -12,15 +12,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from lab.api import CampaignStarting, RolloutEvent, RunEvent
 from lab.reports.data import visible
+
+if TYPE_CHECKING:  # rich is imported only when a live table is drawn: `lab --help` and plain output never load it
+    from rich.live import Live
+    from rich.table import Table
 
 
 def wants_live(stream: TextIO) -> bool:
@@ -60,6 +59,9 @@ class LiveLines:
         self.title = ""
         self.display: Live | None = None
         if self.live:
+            from rich.console import Console
+            from rich.live import Live
+
             console = Console(file=self.stream, force_terminal=True, highlight=False)
             self.display = Live(self, console=console, refresh_per_second=4, transient=True)
             self.display.start()
@@ -71,12 +73,16 @@ class LiveLines:
                 self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
                 self.stream.flush()
             elif keep:
+                from rich.text import Text
+
                 self.display.console.print(Text(f"{time.strftime('%H:%M:%S')} {text}", style="bold red"))
 
     def cells(self, name: str, row: Row) -> list[str]:
         raise NotImplementedError
 
     def __rich__(self) -> Table:
+        from rich.table import Table
+
         table = Table(title=self.title, title_justify="left", expand=False)
         for column in self.columns:
             table.add_column(column)
