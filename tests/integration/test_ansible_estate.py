@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.estate import SECRET, SITE_PROFILE, VAULT_PASSWORD, make_estate
-from tests.support.labfiles import copy_default_lab, lab_command, write
+from tests.support.labfiles import copy_default_lab, lab_command, require_root_and_sshd, write
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +58,6 @@ class Estate:
     proxy_log: Path
     outputs: tuple[str, ...]
     argv_seen: tuple[str, ...]  # every command line seen on the machine while lab ran
-
-
-def require_root_and_sshd() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("namespace sandboxes need root (overlayfs mounts, namespaces): run the tests as root, "
-                    "e.g. `sudo make test` (CI runs them as root)")
-    if not Path("/usr/sbin/sshd").exists():
-        pytest.skip("namespace sandboxes run OpenSSH's sshd: install it (Debian: apt-get install openssh-server)")
 
 
 def lab(estate_yml: Path, password_file: Path | None, *args: str) -> subprocess.CompletedProcess[str]:

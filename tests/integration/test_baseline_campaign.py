@@ -19,8 +19,7 @@ from lab.evidence.store import Store
 from lab.sandboxes.base import Provider
 from lab.sandboxes.local import LocalProvider, stop_processes
 from lab.sandboxes.namespace.provider import NamespaceProvider
-from tests.integration.test_namespace import require_root_and_sshd
-from tests.support.labfiles import copy_default_lab, run_lab, stop_local_sandboxes, write
+from tests.support.labfiles import copy_default_lab, require_root_and_sshd, run_lab, stop_local_sandboxes, write
 
 pytestmark = pytest.mark.integration
 

@@ -41,6 +41,7 @@ from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.local import LocalTransport
 from lab.transports.ssh import SSHTransport
 from tests.integration.linux_differential import Case, Target, Verdict, build_deb, problems, report, table
+from tests.support.labfiles import require_root_and_sshd
 
 pytestmark = [
     pytest.mark.integration,
@@ -68,9 +69,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield made
         finish(made, tmp_path_factory)
         return
-    if not ROOT or not Path("/usr/sbin/sshd").exists():
-        pytest.skip("the ssh target is a namespace sandbox: run as root with OpenSSH's sshd installed "
-                    "(sudo .venv/bin/pytest tests/integration/test_linux_checks_differential.py; CI does)")
+    require_root_and_sshd()  # the ssh target is a namespace sandbox
     state = tmp_path_factory.mktemp("differential-ns")
     provider = NamespaceProvider(state)
     spec = SandboxSpec("diff-sbx", "debian-12", "namespace", {})

@@ -34,19 +34,11 @@ from lab.sandboxes.namespace import boot as nsboot
 from lab.sandboxes.namespace import linux, sshkeys
 from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.ssh import SSHTransport
-from tests.support.labfiles import CliResult, copy_default_lab, run_lab
+from tests.support.labfiles import CliResult, copy_default_lab, require_root_and_sshd, run_lab
 
 pytestmark = pytest.mark.integration
 
 ACCEPTED = re.compile(r"^Accepted publickey for root from 127\.0\.0\.1 port \d+ ssh2", re.M)
-
-
-def require_root_and_sshd() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("namespace sandboxes need root (overlayfs mounts, namespaces): run the tests as root, "
-                    "e.g. `sudo make test` (CI runs them as root)")
-    if not Path("/usr/sbin/sshd").exists():
-        pytest.skip("namespace sandboxes run OpenSSH's sshd: install it (Debian: apt-get install openssh-server)")
 
 
 def spec(name: str) -> SandboxSpec:

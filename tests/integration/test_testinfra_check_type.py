@@ -6,7 +6,6 @@ stored, reported in JUnit and gated like any other check.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from lab.config.labfile import load_suite
 from lab.model import SandboxSpec, Status
 from lab.sandboxes.namespace.provider import NamespaceProvider
 from lab.transports.ssh import SSHTransport
-from tests.support.labfiles import copy_default_lab, run_lab
+from tests.support.labfiles import copy_default_lab, require_root_and_sshd, run_lab
 
 pytestmark = pytest.mark.integration
 
@@ -64,9 +63,7 @@ checks:
 
 
 def test_a_testinfra_file_runs_as_a_suite_on_a_namespace_sandbox(tmp_path: Path) -> None:
-    if os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists():
-        pytest.skip("namespace sandboxes need root and OpenSSH's sshd: sudo .venv/bin/pytest "
-                    "tests/integration/test_testinfra_check_type.py (CI runs as root)")
+    require_root_and_sshd()
     (tmp_path / "suites" / "tests").mkdir(parents=True)
     (tmp_path / "suites" / "tests" / "test_docs.py").write_text(DOCS_STYLE)
     (tmp_path / "suites" / "infra.yml").write_text(SUITE)

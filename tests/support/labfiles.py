@@ -37,6 +37,15 @@ def needs_reference(relative: str, what: str, present: bool) -> pytest.MarkDecor
 needs_junit_xsd = needs_reference("schemas", "the JUnit schema junit-10.xsd", JUNIT_XSD.is_file())
 
 
+def require_root_and_sshd() -> None:
+    """Skip the test unless namespace sandboxes can run here (root, and OpenSSH's sshd), saying how to run it."""
+    if os.geteuid() != 0:
+        pytest.skip("namespace sandboxes need root (overlayfs mounts, namespaces): run the tests as root, "
+                    "e.g. `sudo make test` (CI runs them as root)")
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.skip("namespace sandboxes run OpenSSH's sshd: install it (Debian: apt-get install openssh-server)")
+
+
 @dataclass(frozen=True)
 class CliResult:
     code: int
