@@ -252,6 +252,7 @@ def run_playbook_on(
         sources.append(str(facts_file))
     temp = private / "tmp"
     temp.mkdir(mode=0o700)
+    watcher = HostWatcher(on_host)
     envvars = {
         **ansible.environment(),
         "ANSIBLE_NOCOLOR": "1",
@@ -277,13 +278,13 @@ def run_playbook_on(
             quiet=True,
             timeout=int(max(1, timeout)),
             project_dir=str(ansible.lab_dir),
-            event_handler=HostWatcher(on_host) if on_host is not None else None,
+            event_handler=watcher,
         )
         # ansible-runner seeded its environment from the lab's own; what it writes to disk and
         # starts ansible-playbook with is replaced before anything is written or started.
         runner.config.env = run_environment(runner.config.env, envvars)
         runner.run()
-        return collect(runner, str(playbook), str(private))
+        return collect(runner, str(playbook), str(private), watcher)
     except InfrastructureError:
         raise
     except Exception as exc:
@@ -374,11 +375,9 @@ def lock_is_free(lock_file: Path) -> bool:
         os.close(fd)
 
 
-def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
-    """Per-host outcomes from the runner's events."""
-    watcher = HostWatcher()
-    for event in runner.events:
-        watcher(event)
+def collect(runner: Any, playbook: str, artifact_dir: str, watcher: HostWatcher) -> PlaybookOutcome:
+    """Per-host outcomes of the ended run, from ``watcher``, which saw each of its events as it came
+    (they are not read back from the artifacts directory)."""
     hosts = {name: watcher.outcome(name) for name in sorted(watcher.seen)}
     return PlaybookOutcome(playbook, str(runner.status), int(runner.rc or 0), hosts, watcher.run_stats, artifact_dir)
 

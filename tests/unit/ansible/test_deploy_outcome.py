@@ -6,7 +6,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from lab.ansible.playbook import collect
+from lab.ansible.playbook import HostWatcher, PlaybookOutcome
+from lab.ansible.playbook import collect as collect_watched
+
+
+def collect(runner: Any, playbook: str, artifact_dir: str) -> PlaybookOutcome:
+    """The outcome of a run whose events a ``HostWatcher`` saw as they came, as in ``run_playbook_on``."""
+    watcher = HostWatcher()
+    for event in runner.events:
+        watcher(event)
+    return collect_watched(runner, playbook, artifact_dir, watcher)
 
 
 def run(status: str, events: list[dict[str, Any]]) -> Any:
