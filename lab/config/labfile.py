@@ -159,9 +159,9 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
     inventory = load_inventory(sources, ansible)
     sandboxes = load_sandboxes(inventory, raw.get("sandbox_group", "sandboxes"), raw.get("provider", "local"),
                                provider, confinement)
+    platforms = known_platforms(inventory)
     suites = load_suites(existing(confinement, raw.get("suites_dir", "test_suites"), "suites directory",
-                                  path, data, ["suites_dir"], "directory"), limits, confinement,
-                         known_platforms(inventory))
+                                  path, data, ["suites_dir"], "directory"), limits, confinement, platforms)
     known_vars = PROVIDER_FACTS | {k for s in sandboxes for k in s.host_vars}
     for suite in suites.values():
         check_variables(suite, known_vars)
@@ -172,7 +172,7 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         check_playbook(baseline, limits)
     agreement = load_agreement(existing(confinement, raw.get("agreement", "agreement.yml"), "agreement",
                                         path, data, ["agreement"]), suites, limits, confinement,
-                               platforms=known_platforms(inventory))
+                               platforms=platforms)
     if allowed_signers is not None:
         agreement = override_signers(agreement, allowed_signers)
     return LabConfig(
