@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from lab.api import ReportsRefresh
+from lab.api.documents import document
 from lab.errors import ConfigError, LabError
 from lab.model import CellState, ClauseOutcome, Status, Verdict
 from lab.reports.data import ReportData, printable
@@ -116,5 +117,5 @@ def print_error_json(error: LabError) -> None:
     unknown), exit_code. The message still goes to stderr as for every error."""
     source = error.source if isinstance(error, ConfigError) else None
     line = error.line if isinstance(error, ConfigError) else None
-    print_json({"format": 1, "valid": False,
-                "error": {"message": str(error), "file": source, "line": line, "exit_code": error.exit_code}})
+    print_json(document(valid=False,
+                        error={"message": str(error), "file": source, "line": line, "exit_code": error.exit_code}))
