@@ -62,14 +62,16 @@ def test_a_missing_or_wrong_vault_secret_is_exit_2_before_anything_runs(
     assert missing.code == 2
     assert "host ts-sbx-01: variable " in missing.err and "cannot be resolved" in missing.err
     assert "--vault-password-file" in missing.err
-    assert "no vault secrets" in (missing.out + missing.err) and "Traceback" not in (missing.out + missing.err)
+    assert "no vault secrets" in missing.err and "Traceback" not in (missing.out + missing.err)
     wrong = write(tmp_path / "wrong-pass", "not-the-password\n")
     refused = run_cli("--lab", str(lab_yml), "--vault-password-file", str(wrong), "run", "care-planner@2.0.0")
-    assert refused.code == 2 and "Decryption failed" in (refused.out + refused.err)
+    assert refused.code == 2 and "Decryption failed" in refused.err
     absent = run_cli("--lab", str(lab_yml), "--vault-password-file", str(tmp_path / "nope"), "validate")
-    assert absent.code == 2 and "vault password file not found" in (absent.out + absent.err)
+    assert absent.code == 2 and "vault password file not found" in absent.err
     prompt = run_cli("--lab", str(lab_yml), "--vault-id", "prod@prompt", "validate")
-    assert prompt.code == 2 and "does not prompt" in (prompt.out + prompt.err)
+    assert prompt.code == 2 and "does not prompt" in prompt.err
+    for failed in (missing, refused, absent, prompt):  # one message on stderr, nothing half-printed on stdout
+        assert failed.err.startswith("lab: ") and failed.err.count("\n") == 1 and failed.out == "", failed
     assert not (lab_yml.parent / ".lab" / "lab.sqlite3").exists()  # nothing ran, nothing was stored
 
 

@@ -73,6 +73,8 @@ def test_a_mutated_lab_is_valid_or_refused_cleanly(change: tuple[str, list[tuple
         assert result.code in (0, 2), output
         if result.code == 2:
             assert result.err.startswith("lab: ") and result.out == "", output
+        else:  # a mutation that is still a valid lab: the whole listing, ending in its verdict
+            assert result.out.endswith("\nvalid\n") and result.err == "", output
         assert snapshot(lab) == before
     finally:
         target.write_text(original, encoding="utf-8")
