@@ -32,8 +32,8 @@ from lab.errors import InfrastructureError
 from lab.model import SandboxSpec
 from lab.sandboxes.base import Golden, HostHandle, Provider
 from lab.sandboxes.lease import locked
-from lab.sandboxes.stopping import stop
 from lab.util.atomic import write_text
+from lab.util.processes import stop
 
 SKELETON = ("etc", "opt", "run", "tmp", "usr/local/bin", "var/lib/lab/installed", "var/log")
 RUNTIME = ("run", "tmp")  # started empty at every boot: never part of a golden image
@@ -106,7 +106,7 @@ def owned_pid(root: Path, pid_file: Path) -> int | None:
 
 def stop_processes(root: Path) -> dict[int, str]:
     """Stop every process of the sandbox: those named in its pid files whose command line is in
-    it, with their process groups (lab.sandboxes.stopping: no polling, a zombie counts as stopped).
+    it, with their process groups (lab.util.processes.stop: no polling, a zombie counts as stopped).
     Returns how each ended (pid -> "SIGTERM", "SIGKILL" or "still running")."""
     run_dir = root / "run"
     if not run_dir.is_dir():
