@@ -16,39 +16,12 @@ CPU-seconds per campaign and per sandbox, and the after/before ratios.
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import cpu
-
-AFTER = Path(__file__).resolve().parent.parent
-LAB_FILES = ("lab.yml", "agreement.yml", "inventory", "playbooks", "products", "test_suites", "keys")
-BUILD = "care-planner@2.0.0"
-
-
-def copy_lab(code: Path, target: Path, group: str, names: list[str]) -> Path:
-    """A copy of ``code``'s default lab at ``target`` whose inventory ``group`` has the hosts ``names``."""
-    target.mkdir(parents=True)
-    for name in LAB_FILES:
-        source = code / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif source.exists():
-            shutil.copy2(source, target / name)
-    inventory = target / "inventory" / "hosts.yml"
-    lines = inventory.read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == f"{group}:")
-    at = next(i for i in range(start, len(lines)) if lines[i].strip() == "hosts:") + 1
-    end = next((i for i in range(at, len(lines)) if not lines[i].startswith("        ")), len(lines))
-    lines[at:end] = [f"        {name}: {{}}" for name in names]
-    inventory.write_text("\n".join(lines) + "\n")
-    return target / "lab.yml"
+from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, python
 
 
 def make_lab(code: Path, target: Path, sandboxes: int) -> Path:
@@ -58,19 +31,11 @@ def make_lab(code: Path, target: Path, sandboxes: int) -> Path:
 
 def lab(code: Path, lab_yml: Path, *args: str) -> tuple[float, float, int]:
     """Run ``lab ARGS`` with ``code`` on the path: (wall seconds, CPU-seconds of its whole tree, exit code)."""
-    env = {**os.environ, "PYTHONPATH": str(code), "CI": "1"}
     # run in the lab's directory: ``python -c`` puts the working directory first on sys.path
-    done = cpu.run([sys.executable, "-c", "from lab.cli import main; main()", "--lab", str(lab_yml), *args], env,
-                   lab_yml.parent)
+    done = cpu.run([sys.executable, *CLI, "--lab", str(lab_yml), *args], code_env(code), lab_yml.parent)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-2000:])
     return done.wall, done.cpu, done.returncode
-
-
-def python(code: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python ARGS`` with ``code`` on the path, in ``cwd`` (never a checkout: ``-c`` puts it first on sys.path)."""
-    env = {**os.environ, "PYTHONPATH": str(code), "CI": "1"}
-    return subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, check=False)
 
 
 def stop(code: Path, lab_yml: Path) -> None:
@@ -82,25 +47,19 @@ def stop(code: Path, lab_yml: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the code to compare with")
-    parser.add_argument("--after", type=Path, default=AFTER, help="the code measured as after (default: this checkout)")
-    parser.add_argument("--sizes", default="1,3,6,12")
-    parser.add_argument("--runs", type=int, default=2)
-    args = parser.parse_args()
-    codes = {"before": args.before.resolve(), "after": args.after.resolve()}
+    codes, sizes, runs = before_and_after(__doc__, "sizes", "1,3,6,12", 2)
     rows = []
     found = cpu.cgroup_root()
     print(f"CPU-seconds counted by: {found[2] if found else 'rusage of waited-for children'}")
     with tempfile.TemporaryDirectory(prefix="lab-campaign-cost-") as scratch:
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in sizes:
             labs = {name: make_lab(code, Path(scratch) / f"{name}-{size}", size) for name, code in codes.items()}
             measured: dict[str, list[tuple[float, float]]] = {name: [] for name in codes}
             try:
                 for name, code in codes.items():
                     assert lab(code, labs[name], "build", BUILD)[2] == 0, f"{name}: lab build failed"
                     lab(code, labs[name], "run", BUILD, "--no-reports")  # warm-up
-                for _ in range(args.runs):
+                for _ in range(runs):
                     for name, code in codes.items():
                         wall, used, rc = lab(code, labs[name], "run", BUILD, "--no-reports")
                         if rc != 0:
@@ -110,9 +69,7 @@ def main() -> int:
             finally:
                 for name, code in codes.items():
                     stop(code, labs[name])
-            medians = {name: (statistics.median(w for w, _ in m), statistics.median(c for _, c in m))
-                       for name, m in measured.items()}
-            rows.append((size, medians))
+            rows.append((size, medians(measured)))
     print("\n| sandboxes | before wall s | after wall s | before CPU-s/sandbox | after CPU-s/sandbox | CPU ratio "
           "after/before | wall ratio after/before |")
     print("|--:|--:|--:|--:|--:|--:|--:|")

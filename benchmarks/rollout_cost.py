@@ -15,16 +15,13 @@ alternate for each N. Prints one table.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.campaign_cost import AFTER, BUILD, copy_lab, python
+from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, python
 
 ROLLOUT = r"""
 import json, sys
@@ -57,32 +54,26 @@ def make_production_lab(code: Path, target: Path, hosts: int) -> Path:
 
 def stop_production(code: Path, lab_yml: Path) -> None:
     """Stop the services the production hosts run and remove them."""
-    python(code, lab_yml.parent, "-c", "from lab.cli import main; main()", "--lab", str(lab_yml), "production", "down")
+    python(code, lab_yml.parent, *CLI, "--lab", str(lab_yml), "production", "down")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", type=Path, required=True, help="a checkout of the code to compare with")
-    parser.add_argument("--after", type=Path, default=AFTER, help="the code measured as after (default: this checkout)")
-    parser.add_argument("--hosts", default="24,96,384")
-    parser.add_argument("--runs", type=int, default=1)
-    args = parser.parse_args()
-    codes = {"before": args.before.resolve(), "after": args.after.resolve()}
+    codes, counts, runs = before_and_after(__doc__, "hosts", "24,96,384", 1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="lab-rollout-cost-") as scratch:
-        for count in (int(h) for h in args.hosts.split(",")):
+        for count in counts:
             measured: dict[str, list[tuple[float, float]]] = {name: [] for name in codes}
-            for run in range(args.runs):
+            for run in range(runs):
                 for name, code in codes.items():
                     lab_yml = make_production_lab(code, Path(scratch) / f"{name}-{count}-{run}", count)
-                    cli = ("-c", "from lab.cli import main; main()", "--lab", str(lab_yml))
+                    cli = (*CLI, "--lab", str(lab_yml))
                     try:
                         for step in (("build", BUILD), ("production", "up")):
                             done = python(code, lab_yml.parent, *cli, *step)
                             if done.returncode != 0:
                                 raise SystemExit(f"{name}: lab {' '.join(step)} failed: {done.stderr[-2000:]}")
                         rolled = cpu.run([sys.executable, "-c", ROLLOUT, str(lab_yml), BUILD],
-                                         {**os.environ, "PYTHONPATH": str(code)}, lab_yml.parent)
+                                         code_env(code), lab_yml.parent)
                         if rolled.returncode != 0:
                             raise SystemExit(f"{name}: the rollout failed: {rolled.stderr[-3000:]}")
                         state = json.loads(rolled.stdout.strip().splitlines()[-1])["state"]
@@ -93,8 +84,7 @@ def main() -> int:
                     measured[name].append((rolled.wall, rolled.cpu))
                     print(f"{count:>4} hosts {name:<6} wall {rolled.wall:7.1f} s  cpu {rolled.cpu:7.1f} s  "
                           f"({rolled.cpu / count:.2f} CPU-s per host)", flush=True)
-            rows.append((count, {n: (statistics.median(w for w, _ in m), statistics.median(c for _, c in m))
-                                 for n, m in measured.items()}))
+            rows.append((count, medians(measured)))
     print("\n| production hosts | before wall s | after wall s | before CPU-s/host | after CPU-s/host | "
           "CPU ratio after/before |")
     print("|--:|--:|--:|--:|--:|--:|")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from lab.campaign.builds import pack_tree
@@ -78,16 +79,20 @@ def pack_digest(pack: Path) -> str:
     return pack.name.removeprefix("baseline-").removesuffix(".tar.gz")
 
 
-def golden_of(playbook: Path, pack: Path | None, spec: SandboxSpec) -> Golden:
-    """The golden baseline of sandbox ``spec``: keyed by the digest of everything the baseline
-    installs on it (the pack's sha256, the baseline playbook's, the platform, the provider, and
-    the host's inventory variables other than the connection settings ``ansible_*``, which the
-    playbook may read). Any change to one of them gives another key."""
-    variables = {k: v for k, v in spec.host_vars.items() if not k.startswith("ansible_")}
-    return Golden(digest_of({
-        "pack": pack_digest(pack) if pack is not None else None,
-        "playbook": sha256_hex(playbook.read_bytes()),
-        "platform": spec.platform,
-        "provider": spec.provider,
-        "variables": json.loads(json.dumps(variables, sort_keys=True, default=str)),
-    }))
+def goldens_of(playbook: Path, pack: Path | None, specs: Iterable[SandboxSpec]) -> dict[str, Golden]:
+    """The golden baseline of each sandbox of ``specs``, by name: keyed by the digest of everything
+    the baseline installs on it (the pack's sha256, the baseline playbook's, the platform, the
+    provider, and the host's inventory variables other than the connection settings ``ansible_*``,
+    which the playbook may read). Any change to one of them gives another key. The playbook is
+    read once for all of them."""
+    common = {"pack": pack_digest(pack) if pack is not None else None, "playbook": sha256_hex(playbook.read_bytes())}
+    goldens = {}
+    for spec in specs:
+        variables = {k: v for k, v in spec.host_vars.items() if not k.startswith("ansible_")}
+        goldens[spec.name] = Golden(digest_of({
+            **common,
+            "platform": spec.platform,
+            "provider": spec.provider,
+            "variables": json.loads(json.dumps(variables, sort_keys=True, default=str)),
+        }))
+    return goldens

@@ -2,19 +2,19 @@
 keep one sandbox of each golden key as that key's image, and (``rebaseline``) force both.
 
 A sandbox whose provider holds the golden image of the baseline as it is now is reset to it
-(``Provider.reset_from``) and needs no baseline run; the key (``golden_of``) changes whenever the
+(``Provider.reset_from``) and needs no baseline run; the key (``goldens_of``) changes whenever the
 baseline pack, the baseline playbook, the platform or the host's own variables change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.campaign.baseline import PACK_VARIABLE, baseline_vars, golden_of
+from lab.campaign.baseline import PACK_VARIABLE, baseline_vars, goldens_of
 from lab.campaign.batch import HostStep, StepRun, run_step
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, LabError
@@ -33,25 +33,27 @@ def provider_of(config: LabConfig, spec: SandboxSpec) -> Provider:
     return provider_for(spec.provider, config.state_dir, site)
 
 
-def golden_for(config: LabConfig, variables: Mapping[str, Any], spec: SandboxSpec) -> Golden:
-    """The golden baseline ``spec`` starts from, with the baseline packed as ``variables`` (``baseline_vars``) say."""
+def goldens_for(config: LabConfig, variables: Mapping[str, Any], specs: Iterable[SandboxSpec]) -> dict[str, Golden]:
+    """The golden baseline each of ``specs`` starts from, by name, with the baseline packed as
+    ``variables`` (``baseline_vars``) say; worked out once per run (the baseline playbook is read once)."""
     if config.baseline is None:
         raise ConfigError("this lab has no baseline playbook (lab.yml `baseline:`), so it has no golden baselines")
     pack = variables.get(PACK_VARIABLE)
-    return golden_of(config.baseline, Path(str(pack)) if pack else None, spec)
+    return goldens_of(config.baseline, Path(str(pack)) if pack else None, specs)
 
 
 def install_baseline(config: LabConfig, hosts: Mapping[str, tuple[SandboxSpec, HostHandle]],
-                     variables: Mapping[str, Any], run: StepRun, on_host: Baselined) -> None:
-    """One baseline run over ``hosts``; the first host of each golden key that comes through is kept
-    as that key's golden image. ``on_host`` gets each host's step (its detail saying whether it
+                     variables: Mapping[str, Any], goldens: Mapping[str, Golden], run: StepRun,
+                     on_host: Baselined) -> None:
+    """One baseline run over ``hosts``; the first host of each golden key (``goldens``, by name) that
+    comes through is kept as that key's golden image. ``on_host`` gets each host's step (its detail saying whether it
     was kept) and golden baseline as soon as the host is settled."""
     assert config.baseline is not None
     captured: set[str] = set()
 
     def baselined(step: HostStep) -> None:
         spec = hosts[step.host][0]
-        golden = golden_for(config, variables, spec)
+        golden = goldens[step.host]
         if step.ok and golden.key not in captured:
             captured.add(golden.key)
             step = HostStep(step.host, step.ok, step.infrastructure_error,
@@ -88,6 +90,7 @@ def rebaseline(config: LabConfig, specs: list[SandboxSpec], lease_wait: float, h
     if config.baseline is None:
         raise ConfigError("this lab has no baseline playbook (lab.yml `baseline:`): there is nothing to rebaseline")
     variables = baseline_vars(config.baseline, config.state_dir)
+    goldens = goldens_for(config, variables, specs)
     done: dict[str, Rebaselined] = {}
     ready: dict[str, tuple[SandboxSpec, HostHandle]] = {}
     with ExitStack() as leases:
@@ -95,7 +98,7 @@ def rebaseline(config: LabConfig, specs: list[SandboxSpec], lease_wait: float, h
             try:
                 leases.enter_context(lease(config.state_dir, spec.name, holder, lease_wait))
                 provider = provider_of(config, spec)
-                provider.forget_golden(spec, golden_for(config, variables, spec))
+                provider.forget_golden(spec, goldens[spec.name])
                 ready[spec.name] = (spec, provider.reset(spec))
             except LabError as exc:
                 done[spec.name] = Rebaselined(spec.name, spec.provider, False, str(exc), None, exc.exit_code)
@@ -109,5 +112,5 @@ def rebaseline(config: LabConfig, specs: list[SandboxSpec], lease_wait: float, h
 
         run = StepRun(config.inventory.sources, config.state_dir / "runs" / f"rebaseline-{now().replace(':', '')}",
                       config.timeouts.playbook, config.parallel, config.ansible)
-        install_baseline(config, ready, variables, run, baselined)
+        install_baseline(config, ready, variables, goldens, run, baselined)
     return [done[spec.name] for spec in specs]

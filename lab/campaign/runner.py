@@ -22,7 +22,7 @@ from pathlib import Path
 from lab.campaign.audit import append_campaign_event, used_files
 from lab.campaign.baseline import PACK_VARIABLE, baseline_vars
 from lab.campaign.batch import HostStep, StepRun, run_step
-from lab.campaign.golden import golden_for, install_baseline, provider_of
+from lab.campaign.golden import goldens_for, install_baseline, provider_of
 from lab.checks.manifest import error_results, run_suite
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
@@ -90,6 +90,7 @@ class CampaignRunner:
         self._total = 0
         self._count_lock = threading.Lock()
         self._baseline_vars: dict[str, str] = {}
+        self._goldens: dict[str, Golden] = {}  # each sandbox's golden baseline in this run, by name
 
     def start(self, build: Build) -> Campaign:
         """Create a campaign of ``build`` over every planned cell and run it to the end.
@@ -118,17 +119,20 @@ class CampaignRunner:
         return self.execute(campaign, build)
 
     def pack_baseline(self) -> None:
-        """Pack the baseline tree once for this campaign run: every sandbox's baseline unpacks it."""
-        self._baseline_vars = {} if self.config.baseline is None else baseline_vars(self.config.baseline,
-                                                                                      self.config.state_dir)
+        """Pack the baseline tree once for this campaign run (every sandbox's baseline unpacks it) and
+        work out each sandbox's golden baseline from it."""
+        if self.config.baseline is None:
+            self._baseline_vars, self._goldens = {}, {}
+            return
+        self._baseline_vars = baseline_vars(self.config.baseline, self.config.state_dir)
+        self._goldens = goldens_for(self.config, self._baseline_vars, self.config.sandboxes)
 
     def audit(self, kind: str, product: str) -> CampaignAudit:
         """The audit entry of the campaign event ``kind``, for the store to append in the event's
         transaction; the files a start or resume keeps are hashed now, before that transaction."""
         pack = self._baseline_vars.get(PACK_VARIABLE)
         files = None if kind == "finish" else used_files(self.config, product, Path(pack) if pack else None)
-        golden = {} if kind == "finish" or self.config.baseline is None else \
-            {spec.name: self.golden(spec).key for spec in self.config.sandboxes}
+        golden = {} if kind == "finish" else {name: g.key for name, g in self._goldens.items()}
         return lambda db, campaign: append_campaign_event(
             db, self.store, campaign, kind, files, {s: golden[s] for s in campaign.sandboxes if s in golden})
 
@@ -192,7 +196,7 @@ class CampaignRunner:
             if self.config.baseline is None:
                 handle = provider.reset(spec)
             else:
-                handle = provider.reset_from(spec, self.golden(spec))
+                handle = provider.reset_from(spec, self._goldens[spec.name])
         except LabError as exc:
             self.step(campaign, spec.name, "reset", started, False, True, str(exc), None)
             return None
@@ -226,8 +230,8 @@ class CampaignRunner:
         todo = {name: (item.spec, item.handle) for name, item in ready.items() if item.handle.golden is None}
         for name in todo:
             self.starting(campaign, name, "baseline")
-        install_baseline(self.config, todo, self._baseline_vars, self.step_run(campaign, "baseline", len(todo)),
-                         baselined)
+        install_baseline(self.config, todo, self._baseline_vars, self._goldens,
+                         self.step_run(campaign, "baseline", len(todo)), baselined)
         return kept
 
     def deploy_all(self, campaign: Campaign, build: Build, ready: dict[str, Ready], pending: dict[str, list[str]],
@@ -265,10 +269,6 @@ class CampaignRunner:
         for suite in suites:
             self.finish(campaign, spec.name, suite, [Result(f"({failed.step if failed else 'prepare'})", status,
                                                             detail, {}, 0, 0)])
-
-    def golden(self, spec: SandboxSpec) -> Golden:
-        """The golden baseline ``spec`` starts from in this campaign run."""
-        return golden_for(self.config, self._baseline_vars, spec)
 
     def verify(self, campaign: Campaign, spec: SandboxSpec, handle: HostHandle, suites: list[str]) -> None:
         """One transport session for the sandbox; one round trip per suite."""

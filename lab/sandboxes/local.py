@@ -32,8 +32,8 @@ from lab.errors import InfrastructureError
 from lab.model import SandboxSpec
 from lab.sandboxes.base import Golden, HostHandle, Provider
 from lab.sandboxes.lease import locked
-from lab.sandboxes.stopping import stop
 from lab.util.atomic import write_text
+from lab.util.processes import stop
 
 SKELETON = ("etc", "opt", "run", "tmp", "usr/local/bin", "var/lib/lab/installed", "var/log")
 RUNTIME = ("run", "tmp")  # started empty at every boot: never part of a golden image
@@ -104,14 +104,18 @@ def owned_pid(root: Path, pid_file: Path) -> int | None:
     return pid if str(root).encode() in cmdline else None
 
 
+def services(root: Path) -> dict[str, int]:
+    """The sandbox's running services: each pid file of ``run/`` (by name, in order) whose live
+    process is the sandbox's (``owned_pid``)."""
+    found = {f.name: owned_pid(root, f) for f in sorted((root / "run").glob("*.pid"))}
+    return {name: pid for name, pid in found.items() if pid is not None}
+
+
 def stop_processes(root: Path) -> dict[int, str]:
-    """Stop every process of the sandbox: those named in its pid files whose command line is in
-    it, with their process groups (lab.sandboxes.stopping: no polling, a zombie counts as stopped).
+    """Stop every process of the sandbox: its ``services``, with their process groups
+    (lab.util.processes.stop: no polling, a zombie counts as stopped).
     Returns how each ended (pid -> "SIGTERM", "SIGKILL" or "still running")."""
-    run_dir = root / "run"
-    if not run_dir.is_dir():
-        return {}
-    return stop([pid for pid in (owned_pid(root, f) for f in run_dir.glob("*.pid")) if pid is not None])
+    return stop(services(root).values())
 
 
 class LocalProvider(Provider):
@@ -151,7 +155,7 @@ class LocalProvider(Provider):
         never returns a sandbox whose baseline services are silently missing.
         """
         root = self.home(spec) / "root"
-        running = [p.name for p in sorted((root / "run").glob("*.pid")) if owned_pid(root, p) is not None]
+        running = list(services(root))
         if running and not any((root / BOOT_DIR).glob("*")):
             raise InfrastructureError(f"the baseline left services running ({', '.join(running)}) but installs no "
                                       f"boot script in {BOOT_DIR}/ to start them again; add one (see "

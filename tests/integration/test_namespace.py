@@ -364,8 +364,7 @@ def test_the_sandbox_list_works_for_local_sandboxes_too(tmp_path: Path, run_cli:
         assert stopped.code == 0
         assert re.match(r"ts-sbx-01: stop in \d+\.\d\ds: stopped, port \d+ \(local, ", stopped.out), stopped.out
         # lab reaps what it stopped when it is the parent (here: the test process runs the CLI in-process)
-        assert not Path(f"/proc/{service.pid}").exists() or \
-            Path(f"/proc/{service.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        assert not Path(f"/proc/{service.pid}").exists()
     finally:
         service.kill()
     assert (root / "var" / "log" / "svc.log").read_text() == "kept\n"

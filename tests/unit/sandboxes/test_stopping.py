@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lab.sandboxes.local import stop_processes
-from lab.sandboxes.stopping import group_of
+from lab.util.processes import group_of
 
 # A daemon in its own session (as setsid makes one) with a worker in its group that ignores
 # SIGTERM; both print their pids when they are ready.

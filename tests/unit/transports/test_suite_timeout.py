@@ -47,7 +47,7 @@ def test_a_suite_timeout_kills_the_runner_and_every_check_session_locally() -> N
     transport.open()
     started = time.monotonic()
     result = run_runner(transport, hung_manifest(marker), timeout=2)
-    assert result.timed_out or result.exit_code == 124, result
+    assert result.timed_out, result  # the transport gives up first: the runner's own deadline is RUNNER_GRACE later
     assert time.monotonic() - started < 30
     deadline = time.monotonic() + 5
     while running(f"sleep {marker}") and time.monotonic() < deadline:
