@@ -25,6 +25,7 @@ from lab.evidence.tallies import (
     troubled_checks,
 )
 from lab.model import Build
+from lab.reports.data import ReportData
 from lab.reports.html import environment
 from lab.reports.path import PromotionPath, promotion_path
 from lab.reports.standing import Standing, failing_checks, standing
@@ -69,10 +70,15 @@ class Portfolio:
 
 
 def build_row(config: LabConfig, store: Store, build: Build, latest: CampaignTally | None,
-              at: datetime) -> BuildRow:
+              at: datetime, known: ReportData | None = None) -> BuildRow:
     """Where ``build`` stands at ``at``, with its latest campaign's counts (not judged when its
     product is no longer in the lab file: the gates need the product's suites). The latest
-    campaign's cells are read once, for its gate and for the failing checks its headline names."""
+    campaign's cells are read once, for its gate and for the failing checks its headline names;
+    not at all when ``known`` is that campaign's report data, decided at ``at``: its standing is
+    the row's."""
+    if (known is not None and latest is not None and known.campaign.id == latest.campaign.id
+            and known.build == build and known.path.evaluated_at == iso(at)):
+        return BuildRow(build, known.standing, known.path, latest)
     if build.product not in config.products:
         gone = Standing("NOT JUDGED", f"NOT JUDGED: {build.product} is not in {config.path.name}", "warn", "lab")
         return BuildRow(build, gone, None, latest)
@@ -84,9 +90,11 @@ def build_row(config: LabConfig, store: Store, build: Build, latest: CampaignTal
     return BuildRow(build, standing(path, failing_checks(cells, mandatory, waived)), path, latest)
 
 
-def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None) -> Portfolio:
+def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
+                     known: ReportData | None = None) -> Portfolio:
     """Every product of the lab and of the store, its builds as they stand at ``at`` (default: the
-    clock), its campaigns' trends and troubled checks."""
+    clock), its campaigns' trends and troubled checks; ``known``: a build's report data the caller
+    gathered already (its build's row is taken from it rather than decided again)."""
     at = at or current()
     campaigns = store.campaigns()
     tallies = campaign_tallies(store, campaigns)
@@ -96,7 +104,7 @@ def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None
     sections = []
     for name in names:
         mine = [t for t in tallies if t.campaign.product == name]
-        rows = [build_row(config, store, b, latest.get((b.product, b.version, b.digest)), at)
+        rows = [build_row(config, store, b, latest.get((b.product, b.version, b.digest)), at, known)
                 for b in builds if b.product == name]
         rows.reverse()  # newest registration first
         sections.append(ProductSection(name, tuple(rows), len(mine), tuple(product_charts(mine)),
@@ -109,8 +117,10 @@ def portfolio_html(portfolio: Portfolio) -> str:
     return environment().get_template("portfolio.html.j2").render(p=portfolio)
 
 
-def write_portfolio(config: LabConfig, store: Store, at: datetime | None = None) -> Path:
-    """Write ``index.html`` in the lab's reports directory atomically; its path."""
+def write_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
+                    known: ReportData | None = None) -> Path:
+    """Write ``index.html`` in the lab's reports directory atomically (``known`` as for
+    ``gather_portfolio``); its path."""
     target = config.reports_dir / PAGE
-    write_text(target, portfolio_html(gather_portfolio(config, store, at)))
+    write_text(target, portfolio_html(gather_portfolio(config, store, at, known)))
     return target
