@@ -205,16 +205,15 @@ class Store:
     def build(self, product: str, version: str) -> Build | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM builds WHERE product=? AND version=?", (product, version)).fetchone()
-        if row is None:
-            return None
-        return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
+        return None if row is None else build_from_row(row)
 
-    def builds(self, product: str) -> list[Build]:
-        """Every registered build of ``product``, in the order they were registered (the last one last)."""
+    def builds(self, product: str | None = None) -> list[Build]:
+        """Every registered build of ``product`` (default: of every product, by product), in the
+        order they were registered (the last one last)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM builds WHERE product=? ORDER BY registered_at, rowid",
-                                    (product,)).fetchall()
-        return [Build(r["product"], r["version"], Path(r["artifact"]), r["digest"], r["registered_at"]) for r in rows]
+            rows = self._db.execute("SELECT * FROM builds WHERE ? IS NULL OR product = ? "
+                                    "ORDER BY product, registered_at, rowid", (product, product)).fetchall()
+        return [build_from_row(r) for r in rows]
 
     # --- campaigns ----------------------------------------------------------------------------
 
@@ -339,6 +338,10 @@ class Store:
                                     (campaign_id,)).fetchall()
         return [StepRecord(r["campaign_id"], r["sandbox"], r["step"], bool(r["ok"]), bool(r["infrastructure_error"]),
                            r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
+
+
+def build_from_row(row: sqlite3.Row) -> Build:
+    return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
 
 
 def campaign_from_row(row: sqlite3.Row) -> Campaign:

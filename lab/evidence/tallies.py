@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from lab.evidence.store import Store
-from lab.model import Build, Campaign, CellRecord, CellState, Result, Status
+from lab.model import Campaign
 
 
 @dataclass(frozen=True)
@@ -90,25 +89,3 @@ def troubled_checks(store: Store, product: str, limit: int = 8) -> list[Troubled
             for suite, check, campaigns, fails, flaky, last in rows]
 
 
-def registered_builds(store: Store) -> list[Build]:
-    """Every registered build, by product, oldest registration first."""
-    with store.reading() as db:
-        rows = db.execute("SELECT product, version, digest, artifact, registered_at FROM builds "
-                          "ORDER BY product, registered_at, version").fetchall()
-    return [Build(product, version, Path(artifact), digest, registered_at)
-            for product, version, digest, artifact, registered_at in rows]
-
-
-def failing_cells(store: Store, campaign_id: str) -> list[CellRecord]:
-    """The campaign's finished cells with only their failed and errored results, evidence left
-    out (not decoded): what a headline needs to name the failing checks."""
-    with store.reading() as db:
-        rows = db.execute("SELECT r.sandbox, r.suite, r.check_id, r.status, r.message FROM results r "
-                          "JOIN cells c USING (campaign_id, sandbox, suite) WHERE r.campaign_id = ? AND "
-                          "c.state = 'done' AND r.status IN ('fail', 'error') ORDER BY r.sandbox, r.suite, r.rowid",
-                          (campaign_id,)).fetchall()
-    cells: dict[tuple[str, str], list[Result]] = {}
-    for sandbox, suite, check_id, status, message in rows:
-        cells.setdefault((sandbox, suite), []).append(Result(check_id, Status(status), message, {}, 0))
-    return [CellRecord(campaign_id, sandbox, suite, CellState.DONE, None, None, tuple(results))
-            for (sandbox, suite), results in cells.items()]

@@ -76,7 +76,7 @@ def write_build_pages(config: LabConfig, store: Store, data: ReportData,
     Returns the paths of ``data``'s reports (the portfolio's is ``reports_dir/index.html``)."""
     written = write_reports(data, config.reports_dir, formats)
     if "html" in formats:
-        write_portfolio(config, store, datetime.fromisoformat(data.path.evaluated_at))
+        write_portfolio(config, store, datetime.fromisoformat(data.path.evaluated_at), data)
     return written
 
 

@@ -64,8 +64,9 @@ class ReportData:
 
     @cached_property
     def failing(self) -> list[FailingCheck]:
-        """The mandatory checks that block: failed or errored, not waived."""
-        return failing_checks(self.cells, self.mandatory, self.verdict.waived)
+        """The mandatory checks that block: failed or errored, not waived at the gate the page shows
+        (``gate``), as the portfolio page's row of the build counts them."""
+        return failing_checks(self.cells, self.mandatory, self.gate.waived)
 
     @cached_property
     def standing(self) -> Standing:

@@ -17,17 +17,15 @@ from datetime import datetime
 from pathlib import Path
 
 from lab.config.labfile import LabConfig
-from lab.decision.gather import latest_campaign
 from lab.evidence.store import Store
 from lab.evidence.tallies import (
     CampaignTally,
     TroubledCheck,
     campaign_tallies,
-    failing_cells,
-    registered_builds,
     troubled_checks,
 )
 from lab.model import Build
+from lab.reports.data import ReportData
 from lab.reports.html import environment
 from lab.reports.path import PromotionPath, promotion_path
 from lab.reports.standing import Standing, failing_checks, standing
@@ -71,35 +69,43 @@ class Portfolio:
         return sum(len(p.builds) for p in self.products)
 
 
-def build_row(config: LabConfig, store: Store, build: Build, tallies: dict[str, CampaignTally],
-              at: datetime) -> BuildRow:
+def build_row(config: LabConfig, store: Store, build: Build, latest: CampaignTally | None,
+              at: datetime, known: ReportData | None = None) -> BuildRow:
     """Where ``build`` stands at ``at``, with its latest campaign's counts (not judged when its
-    product is no longer in the lab file: the gates need the product's suites)."""
-    campaign = latest_campaign(store, build)
+    product is no longer in the lab file: the gates need the product's suites). The latest
+    campaign's cells are read once, for its gate and for the failing checks its headline names;
+    not at all when ``known`` is that campaign's report data, decided at ``at``: its standing is
+    the row's."""
+    if (known is not None and latest is not None and known.campaign.id == latest.campaign.id
+            and known.build == build and known.path.evaluated_at == iso(at)):
+        return BuildRow(build, known.standing, known.path, latest)
     if build.product not in config.products:
         gone = Standing("NOT JUDGED", f"NOT JUDGED: {build.product} is not in {config.path.name}", "warn", "lab")
-        return BuildRow(build, gone, None, tallies.get(campaign.id) if campaign else None)
-    path = promotion_path(config, store, build, at)
+        return BuildRow(build, gone, None, latest)
+    cells = store.cells(latest.campaign.id) if latest else []
+    path = promotion_path(config, store, build, at, {latest.campaign.id: cells} if latest else None)
     nxt = path.next_stage
     waived = nxt.decision.waived if nxt is not None and nxt.decision is not None else ()
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
-    failing = failing_checks(failing_cells(store, campaign.id), mandatory, waived) if campaign else []
-    return BuildRow(build, standing(path, failing), path, tallies.get(campaign.id) if campaign else None)
+    return BuildRow(build, standing(path, failing_checks(cells, mandatory, waived)), path, latest)
 
 
-def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None) -> Portfolio:
+def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
+                     known: ReportData | None = None) -> Portfolio:
     """Every product of the lab and of the store, its builds as they stand at ``at`` (default: the
-    clock), its campaigns' trends and troubled checks."""
+    clock), its campaigns' trends and troubled checks; ``known``: a build's report data the caller
+    gathered already (its build's row is taken from it rather than decided again)."""
     at = at or current()
     campaigns = store.campaigns()
     tallies = campaign_tallies(store, campaigns)
-    by_id = {t.campaign.id: t for t in tallies}
-    builds = registered_builds(store)
+    latest = {(t.campaign.product, t.campaign.version, t.campaign.digest): t for t in tallies}  # oldest first
+    builds = store.builds()
     names = sorted(set(config.products) | {b.product for b in builds})
     sections = []
     for name in names:
         mine = [t for t in tallies if t.campaign.product == name]
-        rows = [build_row(config, store, b, by_id, at) for b in builds if b.product == name]
+        rows = [build_row(config, store, b, latest.get((b.product, b.version, b.digest)), at, known)
+                for b in builds if b.product == name]
         rows.reverse()  # newest registration first
         sections.append(ProductSection(name, tuple(rows), len(mine), tuple(product_charts(mine)),
                                        tuple(troubled_checks(store, name))))
@@ -111,8 +117,10 @@ def portfolio_html(portfolio: Portfolio) -> str:
     return environment().get_template("portfolio.html.j2").render(p=portfolio)
 
 
-def write_portfolio(config: LabConfig, store: Store, at: datetime | None = None) -> Path:
-    """Write ``index.html`` in the lab's reports directory atomically; its path."""
+def write_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
+                    known: ReportData | None = None) -> Path:
+    """Write ``index.html`` in the lab's reports directory atomically (``known`` as for
+    ``gather_portfolio``); its path."""
     target = config.reports_dir / PAGE
-    write_text(target, portfolio_html(gather_portfolio(config, store, at)))
+    write_text(target, portfolio_html(gather_portfolio(config, store, at, known)))
     return target

@@ -61,3 +61,31 @@ def test_a_long_text_no_runner_clipped_is_clipped_once_by_the_report() -> None:
                                      f"{hashlib.sha256(BIG.encode()).hexdigest()}; clipped by the report")
     fragment = html.fromstring(f"<pre>{item.text}</pre>")
     assert fragment.text_content() == "B" * 49152
+
+
+def test_runner_ps1_writes_the_same_marker_with_the_same_sizes() -> None:
+    """No PowerShell runs here: the marker format of runner.ps1's Limit-LabText, filled in as .NET's
+    -f fills it, must be the line lab.util.clipping reads, and its sizes those of runner.py."""
+    import re
+    from pathlib import Path
+
+    from lab.util.clipping import HEAD_BYTES, MARKER, TAIL_BYTES
+
+    source = (Path(runner.__file__).parent / "runner.ps1").read_text(encoding="utf-8")
+    function = source[source.index("function Limit-LabText"):source.index("function ConvertTo-LabLf")]
+
+    def grab(pattern: str) -> str:
+        found = re.search(pattern, function)
+        assert found is not None, pattern
+        return found[1]
+    assert grab(r"\$head = (\d+)") == str(HEAD_BYTES) == str(runner.HEAD_BYTES)
+    assert grab(r"\$tail = (\d+)") == str(TAIL_BYTES) == str(runner.TAIL_BYTES)
+    template = grab(r'\$marker = "(.*?)" -f')
+    data = b"a" + "\u00e9".encode() * 40_000  # 80,001 bytes: the head's last byte falls inside a character
+    digest = hashlib.sha256(data).hexdigest()
+    filled = template.replace("`n", "\n").format(80001, digest, 49151, 16384)
+    found = MARKER.fullmatch(filled)
+    assert found is not None, filled
+    assert (found["by"], found["total"], found["sha256"], found["head"], found["tail"]) == (
+        "the runner", "80001", digest, "49151", "16384")
+    assert filled in runner.clip(data)  # the very line runner.py writes

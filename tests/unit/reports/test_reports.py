@@ -202,3 +202,26 @@ def test_a_report_decodes_the_campaigns_results_once(tmp_path: Path, monkeypatch
     assert reads == [campaign.id]
     assert [r.evidence for c in data.cells for r in c.results] == [{"k": 1}]
     assert data.path.stages[1].decision is not None  # the next stage was decided, on the same read
+
+
+def test_the_portfolio_row_of_a_build_just_reported_is_the_one_it_would_decide_itself(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from lab.reports import write_build_pages
+    from lab.reports.portfolio import gather_portfolio
+
+    config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
+    store = Store(config.state_dir / "lab.sqlite3")
+    build = store.register_build("care-planner", "2.0.0", "ab" * 32, config.state_dir / "a.tgz")
+    campaign = store.create_campaign(build, [("ts-sbx-01", "care-planner-smoke")], config.path)
+    store.finish_cell(campaign.id, "ts-sbx-01", "care-planner-smoke", [
+        Result("passes", Status.PASS, "fine", {}, 12, 1), Result("breaks", Status.FAIL, "exit code 1", {}, 9, 1)])
+    data = gather(config, store, store.campaign(campaign.id))
+    at = datetime.fromisoformat(data.path.evaluated_at)
+    (fresh,) = gather_portfolio(config, store, at).products[0].builds
+    (reused,) = gather_portfolio(config, store, at, data).products[0].builds
+    assert reused.standing is data.standing and reused.path is data.path  # taken from the report, not decided again
+    assert (reused.standing, reused.path, reused.latest) == (fresh.standing, fresh.path, fresh.latest)
+    assert fresh.standing.headline.startswith("BLOCKED from "), fresh.standing.headline
+    write_build_pages(config, store, data)
+    assert "BLOCKED from " in (config.reports_dir / "index.html").read_text(encoding="utf-8")
