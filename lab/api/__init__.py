@@ -37,6 +37,7 @@ from lab.api.campaigns import (
     validate,
 )
 from lab.api.decisions import Decision, Promotion, PromotionRefused, SignedWord, approve, gate, promote, waive
+from lab.api.documents import document
 from lab.api.hosts import (
     SandboxesDone,
     SandboxOutcome,
@@ -88,7 +89,7 @@ __all__ = [
     "ProductionHost", "ProductionRemoved", "ProductionStopped", "Progress", "Promotion", "PromotionRefused",
     "Registration", "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent", "SandboxOutcome", "SandboxRow",
     "SandboxRows", "SandboxesDone", "SelftestOutcome", "SignedWord", "Validation", "WrittenReport",
-    "approve", "audit_show", "audit_verify", "build", "evidence_verify", "evidence_write", "gate", "init",
+    "approve", "audit_show", "audit_verify", "build", "document", "evidence_verify", "evidence_write", "gate", "init",
     "list_campaigns", "outcome_code", "production_down", "production_status", "production_stop", "production_up",
     "promote", "report", "resume", "rollout_abort", "rollout_resume", "rollout_start", "rollout_status", "run",
     "sandbox_down", "sandbox_list", "sandbox_rebaseline", "sandbox_reset", "sandbox_stop", "sandbox_up", "selftest",

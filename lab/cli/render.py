@@ -10,8 +10,7 @@ from typing import Any
 
 import click
 
-from lab.api import ReportsRefresh
-from lab.api.documents import document
+from lab.api import ReportsRefresh, document
 from lab.errors import ConfigError, LabError
 from lab.model import CellState, ClauseOutcome, Status, Verdict
 from lab.reports.data import ReportData, printable
