@@ -27,7 +27,8 @@ import json
 from collections.abc import Iterator
 
 from lab.model import CellRecord, CellState, Result, Status
-from lab.reports.data import ReportData, printable
+from lab.reports.data import ReportData, printable, visible
+from lab.util.clipping import clip_strings
 
 
 def text(value: str) -> str:
@@ -47,7 +48,11 @@ def attributes(pairs: dict[str, str]) -> str:
 
 
 def evidence_text(evidence: dict[str, object]) -> str:
-    return printable(json.dumps(evidence, indent=2, sort_keys=True, ensure_ascii=False))
+    """The evidence as JSON, each string in it clipped once (``lab.util.clipping``: what a runner
+    clipped keeps its marker with the whole output's size and sha256), control bytes escaped.
+    Clipping the JSON as a whole would clip a runner's output again (its marker's newlines are
+    escaped there, so it is not recognised) and cut that marker out."""
+    return visible(json.dumps(clip_strings(evidence), indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def seconds(duration_ms: int) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 HEAD_BYTES = 48 * 1024
 TAIL_BYTES = 16 * 1024
@@ -45,6 +46,17 @@ def clip(text: str, by: str = "the report", head: int = HEAD_BYTES, tail: int = 
     if len(data) <= head + tail or MARKER.search(text):
         return text
     return marked(data[:head], data[len(data) - tail:], len(data), hashlib.sha256(data).hexdigest(), by)
+
+
+def clip_strings(value: Any) -> Any:
+    """``value`` with every string in it (inside lists and mappings too) clipped as ``clip`` does."""
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, dict):
+        return {key: clip_strings(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clip_strings(item) for item in value]
+    return value
 
 
 def shorten(text: str, head: int, tail: int, by: str = "lab") -> str:

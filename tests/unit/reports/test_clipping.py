@@ -89,3 +89,18 @@ def test_runner_ps1_writes_the_same_marker_with_the_same_sizes() -> None:
     assert (found["by"], found["total"], found["sha256"], found["head"], found["tail"]) == (
         "the runner", "80001", digest, "49151", "16384")
     assert filled in runner.clip(data)  # the very line runner.py writes
+
+
+def test_junit_keeps_the_runners_clip_and_clips_the_rest_once() -> None:
+    import json
+
+    from lab.reports.junit import evidence_text
+
+    big = b"A" * 10_000_000
+    shown = json.loads(evidence_text({"stdout": runner.clip(big), "other": "B" * 10_000_000, "exit_code": 1}))
+    stdout, other = clipped_parts(shown["stdout"]), clipped_parts(shown["other"])
+    assert stdout is not None and other is not None
+    assert (stdout.by, stdout.total_bytes, stdout.sha256) == ("the runner", 10_000_000, hashlib.sha256(big).hexdigest())
+    assert (stdout.head, stdout.tail) == ("A" * 49152, "A" * 16384)
+    assert (other.by, other.total_bytes, other.head, other.tail) == ("the report", 10_000_000, "B" * 49152, "B" * 16384)
+    assert shown["exit_code"] == 1
