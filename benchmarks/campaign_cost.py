@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, python
+from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, print_table, python
 
 
 def make_lab(code: Path, target: Path, sandboxes: int) -> Path:
@@ -70,12 +70,7 @@ def main() -> int:
                 for name, code in codes.items():
                     stop(code, labs[name])
             rows.append((size, medians(measured)))
-    print("\n| sandboxes | before wall s | after wall s | before CPU-s/sandbox | after CPU-s/sandbox | CPU ratio "
-          "after/before | wall ratio after/before |")
-    print("|--:|--:|--:|--:|--:|--:|--:|")
-    for size, m in rows:
-        (bw, bc), (aw, ac) = m["before"], m["after"]
-        print(f"| {size} | {bw:.1f} | {aw:.1f} | {bc / size:.2f} | {ac / size:.2f} | {ac / bc:.2f} | {aw / bw:.2f} |")
+    print_table("sandboxes", "sandbox", rows)
     walls = {size: m["after"][0] for size, m in rows}
     if 6 in walls and 12 in walls:
         print(f"\nafter: 12 sandboxes take {walls[12] / walls[6]:.2f}x the wall time of 6 (target at most 1.6x)")

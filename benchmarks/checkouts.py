@@ -66,3 +66,14 @@ def medians(measured: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[f
     """Per checkout, the median wall seconds and the median CPU-seconds of its runs."""
     return {name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))
             for name, runs in measured.items()}
+
+
+def print_table(label: str, unit: str, rows: list[tuple[int, dict[str, tuple[float, float]]]]) -> None:
+    """The Markdown table of before/after medians, one row per size: ``label`` names the size's
+    column (``sandboxes``), ``unit`` what the CPU-seconds are divided by (``sandbox``)."""
+    print(f"\n| {label} | before wall s | after wall s | before CPU-s/{unit} | after CPU-s/{unit} | "
+          "CPU ratio after/before | wall ratio after/before |")
+    print("|--:|--:|--:|--:|--:|--:|--:|")
+    for size, m in rows:
+        (bw, bc), (aw, ac) = m["before"], m["after"]
+        print(f"| {size} | {bw:.1f} | {aw:.1f} | {bc / size:.2f} | {ac / size:.2f} | {ac / bc:.2f} | {aw / bw:.2f} |")

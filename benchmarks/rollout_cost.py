@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import cpu
-from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, python
+from benchmarks.checkouts import BUILD, CLI, before_and_after, code_env, copy_lab, medians, print_table, python
 
 ROLLOUT = r"""
 import json, sys
@@ -85,12 +85,7 @@ def main() -> int:
                     print(f"{count:>4} hosts {name:<6} wall {rolled.wall:7.1f} s  cpu {rolled.cpu:7.1f} s  "
                           f"({rolled.cpu / count:.2f} CPU-s per host)", flush=True)
             rows.append((count, medians(measured)))
-    print("\n| production hosts | before wall s | after wall s | before CPU-s/host | after CPU-s/host | "
-          "CPU ratio after/before |")
-    print("|--:|--:|--:|--:|--:|--:|")
-    for count, m in rows:
-        (bw, bc), (aw, ac) = m["before"], m["after"]
-        print(f"| {count} | {bw:.1f} | {aw:.1f} | {bc / count:.2f} | {ac / count:.2f} | {ac / bc:.2f} |")
+    print_table("production hosts", "host", rows)
     return 0
 
 
