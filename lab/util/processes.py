@@ -45,10 +45,15 @@ def group_of(pid: int) -> int | None:
     return None if status is None else status[1]
 
 
+def process_table() -> dict[int, tuple[int, int, int]]:
+    """Every live process's (parent pid, process group, session id), by pid, read from /proc once."""
+    table = {int(p.name): status_of(int(p.name)) for p in PROC.iterdir() if p.name.isdigit()}
+    return {pid: row for pid, row in table.items() if row is not None}
+
+
 def family(root: int) -> set[int]:
     """``root``'s descendants, and every process in a session led by ``root`` or a descendant."""
-    table = {int(p.name): status_of(int(p.name)) for p in PROC.iterdir() if p.name.isdigit()}
-    known = {pid: (row[0], row[2]) for pid, row in table.items() if row is not None}
+    known = {pid: (ppid, session) for pid, (ppid, _group, session) in process_table().items()}
     found = {root}
     while True:
         more = {pid for pid, (ppid, session) in known.items() if pid not in found
@@ -97,25 +102,15 @@ def end_tree(proc: subprocess.Popen[bytes], grace: float = 1.0) -> None:
     send(members, signal.SIGKILL)
 
 
-def group_members(pgid: int) -> set[int]:
-    """Every process in process group ``pgid``, read from /proc once."""
-    members = set()
-    for entry in PROC.iterdir():
-        if entry.name.isdigit() and group_of(int(entry.name)) == pgid:
-            members.add(int(entry.name))
-    return members
-
-
 def with_their_groups(pids: Iterable[int]) -> set[int]:
     """``pids`` and, for each that leads its own process group (as ``setsid`` makes a daemon do),
-    the other members of that group; never the group of the calling process."""
+    the other members of that group; never the group of the calling process. /proc is read once,
+    however many groups there are."""
     ours = os.getpgrp()
     found = set(pids)
-    for pid in list(found):
-        pgid = group_of(pid)
-        if pgid == pid and pgid != ours:
-            found |= group_members(pgid)
-    return found
+    table = process_table()
+    leaders = {pid for pid in found if pid in table and table[pid][1] == pid and pid != ours}
+    return found | {pid for pid, (_ppid, group, _session) in table.items() if group in leaders}
 
 
 def open_pidfds(pids: Iterable[int]) -> dict[int, int]:
