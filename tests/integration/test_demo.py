@@ -16,7 +16,15 @@ from lxml import etree, html
 
 from lab.campaign.builds import sha256_file
 from tests.support.chromium import browser, chromium_binary, load, pdf_pages
-from tests.support.labfiles import JUNIT_XSD, REPO, copy_default_lab, lab_command, needs_junit_xsd, stop_local_sandboxes
+from tests.support.labfiles import (
+    JUNIT_XSD,
+    REPO,
+    copy_default_lab,
+    lab_command,
+    needs_junit_xsd,
+    processes_naming,
+    stop_local_sandboxes,
+)
 
 pytestmark = pytest.mark.integration
 CHROMIUM = chromium_binary()
@@ -67,24 +75,10 @@ def test_the_demo_script_succeeds_and_tells_the_story(demo: tuple[Path, subproce
            "first\nproduction wave, which was rolled back (the other production hosts kept A)." in result.stdout
 
 
-def lab_processes(root: Path) -> list[str]:
-    """The command lines of the processes running now whose command line names a path under ``root``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(root).encode() in cmdline and state != "Z":  # a zombie runs nothing; its parent reaps it late
-            found.append(cmdline.replace(b"\0", b" ").decode(errors="replace"))
-    return found
-
-
 def test_the_demo_leaves_nothing_running(demo: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     root, result = demo
     assert "production: 24 local host(s) stopped; their files stay under the state dir" in result.stdout
-    assert lab_processes(root) == []
+    assert list(processes_naming(root).values()) == []
     assert (root / ".lab" / "production" / "prod-ts-01" / "root" / "var" / "log").is_dir()  # files kept
 
 

@@ -147,3 +147,18 @@ def stop_local_sandboxes(lab_yml: Path) -> None:
     with ThreadPoolExecutor(max_workers=max(1, min(len(stops), 32))) as pool:
         for done in [pool.submit(stop) for stop in stops]:
             done.result()
+
+
+def processes_naming(root: Path) -> dict[int, str]:
+    """The processes running now whose command line names a path under ``root``: pid -> command line.
+    Zombies are left out: they run nothing, and their parent reaps them late."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if str(root).encode() in cmdline and state != "Z":
+            found[int(proc.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
