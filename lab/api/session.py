@@ -24,7 +24,7 @@ class Lab:
     vault secrets (files, never passwords) that the inventory and every playbook run are given.
 
     Nothing is read until a use case needs it: ``config`` loads and validates the lab (ConfigError
-    naming file:line on the first problem), ``store`` opens its SQLite store. ``close()`` (or leaving
+    naming file:line on the first problem), ``store`` opens its store (SQLite or PostgreSQL). ``close()`` (or leaving
     a ``with`` block) closes the store; a session is for one thread.
     """
 
@@ -43,16 +43,18 @@ class Lab:
 
     @property
     def store(self) -> Store:
-        """The lab's store (``<state_dir>/lab.sqlite3``), opened on first use; made on its first write
-        (a command that only reads or is refused leaves no store behind)."""
+        """The lab's store (``<state_dir>/lab.sqlite3``, or the PostgreSQL store lab.yml's ``store:`` or
+        ``$LAB_STORE`` names), opened on first use; made on its first write (a command that only reads
+        or is refused leaves no store behind)."""
         if self._store is None:
-            self._store = Store(self.config.state_dir / "lab.sqlite3", lazy=True)
+            self._store = Store(self.config.store, lazy=True)
         return self._store
 
     def existing_store(self) -> Store | None:
         """The lab's store if it exists (opened on first use), None when nothing was ever stored: reads
         that find nothing then leave no state directory behind."""
-        if self._store is None and not (self.config.state_dir / "lab.sqlite3").exists():
+        where = self.config.store.path
+        if self._store is None and where is not None and not where.exists():
             return None
         return self.store
 

@@ -3,13 +3,13 @@ the campaign used (lab.yml, agreement, suites, playbooks, the baseline pack)."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from lab.campaign.baseline import baseline_tree, pack_baseline, pack_digest
 from lab.config.labfile import LabConfig
 from lab.evidence.audit import AuditEntry, append
+from lab.evidence.db import Connection
 from lab.evidence.store import Store
 from lab.model import Campaign
 from lab.util.canonical import sha256_hex
@@ -51,7 +51,7 @@ def golden_images(store: Store, campaign_id: str) -> dict[str, str]:
             if s.step == "baseline" and s.ok and s.deployed_digest}
 
 
-def append_campaign_event(db: sqlite3.Connection, store: Store, campaign: Campaign, kind: str,
+def append_campaign_event(db: Connection, store: Store, campaign: Campaign, kind: str,
                           files: dict[str, str] | None = None, golden: dict[str, str] | None = None) -> AuditEntry:
     """Append a campaign's ``start``, ``resume`` or ``finish`` inside the caller's open transaction:
     the one that records the event (the ``audit`` of ``Store.create_campaign``, ``reopen_unfinished``

@@ -22,6 +22,7 @@ from lab.config.hostvars import check_host_variables
 from lab.config.inventory import Inventory, load_inventory
 from lab.config.paths import Confinement, Kind
 from lab.config.schemas import schema, validate
+from lab.config.store_location import StoreLocation, store_location
 from lab.errors import ConfigError, NotFoundError
 from lab.model import Agreement, BuildSpec, Check, CiBuilds, Product, SandboxSpec, Suite
 from lab.sandboxes.registry import provider_names
@@ -63,6 +64,7 @@ class LabConfig:
     timeouts: Timeouts
     confinement: Confinement
     limits: Limits
+    store: StoreLocation  # SQLite in state_dir, or PostgreSQL (lab.yml's store:, $LAB_STORE)
 
     def build_spec(self, ref: str) -> BuildSpec:
         """The build named ``product@version``; NotFoundError listing what exists otherwise."""
@@ -192,6 +194,8 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         timeouts=Timeouts(**{k: float(v) for k, v in raw.get("timeouts", {}).items()}),
         confinement=confinement,
         limits=limits,
+        store=store_location(raw.get("store"), os.environ.get("LAB_STORE"), state_dir, path,
+                             line_of(data, ["store"])),
     )
 
 

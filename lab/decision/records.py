@@ -7,9 +7,9 @@ the first record stays, a second attempt changes nothing.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
+from lab.evidence.db import Connection
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
 from lab.model import Campaign
@@ -34,11 +34,11 @@ def record_promotion(store: Store, campaign: Campaign, stage: str, verdict: dict
         return insert_promotion(db, campaign, stage, verdict, at or now())
 
 
-def insert_promotion(db: sqlite3.Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
+def insert_promotion(db: Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
     """Insert a promotion inside the caller's transaction (on a store that ``ensure``\\ d ``PROMOTIONS``,
     as ``promotion`` and ``promotions`` do); False if the build was already in ``stage``."""
     cursor = db.execute(
-        "INSERT OR IGNORE INTO promotions VALUES (?,?,?,?,?,?,?)",
+        "INSERT INTO promotions VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         (campaign.product, campaign.version, campaign.digest, stage, campaign.id, json.dumps(verdict, sort_keys=True),
          at),
     )

@@ -4,17 +4,17 @@ Every entry has ``seq`` (1, 2, 3, ...), ``time``, ``kind``, ``subject``, a JSON 
 ``prev_hash`` (the previous entry's hash; 64 zeros for the first) and
 ``hash = sha256(prev_hash + canonical JSON of {seq, time, kind, subject, payload})``. The newest
 seq and hash are also kept as the log's head, so removing entries from the end shows too.
-SQLite triggers refuse UPDATE and DELETE; ``verify`` catches whoever drops them and edits,
+Triggers refuse UPDATE and DELETE (on SQLite and on PostgreSQL); ``verify`` catches whoever drops them and edits,
 removes or reorders entries anyway, and names the first bad seq.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from lab.evidence.db import Connection, Row
 from lab.evidence.store import Store
 from lab.util.canonical import canonical_json, sha256_hex
 from lab.util.clock import now
@@ -52,7 +52,7 @@ class Note:
     subject: str
     payload: dict[str, Any]
 
-    def append_to(self, db: sqlite3.Connection) -> AuditEntry:
+    def append_to(self, db: Connection) -> AuditEntry:
         """Append this entry inside ``db``'s open transaction (see ``append``)."""
         return append(db, self.kind, self.subject, self.payload)
 
@@ -77,7 +77,7 @@ def entry_hash(prev_hash: str, seq: int, time: str, kind: str, subject: str, pay
     return sha256_hex(prev_hash + entry)
 
 
-def append(db: sqlite3.Connection, kind: str, subject: str, payload: dict[str, Any],
+def append(db: Connection, kind: str, subject: str, payload: dict[str, Any],
            time: str | None = None) -> AuditEntry:
     """Append an entry inside the caller's open transaction (``Store.transaction``), after the head.
 
@@ -109,7 +109,7 @@ def entries(store: Store, kind: str | None = None, subject_prefix: str | None = 
         return [entry_of(row) for row in db.execute(query + " ORDER BY seq", args).fetchall()]
 
 
-def entry_of(row: sqlite3.Row) -> AuditEntry:
+def entry_of(row: Row) -> AuditEntry:
     return AuditEntry(row["seq"], row["time"], row["kind"], row["subject"], row["payload"], row["prev_hash"],
                       row["hash"])
 
@@ -119,13 +119,9 @@ def verify(store: Store) -> AuditCheck:
 
     The log and its head are read in one snapshot, so an entry another process appends meanwhile
     is never mistaken for tampering."""
-    with store.reading() as db:
-        db.execute("BEGIN")
-        try:
-            log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
-            head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-        finally:
-            db.execute("COMMIT")
+    with store.snapshot() as db:
+        log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
+        head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
     prev, expected = GENESIS, 1
     for entry in log:
         if entry.seq != expected:

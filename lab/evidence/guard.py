@@ -5,6 +5,10 @@ A lab store carries SQLite's ``application_id`` (``APPLICATION_ID``) and its for
 before the marker, the table names (read-only), and refuses with ConfigError (exit 2, saying what
 to do) a directory, garbage, a truncated file, another application's SQLite file, a store of a
 newer lab, or a location lab cannot write. It never modifies what it refuses.
+
+A PostgreSQL store is recognised by its marker table ``lab_store`` (the same application id and
+store format, one row) in the schema lab works in: ``inspect_postgres`` refuses, reading only, a
+database whose tables are another application's, another marker, or a newer lab's store.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import stat
 from pathlib import Path
 
 from lab.errors import ConfigError
-from lab.evidence.migrations import applied, registered
+from lab.evidence.db import POSTGRESQL, Connection
+from lab.evidence.migrations import applied, registered, tables
 
 APPLICATION_ID = 0x4C616231  # "Lab1"
 STORE_FORMAT = 1  # PRAGMA user_version of a store this lab writes
@@ -109,3 +114,32 @@ def newer_features(held: dict[str, int], known: dict[str, int]) -> str | None:
         if feature in known and steps > known[feature]:
             return f"{feature} at step {steps} (this lab knows {known[feature]})"
     return None
+
+
+PG_MARKER = "lab_store"  # the PostgreSQL store's marker table: (application_id, format), one row
+
+
+def inspect_postgres(db: Connection, shown: str) -> bool:
+    """Whether the PostgreSQL schema ``db`` works in holds a lab store (True) or nothing yet (False:
+    no tables); ConfigError, reading only, for another application's tables, another marker, or a
+    store of a newer lab. ``shown`` names the store (its DSN redacted)."""
+    names = tables(db, POSTGRESQL)
+    if not names:
+        return False
+    elsewhere = "point store (or $LAB_STORE) at an empty database or schema, and lab starts a new store there"
+    if PG_MARKER not in names:
+        listed = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+        raise ConfigError(f"not a lab store: the database holds tables of another application ({listed}) and no "
+                          f"{PG_MARKER} marker; lab never changes it. {elsewhere.capitalize()}", source=shown)
+    row = db.execute(f"SELECT application_id, format FROM {PG_MARKER}").fetchone()  # noqa: S608 - a constant name
+    if row is None or int(row[0]) != APPLICATION_ID:
+        found = "no row" if row is None else f"application_id 0x{int(row[0]):08x}"
+        raise ConfigError(f"not a lab store: its {PG_MARKER} marker holds {found}; lab never changes it. {elsewhere}",
+                          source=shown)
+    if int(row[1]) > STORE_FORMAT:
+        raise ConfigError(f"the store was written by a newer lab (store format {int(row[1])}, this lab reads up to "
+                          f"{STORE_FORMAT}); upgrade lab to open it", source=shown)
+    newer = newer_features(applied(db, POSTGRESQL), {s.feature: len(s.steps) for s in registered()})
+    if newer is not None:
+        raise ConfigError(f"the store was written by a newer lab ({newer}); upgrade lab to open it", source=shown)
+    return True

@@ -16,9 +16,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lab.config.store_location import StoreLocation
 from lab.errors import ConfigError, NotFoundError
-from lab.evidence.guard import APPLICATION_ID, STORE_FORMAT, inspect_store
-from lab.evidence.migrations import Schema, Step, applied, apply, register, registered
+from lab.evidence.backends import StoreConnection, backend_for, sqlite_connection
+from lab.evidence.db import SQLITE, Connection, Row
+from lab.evidence.migrations import PG_ROWID, Schema, Step, applied, apply, pg_append_only, register, registered
 from lab.model import (
     Build,
     Campaign,
@@ -31,16 +33,15 @@ from lab.model import (
 )
 from lab.util.clock import now
 
-EVIDENCE = register(Schema("evidence", (
-    Step("""
+CORE_TABLES = """
     CREATE TABLE builds (
         product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
-        artifact TEXT NOT NULL, registered_at TEXT NOT NULL,
+        artifact TEXT NOT NULL, registered_at TEXT NOT NULL{rowid},
         PRIMARY KEY (product, version));
     CREATE TABLE campaigns (
         id TEXT PRIMARY KEY, product TEXT NOT NULL, version TEXT NOT NULL, digest TEXT NOT NULL,
         state TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT,
-        sandboxes TEXT NOT NULL, suites TEXT NOT NULL, lab_path TEXT NOT NULL);
+        sandboxes TEXT NOT NULL, suites TEXT NOT NULL, lab_path TEXT NOT NULL{rowid});
     CREATE TABLE cells (
         campaign_id TEXT NOT NULL REFERENCES campaigns(id), sandbox TEXT NOT NULL, suite TEXT NOT NULL,
         state TEXT NOT NULL, started_at TEXT, finished_at TEXT,
@@ -48,7 +49,7 @@ EVIDENCE = register(Schema("evidence", (
     CREATE TABLE results (
         campaign_id TEXT NOT NULL, sandbox TEXT NOT NULL, suite TEXT NOT NULL, check_id TEXT NOT NULL,
         status TEXT NOT NULL, message TEXT NOT NULL, evidence TEXT NOT NULL,
-        duration_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL, attempts INTEGER NOT NULL{rowid},
         PRIMARY KEY (campaign_id, sandbox, suite, check_id),
         FOREIGN KEY (campaign_id, sandbox, suite) REFERENCES cells(campaign_id, sandbox, suite));
     CREATE TABLE steps (
@@ -56,24 +57,28 @@ EVIDENCE = register(Schema("evidence", (
         ok INTEGER NOT NULL, infrastructure_error INTEGER NOT NULL, detail TEXT NOT NULL,
         deployed_digest TEXT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
         PRIMARY KEY (campaign_id, sandbox, step));
-    """, legacy=1),
-    # the hash-chained, append-only audit log (lab/evidence/audit.py)
-    Step("""
+    """
+AUDIT_TABLES = """
     CREATE TABLE audit (
         seq INTEGER PRIMARY KEY, time TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
         payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
     CREATE TABLE audit_head (
         id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+    """
+EVIDENCE = register(Schema("evidence", (
+    Step(CORE_TABLES.format(rowid=""), legacy=1, postgresql=CORE_TABLES.format(rowid=", " + PG_ROWID)),
+    # the hash-chained, append-only audit log (lab/evidence/audit.py)
+    Step(AUDIT_TABLES + """
     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    """, legacy=2),
+    """, legacy=2, postgresql=AUDIT_TABLES + pg_append_only("audit", "the audit log is append-only")),
 )))
 """The evidence core's tables; other features' tables live beside their records (``lab.evidence.migrations``)."""
 
 
-CampaignAudit = Callable[[sqlite3.Connection, Campaign], object]
+CampaignAudit = Callable[[Connection, Campaign], object]
 """Appends a campaign event's audit entry inside the transaction that records the event, given the
 campaign as it stands after the change (``lab.evidence.audit.append_campaign_event``)."""
 
@@ -83,62 +88,62 @@ def new_campaign_id() -> str:
 
 
 class Store:
-    """The lab's SQLite store. Safe to share between the campaign's worker threads."""
+    """The lab's store: SQLite (the default) or PostgreSQL. Safe to share between the campaign's worker threads."""
 
-    def __init__(self, path: Path, *, lazy: bool = False) -> None:
-        """Open the store at ``path`` (ConfigError, touching nothing, when it is not a lab store:
-        ``lab.evidence.guard``). With ``lazy``, an absent store is not created until the first write:
-        until then reads see an empty store, so a command that only reads, or fails, leaves no file."""
-        self.path = path
+    def __init__(self, where: Path | StoreLocation, *, lazy: bool = False) -> None:
+        """Open the store at ``where`` (an SQLite file's path, or a ``StoreLocation``): ConfigError,
+        touching nothing, when it is not a lab store (``lab.evidence.guard``). With ``lazy``, an absent
+        store is not created until the first write: until then reads see an empty store, so a command
+        that only reads, or fails, leaves no file (and no table) behind."""
+        self.location = where if isinstance(where, StoreLocation) else StoreLocation(path=where)
+        self.path = self.location.path
+        self._backend = backend_for(self.location)
         self._lock = threading.RLock()
         self._ensured: set[str] = set()
-        exists = inspect_store(path)
+        exists = self._backend.inspect()
         self._pending = lazy and not exists
+        self.dialect = SQLITE if self._pending else self._backend.dialect
         if not self._pending:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = self._connect(":memory:" if self._pending else path)
+            self._backend.prepare()
+        self._db: StoreConnection = sqlite_connection(":memory:") if self._pending else self._backend.connect()
+        self._opened()
+
+    def _opened(self) -> None:
+        """Mark the store (unless still pending) and bring every registered schema up to date."""
+        unusable: tuple[type[Exception], ...] = (sqlite3.DatabaseError, *self._backend.errors)
         try:
             if not self._pending:
-                self._mark()
+                self._backend.mark(self._db)
             self._ensure_all(registered())
-        except sqlite3.DatabaseError as exc:
+        except unusable as exc:
             self._db.close()
-            raise ConfigError(f"the store cannot be used ({exc}); restore it from a backup, or move it aside and lab "
-                              "starts a new one", source=str(path)) from None
+            raise ConfigError(f"the store cannot be used ({self.location.scrub(str(exc))}); restore it from a backup, "
+                              "or move it aside and lab starts a new one", source=self.location.shown) from None
 
-    @staticmethod
-    def _connect(target: Path | str) -> sqlite3.Connection:
-        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
-
-    def _mark(self) -> None:
-        """Settings of every connection to the file, and the marker that makes it a lab store."""
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        if self._db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
-            self._db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self._db.execute(f"PRAGMA user_version = {STORE_FORMAT}")
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``: where the store lives (a lazy store not yet made says so too)."""
+        return self._backend.dialect
 
     def _materialise(self) -> None:
-        """The first write of a lazy store: make the file now, with every schema ensured so far."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        inspect_store(self.path)
-        memory, self._db = self._db, self._connect(self.path)
+        """The first write of a lazy store: make it now, with every schema ensured so far."""
+        self._backend.prepare()
+        self._backend.inspect()
+        memory, self._db = self._db, self._backend.connect()
         memory.close()
         self._pending = False
-        self._mark()
+        self.dialect = self._backend.dialect
         self._ensured = set()
-        self._ensure_all(registered())
+        self._opened()
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic, committed unit of work (BEGIN IMMEDIATE ... COMMIT); a lazy store is made on the first."""
+    def transaction(self) -> Iterator[Connection]:
+        """One atomic, committed unit of work, its writer the only one until it ends (SQLite's BEGIN
+        IMMEDIATE; PostgreSQL's advisory transaction lock); a lazy store is made on the first."""
         with self._lock:
             if self._pending:
                 self._materialise()
@@ -146,15 +151,28 @@ class Store:
                 yield db
 
     @contextmanager
-    def _begin(self) -> Iterator[sqlite3.Connection]:
+    def _begin(self, statements: tuple[str, ...] | None = None) -> Iterator[Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            for statement in statements or (self._backend.begin if not self._pending else ("BEGIN IMMEDIATE",)):
+                self._db.execute(statement)
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """The connection, for reads only, in a transaction that sees one snapshot of the store
+        (what other writers commit meanwhile is not seen half)."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
+            with self._begin((self._backend.snapshot if not self._pending else "BEGIN",)) as db:
+                yield db
 
     def ensure(self, schema: Schema) -> None:
         """Make sure ``schema``'s tables are up to date (every registered schema is, once the store
@@ -164,7 +182,7 @@ class Store:
             if schema.feature in self._ensured:
                 return
             if self._db.in_transaction:  # the caller's transaction may still roll back: check again next time
-                apply(self._db, schema)
+                apply(self._db, schema, self.dialect)
                 return
             self._ensure_all((schema,))
 
@@ -172,15 +190,15 @@ class Store:
         """Apply the steps ``schemas`` lack in one write transaction, and none when nothing is
         missing (opening a store to read it takes no write lock)."""
         with self._lock:
-            held = applied(self._db)
+            held = applied(self._db, self.dialect)
             if any(held.get(s.feature, 0) < len(s.steps) for s in schemas):
                 with self._begin() as db:
                     for schema in schemas:
-                        apply(db, schema)
+                        apply(db, schema, self.dialect)
             self._ensured.update(s.feature for s in schemas)
 
     @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> Iterator[Connection]:
         """The connection, for reads only, under the store's lock (inside a transaction, if one is open)."""
         with self._lock:
             yield self._db
@@ -188,7 +206,7 @@ class Store:
     def schema_steps(self) -> dict[str, int]:
         """How many migration steps of each feature's schema the store holds."""
         with self._lock:
-            return applied(self._db)
+            return applied(self._db, self.dialect)
 
     # --- builds -------------------------------------------------------------------------------
 
@@ -211,8 +229,11 @@ class Store:
         """Every registered build of ``product`` (default: of every product, by product), in the
         order they were registered (the last one last)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM builds WHERE ? IS NULL OR product = ? "
-                                    "ORDER BY product, registered_at, rowid", (product, product)).fetchall()
+            if product is None:
+                rows = self._db.execute("SELECT * FROM builds ORDER BY product, registered_at, rowid").fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM builds WHERE product = ? ORDER BY registered_at, rowid",
+                                        (product,)).fetchall()
         return [build_from_row(r) for r in rows]
 
     # --- campaigns ----------------------------------------------------------------------------
@@ -236,7 +257,7 @@ class Store:
             )
             return self._audited(db, campaign_id, audit)
 
-    def _audited(self, db: sqlite3.Connection, campaign_id: str, audit: CampaignAudit | None) -> Campaign:
+    def _audited(self, db: Connection, campaign_id: str, audit: CampaignAudit | None) -> Campaign:
         """The campaign as ``db``'s open transaction sees it, after ``audit`` (if any) appended its entry there."""
         campaign = self.campaign(campaign_id)
         if audit is not None:
@@ -327,7 +348,10 @@ class Store:
     def record_step(self, step: StepRecord) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (campaign_id, sandbox, step) DO UPDATE SET "
+                "ok=excluded.ok, infrastructure_error=excluded.infrastructure_error, detail=excluded.detail, "
+                "deployed_digest=excluded.deployed_digest, started_at=excluded.started_at, "
+                "finished_at=excluded.finished_at",
                 (step.campaign_id, step.sandbox, step.step, int(step.ok), int(step.infrastructure_error),
                  step.detail, step.deployed_digest, step.started_at, step.finished_at),
             )
@@ -340,11 +364,11 @@ class Store:
                            r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
 
 
-def build_from_row(row: sqlite3.Row) -> Build:
+def build_from_row(row: Row) -> Build:
     return Build(row["product"], row["version"], Path(row["artifact"]), row["digest"], row["registered_at"])
 
 
-def campaign_from_row(row: sqlite3.Row) -> Campaign:
+def campaign_from_row(row: Row) -> Campaign:
     return Campaign(row["id"], row["product"], row["version"], row["digest"], CampaignState(row["state"]),
                     row["created_at"], row["finished_at"], tuple(json.loads(row["sandboxes"])),
                     tuple(json.loads(row["suites"])), row["lab_path"])

@@ -78,7 +78,8 @@ def troubled_checks(store: Store, product: str, limit: int = 8) -> list[Troubled
     with store.reading() as db:
         rows = db.execute(
             """SELECT r.suite, r.check_id, COUNT(DISTINCT r.campaign_id) AS campaigns,
-                       SUM(r.status IN ('fail', 'error')) AS fails, SUM(r.status = 'flaky') AS flaky,
+                       SUM(CASE WHEN r.status IN ('fail', 'error') THEN 1 ELSE 0 END) AS fails,
+                       SUM(CASE WHEN r.status = 'flaky' THEN 1 ELSE 0 END) AS flaky,
                        MAX(c.created_at || ' ' || c.id) AS last
                 FROM results r JOIN campaigns c ON c.id = r.campaign_id
                 WHERE c.product = ? AND r.status IN ('fail', 'error', 'flaky')

@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import json
 import secrets
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 from lab.config.rollout_plan import WavePlan
 from lab.errors import NotFoundError
 from lab.evidence.audit import Note
+from lab.evidence.db import Connection, Row
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
 from lab.model import Build
@@ -299,7 +299,7 @@ class RolloutStore:
                        (state, detail, deployed_digest, dump(health), now(), rollout_id, host))
 
 
-def read(db: sqlite3.Connection, rollout_id: str) -> RolloutRecord:
+def read(db: Connection, rollout_id: str) -> RolloutRecord:
     """The rollout ``rollout_id`` as ``db`` sees it (inside a transaction: with its changes so far)."""
     row = db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
     if row is None:
@@ -310,21 +310,21 @@ def read(db: sqlite3.Connection, rollout_id: str) -> RolloutRecord:
     return rollout_from_rows(row, waves, hosts)
 
 
-def append_all(db: sqlite3.Connection, rollout_id: str, audit: Describe | None) -> None:
+def append_all(db: Connection, rollout_id: str, audit: Describe | None) -> None:
     """Append the entries ``audit`` makes of the rollout as changed so far, in ``db``'s transaction."""
     if audit is not None:
         for note in audit(read(db, rollout_id)):
             note.append_to(db)
 
 
-def cancel_rest(db: sqlite3.Connection, rollout_id: str, after_wave: int) -> None:
+def cancel_rest(db: Connection, rollout_id: str, after_wave: int) -> None:
     db.execute("UPDATE rollout_waves SET state=? WHERE rollout_id=? AND wave>? AND state=?",
                (WaveState.CANCELLED, rollout_id, after_wave, WaveState.PLANNED))
     db.execute("UPDATE rollout_hosts SET state=?, updated_at=? WHERE rollout_id=? AND wave>? AND state=?",
                (HostState.CANCELLED, now(), rollout_id, after_wave, HostState.PLANNED))
 
 
-def set_rollout(db: sqlite3.Connection, rollout_id: str, state: RolloutState, detail: str | None) -> None:
+def set_rollout(db: Connection, rollout_id: str, state: RolloutState, detail: str | None) -> None:
     at = now()
     db.execute("UPDATE rollouts SET state=?, detail=COALESCE(?, detail), updated_at=?, "
                "finished_at=CASE WHEN ? THEN ? ELSE NULL END WHERE id=?",
@@ -342,7 +342,7 @@ def load(text: str | None) -> dict[str, Any] | None:
     return loaded
 
 
-def rollout_from_rows(row: sqlite3.Row, waves: list[sqlite3.Row], hosts: list[sqlite3.Row]) -> RolloutRecord:
+def rollout_from_rows(row: Row, waves: list[Row], hosts: list[Row]) -> RolloutRecord:
     by_wave: dict[int, list[HostRecord]] = {}
     for h in hosts:
         by_wave.setdefault(int(h["wave"]), []).append(HostRecord(
