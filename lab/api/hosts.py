@@ -16,9 +16,9 @@ from lab.api.session import Lab
 from lab.campaign.golden import rebaseline
 from lab.campaign.selftest import HostFacts, run_selftest
 from lab.errors import LabError
+from lab.evidence.leases import holder_of, lease
 from lab.model import Result, SandboxSpec, Status, Suite
 from lab.sandboxes.base import LabSite, Provider
-from lab.sandboxes.lease import current_holder, lease
 from lab.sandboxes.registry import provider_for
 
 UP_STATES = {"running", "ready", "static"}  # static hosts exist outside the lab: nothing to bring up
@@ -123,7 +123,7 @@ def for_each(lab: Lab, names: Sequence[str], lease_timeout: float | None, holder
     outcomes = []
     for spec in selected(lab, names):
         try:
-            with lease(config.state_dir, spec.name, holder, wait):
+            with lease(config, spec.name, holder, wait):
                 outcome = action(provider_of(lab, spec), spec)
         except LabError as exc:
             outcome = SandboxOutcome(spec.name, spec.provider, error=str(exc), exit_code=exc.exit_code)
@@ -215,7 +215,7 @@ def sandbox_list(lab: Lab, names: Sequence[str] = ()) -> SandboxRows:
             info = provider_of(lab, spec).describe(spec)
         except LabError as exc:
             info = {"state": "unknown", "where": str(exc)}
-        holder = current_holder(config.state_dir / "leases" / f"{spec.name}.lock")
+        holder = holder_of(config, spec.name)
         rows.append(SandboxRow(spec.name, spec.provider, str(info.get("state", "?")), info.get("port"), holder,
                                info.get("since"), str(info.get("where", "-")), info.get("detail")))
     return SandboxRows(rows)

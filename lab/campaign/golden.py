@@ -18,9 +18,9 @@ from lab.campaign.baseline import PACK_VARIABLE, baseline_vars, goldens_of
 from lab.campaign.batch import HostStep, StepRun, run_step
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, LabError
+from lab.evidence.leases import lease
 from lab.model import SandboxSpec
 from lab.sandboxes.base import Golden, HostHandle, LabSite, Provider
-from lab.sandboxes.lease import lease
 from lab.sandboxes.registry import provider_for
 from lab.util.clock import now
 
@@ -96,7 +96,7 @@ def rebaseline(config: LabConfig, specs: list[SandboxSpec], lease_wait: float, h
     with ExitStack() as leases:
         for spec in specs:
             try:
-                leases.enter_context(lease(config.state_dir, spec.name, holder, lease_wait))
+                leases.enter_context(lease(config, spec.name, holder, lease_wait))
                 provider = provider_of(config, spec)
                 provider.forget_golden(spec, goldens[spec.name])
                 ready[spec.name] = (spec, provider.reset(spec))

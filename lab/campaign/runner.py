@@ -26,10 +26,10 @@ from lab.campaign.golden import goldens_for, install_baseline, provider_of
 from lab.checks.manifest import error_results, run_suite
 from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError, LabError
+from lab.evidence.leases import lease
 from lab.evidence.store import CampaignAudit, Store
 from lab.model import Build, Campaign, CampaignState, CellState, Result, SandboxSpec, Status, StepRecord
 from lab.sandboxes.base import Golden, HostHandle
-from lab.sandboxes.lease import lease
 from lab.transports.base import transport_for
 from lab.util.clock import now
 
@@ -175,7 +175,7 @@ class CampaignRunner:
     def take_lease(self, campaign: Campaign, spec: SandboxSpec, leases: ExitStack) -> bool:
         """Hold the sandbox's lease for the rest of the campaign run; False (recorded) if it cannot be had."""
         try:
-            leases.enter_context(lease(self.config.state_dir, spec.name, f"campaign {campaign.id}",
+            leases.enter_context(lease(self.config, spec.name, f"campaign {campaign.id}",
                                        self.config.timeouts.lease))
         except LabError as exc:
             self.step(campaign, spec.name, "lease", now(), False, True, str(exc), None)

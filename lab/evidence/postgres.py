@@ -151,14 +151,15 @@ def psycopg_module() -> Any:
     return psycopg
 
 
-def connect(location: StoreLocation, purpose: str = "store") -> PgConnection:
-    """A new autocommit connection to the PostgreSQL store at ``location``; InfrastructureError (the
-    DSN redacted) when the server cannot be reached or refuses us."""
+def connect(location: StoreLocation, application_name: str = "lab store") -> PgConnection:
+    """A new autocommit connection to the PostgreSQL store at ``location``, the session named
+    ``application_name`` (up to 63 characters); InfrastructureError (the DSN redacted) when the
+    server cannot be reached or refuses us."""
     psycopg = psycopg_module()
     assert location.dsn is not None
     try:
         raw = psycopg.connect(location.dsn, autocommit=True, row_factory=pg_rows, connect_timeout=CONNECT_TIMEOUT,
-                              application_name=f"lab {purpose}"[:63])
+                              application_name=application_name[:63])
     except psycopg.Error as exc:
         raise InfrastructureError(f"cannot connect to the PostgreSQL store {location.shown}: "
                                   f"{location.scrub(str(exc).strip())}; check that the server runs and the DSN, "

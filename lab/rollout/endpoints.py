@@ -30,9 +30,9 @@ from lab.campaign.baseline import baseline_vars
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import RolloutSettings
 from lab.errors import ConfigError, InfrastructureError
+from lab.evidence.leases import holder_of, lease
 from lab.model import SandboxSpec
 from lab.sandboxes.base import PRODUCTION, HostHandle, LabSite, Provider
-from lab.sandboxes.lease import current_holder, lease
 from lab.sandboxes.registry import provider_for, provider_names
 from lab.util.atomic import write_text
 
@@ -123,9 +123,9 @@ def production_lease(config: LabConfig, holder: str, timeout: float = 2.0) -> It
     naming the current holder when another process has it."""
     held = ExitStack()
     try:
-        held.enter_context(lease(config.state_dir, LEASE, holder, timeout))
+        held.enter_context(lease(config, LEASE, holder, timeout))
     except InfrastructureError:
-        holder_now = current_holder(config.state_dir / "leases" / f"{LEASE}.lock") or "another lab process"
+        holder_now = holder_of(config, LEASE) or "another lab process"
         raise InfrastructureError(f"production is busy: {holder_now} holds it. Wait for it to finish (a killed "
                                   "process lets go at once)") from None
     with held:

@@ -32,17 +32,20 @@ def lease(state_dir: Path, sandbox: str, holder: str, timeout: float) -> Iterato
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise InfrastructureError(
-                        f"sandbox {sandbox} is held by {current_holder(path) or 'another campaign'}; "
-                        f"waited {timeout:.0f}s. Wait for it to finish, or wait longer: timeouts: lease: (seconds) in "
-                        "lab.yml; the lab sandbox commands also take --lease-timeout"
-                    ) from None
+                    raise InfrastructureError(held_by(sandbox, current_holder(path), timeout)) from None
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def held_by(sandbox: str, holder: str | None, timeout: float) -> str:
+    """The message for a lease on ``sandbox`` that ``holder`` kept for all of ``timeout`` seconds."""
+    return (f"sandbox {sandbox} is held by {holder or 'another campaign'}; waited {timeout:.0f}s. Wait for it to "
+            "finish, or wait longer: timeouts: lease: (seconds) in lab.yml; the lab sandbox commands also take "
+            "--lease-timeout")
 
 
 def current_holder(path: Path) -> str | None:

@@ -1,0 +1,129 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb into a temporary directory, listening only on
+a unix socket there (no TCP at all), fsync off, stopped when the session ends.
+
+PostgreSQL refuses to run as root, so as root the cluster runs as the ``postgres`` user Debian's
+package makes (``runuser -u postgres``). Each test gets a database of its own (``fresh_dsn``), so
+xdist workers, each with its own cluster, never meet. When PostgreSQL cannot be started the
+fixture skips saying why and how to get it; it never passes silently.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lab.config.store_location import StoreLocation
+from lab.evidence.store import Store
+
+HOW = "install it with `apt-get install postgresql` (as root; .ci/run does), then run the tests again"
+
+
+@dataclass
+class Cluster:
+    """A running cluster: its socket directory and superuser."""
+
+    socket_dir: Path
+    user: str
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{self.user}@/{database}?host={self.socket_dir}"
+
+    def create_database(self) -> str:
+        """A new, empty database; its DSN."""
+        import psycopg
+
+        name = f"lab_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.dsn(), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+
+def bin_dir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    return Path(found[0]).parent if found else None
+
+
+def as_user(user: str | None, argv: list[str]) -> list[str]:
+    return ["runuser", "-u", user, "--", *argv] if user else argv
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One cluster per test process (per xdist worker), started on first use."""
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'lab[postgresql]'")
+    binaries = bin_dir()
+    if binaries is None:
+        pytest.skip(f"PostgreSQL's server (initdb) is not installed; {HOW}")
+    run_as = None
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip(f"PostgreSQL refuses to run as root and there is no postgres user; {HOW}")
+        run_as = "postgres"
+    user = run_as or pwd.getpwuid(os.geteuid()).pw_name
+    root = Path(tempfile.mkdtemp(prefix="lab-pg-"))
+    if run_as:
+        shutil.chown(root, run_as)
+    data, sockets = root / "data", root / "run"
+    sockets.mkdir()
+    if run_as:
+        shutil.chown(sockets, run_as)
+    try:
+        subprocess.run(as_user(run_as, [str(binaries / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
+                                        "--no-sync", "-E", "UTF8", "--locale=C"]),
+                       check=True, capture_output=True, timeout=120)
+        options = f"-c listen_addresses='' -c unix_socket_directories={sockets} -c fsync=off " \
+                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
+        subprocess.run(as_user(run_as, [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                                        str(root / "log"), "-w", "-t", "60", "start"]),
+                       check=True, capture_output=True, timeout=90)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        log = (root / "log").read_text(errors="replace")[-2000:] if (root / "log").exists() else ""
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.skip(f"PostgreSQL could not be started here ({exc}; {log.strip()}); {HOW}")
+    try:
+        yield Cluster(sockets, user)
+    finally:
+        subprocess.run(as_user(run_as, [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Backend:
+    """Where a contract test's store lives: ``location`` to open it (``Store(backend.location)``)."""
+
+    name: str
+    location: StoreLocation
+    cluster: Cluster | None = None
+    opened: list[Store] = field(default_factory=list)
+
+    def open(self) -> Store:
+        """The store, opened anew (closed at the test's end)."""
+        store = Store(self.location)
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each contract test twice: on an SQLite file, and on an empty database of the PostgreSQL cluster."""
+    if request.param == "sqlite":
+        backend = Backend("sqlite", StoreLocation(path=tmp_path / "lab.sqlite3"))
+    else:
+        cluster: Cluster = request.getfixturevalue("postgres_cluster")
+        backend = Backend("postgresql", StoreLocation(dsn=cluster.create_database()), cluster)
+    yield backend
+    for store in backend.opened:
+        store.close()
