@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from lab.errors import ConfigError
 
 SCHEMES = ("postgresql", "postgres")
 HIDDEN = "***"
 SECRET_KEYS = frozenset({"password", "sslpassword"})
-_KEYWORD_SECRET = re.compile(r"\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_KEYWORD_SECRET = re.compile(r"\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class StoreLocation:
 
 def redact(text: str) -> str:
     """``text`` with the password of every PostgreSQL URL and ``password=`` keyword in it replaced by ``***``."""
-    text = re.sub(r"\bpostgres(?:ql)?://[^\s'\"]*", lambda m: redact_url(m.group(0)), text)
+    text = re.sub(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"]*", lambda m: redact_url(m.group(0)), text)
     return _KEYWORD_SECRET.sub(lambda m: m.group(1) + HIDDEN, text)
 
 
@@ -66,8 +66,8 @@ def redact_url(url: str) -> str:
             userinfo, _, hosts = netloc.rpartition("@")
             user, colon, _ = userinfo.partition(":")
             netloc = f"{user}{':' + HIDDEN if colon else ''}@{hosts}"
-        query = [(k, HIDDEN if k.lower() in SECRET_KEYS else v) for k, v in parse_qsl(parts.query, True)]
-        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="*/"), parts.fragment))
+        query = re.sub(r"((?:^|&)(?:ssl)?password=)[^&]*", rf"\1{HIDDEN}", parts.query, flags=re.IGNORECASE)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return f"{url.partition(':')[0]}://{HIDDEN}"
 
@@ -78,7 +78,7 @@ def secrets_of(dsn: str) -> list[str]:
     try:
         parts = urlsplit(dsn)
         if parts.password:
-            found.update({parts.password, quote(parts.password, safe="")})
+            found.update({parts.password, unquote(parts.password), quote(parts.password, safe="")})
             userinfo = parts.netloc.rpartition("@")[0]
             found.add(userinfo.partition(":")[2])
         found.update(v for k, v in parse_qsl(parts.query, True) if k.lower() in SECRET_KEYS and v)
@@ -101,9 +101,11 @@ def store_location(configured: str | None, from_env: str | None, state_dir: Path
         return StoreLocation(path=state_dir / "lab.sqlite3")
     scheme = raw.partition("://")[0].lower() if "://" in raw else ""
     if scheme not in SCHEMES:
-        raise ConfigError(f"store {redact(raw)!r} is not a PostgreSQL URL; write postgresql://USER@HOST:PORT/DATABASE "
-                          "(the password in ~/.pgpass or $PGPASSWORD), or leave store out for the embedded SQLite "
-                          "store in state_dir", source=origin, line=line)
+        begins = f"it begins {scheme[:20]!r}://" if scheme else "it has no scheme://"
+        raise ConfigError(f"store is not a PostgreSQL URL ({begins}; the value is not shown, it may hold a "
+                          "password); write postgresql://USER@HOST:PORT/DATABASE (the password in ~/.pgpass or "
+                          "$PGPASSWORD), or leave store out for the embedded SQLite store in state_dir",
+                          source=origin, line=line)
     try:
         urlsplit(raw).port  # noqa: B018 - a port that is not a number raises here, not deep in libpq
     except ValueError as exc:
