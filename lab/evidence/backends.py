@@ -15,6 +15,7 @@ from typing import Protocol
 from lab.config.store_location import StoreLocation
 from lab.evidence.db import POSTGRESQL, SQLITE, Connection
 from lab.evidence.guard import APPLICATION_ID, PG_MARKER, STORE_FORMAT, inspect_postgres, inspect_store
+from lab.evidence.postgres import WRITER_LOCK, StoreError, connect
 
 
 class StoreConnection(Connection, Protocol):
@@ -92,8 +93,6 @@ class PostgresBackend:
     snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, location: StoreLocation) -> None:
-        from lab.evidence.postgres import WRITER_LOCK, StoreError
-
         self.location = location
         self.begin: tuple[str, ...] = ("BEGIN", "SELECT pg_advisory_xact_lock({}, {})".format(*WRITER_LOCK))
         self.errors: tuple[type[Exception], ...] = (StoreError,)
@@ -109,8 +108,6 @@ class PostgresBackend:
         return None
 
     def connect(self) -> StoreConnection:
-        from lab.evidence.postgres import connect
-
         return connect(self.location)
 
     def mark(self, db: StoreConnection) -> None:
