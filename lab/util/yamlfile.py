@@ -12,13 +12,14 @@ import datetime
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLFutureWarning, YAMLWarning
 from ruamel.yaml.events import (
     AliasEvent,
     CollectionEndEvent,
@@ -98,7 +99,12 @@ def load_yaml(path: Path, limits: Limits = DEFAULT_LIMITS) -> Any:
     yaml.allow_duplicate_keys = False
     try:
         check_events(yaml.parse(text), limits, path)
-        return yaml.load(text)
+        with warnings.catch_warnings():  # what ruamel only warns about is refused too, never printed or raised raw
+            warnings.simplefilter("error", YAMLWarning)
+            warnings.simplefilter("error", YAMLFutureWarning)
+            return yaml.load(text)
+    except (YAMLWarning, YAMLFutureWarning) as exc:
+        raise ConfigError(f"questionable YAML: {' '.join(str(exc).split())}; fix it", source=str(path)) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -131,8 +137,10 @@ def impossible_date(text: str) -> tuple[int | None, str | None]:
 
 def check_events(events: Iterable[Event], limits: Limits, path: Path) -> None:
     """Walk the parser's events once, without building anything: one document, known tags only,
-    at most ``max_aliases`` aliases, ``max_depth`` levels and ``max_nodes`` nodes once expanded."""
+    at most ``max_aliases`` aliases, ``max_depth`` levels and ``max_nodes`` nodes once expanded, and
+    each anchor defined once (a second ``&name`` would silently change what later ``*name`` mean)."""
     sizes: dict[str, int] = {}  # anchor -> nodes it expands to
+    defined: dict[str, int] = {}  # anchor -> the line it is defined on
     stack: list[tuple[Any, int]] = []  # (anchor, total when it opened) per open collection
     documents = aliases = total = 0
 
@@ -148,6 +156,12 @@ def check_events(events: Iterable[Event], limits: Limits, path: Path) -> None:
         tag = getattr(event, "tag", None)
         if isinstance(event, NodeEvent) and tag is not None and str(tag) not in ALLOWED_TAGS:
             raise refuse(f"YAML tag {tag!s} is not allowed (lab reads plain data only); remove the tag", event)
+        if isinstance(event, ScalarEvent | CollectionStartEvent) and event.anchor is not None:
+            anchor, line = str(event.anchor), event.start_mark.line + 1 if event.start_mark is not None else 0
+            if anchor in defined:
+                raise refuse(f"YAML anchor &{anchor} is defined again (first on line {defined[anchor]}); give each "
+                             "anchor its own name", event)
+            defined[anchor] = line
         if isinstance(event, AliasEvent):
             aliases += 1
             if aliases > limits.max_aliases:
