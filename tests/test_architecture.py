@@ -17,7 +17,7 @@ import grimp
 ROOT = Path(__file__).resolve().parents[1]
 LAB = ROOT / "lab"
 CONTRACTS = ("lab's packages import only downwards", "no import cycle between the modules of any package of lab")
-MAX_TOP_LEVEL = 16  # the issue says "about 12"; errors, model, api and util are small shared foundations
+MAX_TOP_LEVEL = 17  # the issue says "about 12"; errors, model, api, util: small shared foundations; executors: issue 16
 
 
 def lab_graph() -> grimp.ImportGraph:

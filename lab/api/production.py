@@ -10,6 +10,7 @@ from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import registered_build, verified_build
 from lab.config.rollout_plan import load_rollout_settings
 from lab.errors import NotFoundError
+from lab.executors.select import executor_for
 from lab.model import Build
 from lab.rollout.endpoints import ProvisionOutcome, describe, endpoints, halt_hosts, provision, teardown
 from lab.rollout.engine import EventHandler, RolloutRunner, outcome_code
@@ -51,7 +52,8 @@ class ProductionStopped:
 
 
 def runner_of(lab: Lab, now: datetime | None, events: EventHandler | None) -> RolloutRunner:
-    return RolloutRunner(lab.config, lab.store, load_rollout_settings(lab.config), events, clock=lambda: instant(now))
+    return RolloutRunner(lab.config, lab.store, load_rollout_settings(lab.config), events, clock=lambda: instant(now),
+                         executor=executor_for(lab.config.executor, lab.store))
 
 
 def rolled(lab: Lab, record: RolloutRecord, build: Build, now: datetime | None) -> RolloutOutcome:

@@ -21,7 +21,8 @@ class Lab:
     or ``./lab.yml``); ``provider`` runs every sandbox on that provider whatever the inventory says;
     ``allowed_signers`` verifies approvals against that file instead of the agreement's (recorded as
     an override wherever a decision is); ``vault_ids`` / ``vault_password_files`` name the Ansible
-    vault secrets (files, never passwords) that the inventory and every playbook run are given.
+    vault secrets (files, never passwords) that the inventory and every playbook run are given;
+    ``executor`` names the executor kind over lab.yml's (``inprocess`` or ``celery``).
 
     Nothing is read until a use case needs it: ``config`` loads and validates the lab (ConfigError
     naming file:line on the first problem), ``store`` opens its store (SQLite or PostgreSQL). ``close()`` (or leaving
@@ -33,13 +34,14 @@ class Lab:
     allowed_signers: Path | None = None
     vault_ids: tuple[str, ...] = ()
     vault_password_files: tuple[str, ...] = ()
+    executor: str | None = None
     _store: Store | None = field(default=None, repr=False)
 
     @cached_property
     def config(self) -> LabConfig:
         """The lab's validated configuration, loaded on first use."""
         return load_lab(find_lab_file(self.path), self.provider, self.allowed_signers, self.vault_ids,
-                        self.vault_password_files)
+                        self.vault_password_files, self.executor)
 
     @property
     def store(self) -> Store:

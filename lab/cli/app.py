@@ -16,6 +16,7 @@ from lab.cli.cmd_promote import gate, promote
 from lab.cli.cmd_rollout import rollout
 from lab.cli.cmd_sandbox import sandbox
 from lab.cli.cmd_selftest import selftest
+from lab.cli.cmd_worker import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,10 +35,13 @@ from lab.cli.cmd_selftest import selftest
 @click.option("--vault-password-file", "vault_password_files", multiple=True, metavar="FILE",
               help="An Ansible vault password file, as ansible-playbook takes it; repeatable. "
                    "$ANSIBLE_VAULT_PASSWORD_FILE and ansible.cfg's vault settings work too.")
+@click.option("--executor", type=click.Choice(api.EXECUTOR_KINDS), envvar="LAB_EXECUTOR",
+              help="Run campaign cells and rollout shards in this process (inprocess) or on zone workers "
+                   "(celery, as lab.yml's executor section sets it up). Default: lab.yml's, else inprocess.")
 @click.version_option(__version__, prog_name="lab")
 @click.pass_context
 def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_signers: Path | None,
-        vault_ids: tuple[str, ...], vault_password_files: tuple[str, ...]) -> None:
+        vault_ids: tuple[str, ...], vault_password_files: tuple[str, ...], executor: str | None) -> None:
     """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
 
     \b
@@ -47,12 +51,12 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    session = api.Lab(lab_path, provider, allowed_signers, vault_ids, vault_password_files)
+    session = api.Lab(lab_path, provider, allowed_signers, vault_ids, vault_password_files, executor)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
 
 COMMANDS = (init, validate, build, run, resume, list_campaigns, show, report, gate, approve, waive, promote,
-            audit_group, evidence_group, sandbox, selftest, rollout, production)
+            audit_group, evidence_group, sandbox, selftest, rollout, production, worker)
 for command in COMMANDS:
     cli.add_command(command)

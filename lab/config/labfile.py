@@ -18,6 +18,7 @@ from lab.checks.types.linux import CHECK_TYPES, COMMON_FIELDS
 from lab.checks.types.windows import WINDOWS_CHECK_TYPES, case_clashes
 from lab.config.agreement import load_agreement
 from lab.config.allowed_signers import override_signers
+from lab.config.executor import DEFAULT_EXECUTOR, ExecutorSettings, executor_settings
 from lab.config.hostvars import check_host_variables
 from lab.config.inventory import Inventory, load_inventory
 from lab.config.paths import Confinement, Kind
@@ -65,6 +66,7 @@ class LabConfig:
     confinement: Confinement
     limits: Limits
     store: StoreLocation  # SQLite in state_dir, or PostgreSQL (lab.yml's store:, $LAB_STORE)
+    executor: ExecutorSettings = DEFAULT_EXECUTOR
 
     def build_spec(self, ref: str) -> BuildSpec:
         """The build named ``product@version``; NotFoundError listing what exists otherwise."""
@@ -134,7 +136,8 @@ def limits_of(raw: dict[str, Any]) -> Limits:
 
 
 def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | None = None,
-             vault_ids: tuple[str, ...] = (), vault_password_files: tuple[str, ...] = ()) -> LabConfig:
+             vault_ids: tuple[str, ...] = (), vault_password_files: tuple[str, ...] = (),
+             executor: str | None = None) -> LabConfig:
     """Load ``path`` and everything it refers to; raise ConfigError on the first problem found.
 
     The inventory is resolved by Ansible with the ansible.cfg found from the lab's directory and
@@ -196,6 +199,7 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         limits=limits,
         store=store_location(raw.get("store"), os.environ.get("LAB_STORE"), state_dir, path,
                              line_of(data, ["store"])),
+        executor=executor_settings(raw.get("executor"), executor, root, path, data),
     )
 
 

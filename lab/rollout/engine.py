@@ -31,6 +31,7 @@ from lab.decision.schedule import window_clause
 from lab.errors import ConfigError, GateBlocked, InfrastructureError, NotFoundError
 from lab.evidence.audit import Note
 from lab.evidence.store import Store
+from lab.executors.base import HERE, Executor, Outcome, Task
 from lab.model import Build, ClauseOutcome
 from lab.rollout.audit import (
     ended,
@@ -42,6 +43,7 @@ from lab.rollout.audit import (
     wave_started,
     window_closed,
 )
+from lab.rollout.dispatch import ShardPlanner, finished
 from lab.rollout.endpoints import Endpoint, endpoint, endpoints, production_lease, require_provisioned
 from lab.rollout.health import HostHealth, check_hosts
 from lab.rollout.records import (
@@ -53,6 +55,7 @@ from lab.rollout.records import (
     WaveRecord,
     WaveState,
 )
+from lab.rollout.shards import health_of, unreached
 
 FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
 RESTORED = (HostState.ROLLED_BACK, HostState.ROLLBACK_FAILED)
@@ -93,8 +96,9 @@ class RolloutRunner:
 
     def __init__(self, config: LabConfig, store: Store, settings: RolloutSettings,
                  events: EventHandler | None = None, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), executor: Executor = HERE) -> None:
         self.config = config
+        self.executor = executor  # where shards run: here (threads) or on zone workers
         self.store = store
         self.settings = settings
         self.rollouts = RolloutStore(store)
@@ -152,6 +156,7 @@ class RolloutRunner:
             record = self.unfinished_of(build)
             self.rollouts.set_rollout(record.id, RolloutState.ABORTING, WHY_ABORTED,
                                       audit=lambda _: [found_at("rollout-abort", record)])
+            self.executor.halt(record.id)
             return self.execute(record.id, build, wait=False)
 
     def unfinished_of(self, build: Build) -> RolloutRecord:
@@ -264,12 +269,29 @@ class RolloutRunner:
         """Deploy the wave in shards of ``forks`` hosts, one playbook run each, streamed: the health
         suite of a shard's deployed hosts runs while the next shard deploys. Each host's deploy and
         health are recorded as they are known; after a crash, hosts still ``deploying`` are deployed
-        again (the install is idempotent) and deployed ones not yet judged are checked."""
-        product = self.config.products[build.product]
+        again (the install is idempotent) and deployed ones not yet judged are checked. The shards
+        run here or on zone workers, as the executor says (``lab.rollout.dispatch``)."""
         names = [h.host for h in wave.hosts if h.state is HostState.DEPLOYING]
         unjudged = [h.host for h in wave.hosts if h.state is HostState.DEPLOYED]
         self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s) in shards of at most "
                   f"{self.settings.forks}: {', '.join(names)}", len(wave.hosts))
+        tasks = ShardPlanner(self.config, self.settings, self.executor, self.store,
+                             lambda host: self.previous_vars(record, wave, host), record, wave,
+                             build).tasks(names, unjudged) if self.executor.remote else []
+        self.executor.run(tasks, lambda: self.deploy_here(record, wave, build, names, unjudged),
+                          lambda task, outcome: self.record_shard(record, wave, build, task, outcome))
+        after = self.rollouts.get(record.id).wave(wave.index)
+        deployed = sum(1 for h in after.hosts if h.state not in (HostState.DEPLOYING, HostState.DEPLOY_FAILED))
+        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING,
+                               f"deployed to {deployed} of {len(after.hosts)}")
+        self.emit(record, wave.index, "deploy", deployed == len(after.hosts),
+                  f"deployed to {deployed} of {len(after.hosts)}")
+
+    def deploy_here(self, record: RolloutRecord, wave: WaveRecord, build: Build, names: list[str],
+                    unjudged: list[str]) -> None:
+        """The wave's shards in this process: deployed one after another, each shard's health
+        checked in threads while the next deploys."""
+        product = self.config.products[build.product]
         extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
                      "lab_product": build.product, "lab_version": build.version,
                      "lab_rollout": f"rollout={record.id} wave={wave.index}"}
@@ -283,12 +305,26 @@ class RolloutRunner:
                     self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
                                            outcome.detail(host), deployed_digest=build.digest if ok else None)
                 health.check([host for host in shard if outcome.host_ok(host)])
-        after = self.rollouts.get(record.id).wave(wave.index)
-        deployed = sum(1 for h in after.hosts if h.state not in (HostState.DEPLOYING, HostState.DEPLOY_FAILED))
-        self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING,
-                               f"deployed to {deployed} of {len(after.hosts)}")
-        self.emit(record, wave.index, "deploy", deployed == len(after.hosts),
-                  f"deployed to {deployed} of {len(after.hosts)}")
+
+    def record_shard(self, record: RolloutRecord, wave: WaveRecord, build: Build, task: Task,
+                     outcome: Outcome) -> None:
+        """A shard's outcome from a worker, recorded as ``deploy_here`` records its own: each host's
+        deploy, then its health; InfrastructureError (wave left as it is, for ``resume``) when its
+        playbook reached none of its hosts. A shard a halt stopped before it began changes nothing."""
+        if outcome.get("halted"):
+            return
+        if "infrastructure" in outcome:
+            detail = str(outcome["infrastructure"])
+            self.rollouts.set_wave(record.id, wave.index, wave.state, f"deploy: {detail}")
+            raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
+                                      f"resume {record.build_ref}` (or `lab rollout abort`)")
+        for host, item in outcome["deployed"].items():
+            ok = bool(item["ok"])
+            self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
+                                   str(item["detail"]), deployed_digest=build.digest if ok else None)
+        for health in health_of(outcome):
+            self.record_health(record, wave, health)
+        finished(self.store, task)
 
     def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
                  extravars: dict[str, Any]) -> PlaybookOutcome:
@@ -305,8 +341,8 @@ class RolloutRunner:
         except InfrastructureError as exc:
             self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {exc}")
             raise
-        if not any(h in outcome.hosts for h in hosts) or all(outcome.infrastructure_error(h) for h in hosts):
-            detail = outcome.detail(next(iter(hosts)))
+        detail = unreached(outcome, list(hosts))
+        if detail is not None:
             self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
             raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
                                       f"resume {record.build_ref}` (or `lab rollout abort`)")
@@ -349,6 +385,7 @@ class RolloutRunner:
             detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
             self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail, cancel_later=True,
                                    audit=lambda after: [wave_halted(after, wave.index, failed)])
+            self.executor.halt(record.id)
             self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
         elif failed:
             self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK_HOSTS,

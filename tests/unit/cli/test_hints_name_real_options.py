@@ -27,6 +27,8 @@ OTHER_TOOLS = {
     ("sandboxes/namespace/linux.py", "--lazy"),  # umount
     *(("checks/testinfra_suite.py", o) for o in ("--basetemp", "--connection", "--hosts", "--junitxml", "--rootdir",
                                                  "--ssh-config")),  # pytest and pytest-testinfra
+    *(("executors/worker.py", o) for o in ("--concurrency", "--prefetch-multiplier", "--without-gossip",
+                                           "--without-mingle", "--loglevel", "--queues", "--hostname")),  # celery
 }
 
 

@@ -1,0 +1,30 @@
+"""``lab worker``: serve one zone's queue on this machine."""
+
+from __future__ import annotations
+
+from lab.api.session import Lab
+from lab.errors import ConfigError
+from lab.executors.base import Outcome, Task
+from lab.executors.share import fetch
+from lab.executors.worker import serve
+from lab.rollout.shards import SHARD, run_shard
+
+
+def worker(lab: Lab, zone: str) -> None:
+    """Run a worker for ``zone``'s tasks until it is stopped, with this machine's lab (its inventory,
+    secrets and vault): builds come from the artifact share by sha256, checked; the store is never
+    opened (outcomes go back to the controller, which records them). ConfigError when lab.yml has
+    no celery executor section."""
+    config = lab.config
+    settings = config.executor
+    if not settings.remote or settings.share is None:
+        raise ConfigError("`lab worker` serves the celery executor: set executor.kind: celery with its broker, "
+                          "share and key_file in lab.yml", source=str(config.path))
+    share = settings.share
+
+    def shard(task: Task) -> Outcome:
+        build = task.payload["build"]
+        artifact = fetch(share, build["digest"], config.state_dir / "worker" / "artifacts", build["artifact"])
+        return run_shard(config, task.payload, artifact)
+
+    serve(settings, zone, {SHARD: shard})

@@ -1,0 +1,60 @@
+"""Signed task messages: an HMAC-SHA256 envelope over the task, with a key both ends read from a
+file (lab.yml's ``executor.key_file``), never from a message or a command line.
+
+Why not Celery's ``auth`` serializer: it signs with X.509 keys and certificates (a PKI to run,
+and the ``cryptography`` package) where one shared secret per lab, kept like the vault password,
+gives what a worker needs: it runs only a task a holder of the key made, unaltered. The price
+of a symmetric key: any holder (a worker too) could sign; keep the file readable by the lab's
+service accounts only. The envelope binds the task id and kind, so a payload cannot be replayed
+under another id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+from lab.errors import ConfigError
+from lab.executors.base import Task
+
+MIN_KEY_BYTES = 32
+
+
+class Refused(Exception):
+    """A task message that is unsigned, tampered with, or signed with another key."""
+
+
+def read_key(path: Path) -> bytes:
+    """The signing key from ``path``: at least 32 bytes; ConfigError naming the file otherwise."""
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"the executor's key file cannot be read ({exc}); create it with e.g. "
+                          f"`head -c 32 /dev/urandom | base64 > {path}` and chmod 600", source=str(path)) from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ConfigError(f"the executor's key file holds {len(key)} bytes; it needs at least {MIN_KEY_BYTES} "
+                          f"(e.g. `head -c 32 /dev/urandom | base64 > {path}`)", source=str(path))
+    return key
+
+
+def seal(task: Task, key: bytes) -> dict[str, Any]:
+    """The envelope of ``task``: its canonical JSON and the HMAC-SHA256 of it."""
+    body = json.dumps(task.to_json(), sort_keys=True, separators=(",", ":"))
+    return {"body": body, "hmac": hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}
+
+
+def open_envelope(envelope: Any, key: bytes, task_id: str | None) -> Task:
+    """The task in ``envelope`` when its HMAC is right and it names ``task_id``; Refused otherwise."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("body"), str) \
+            or not isinstance(envelope.get("hmac"), str):
+        raise Refused("unsigned task message (no HMAC envelope)")
+    expected = hmac.new(key, envelope["body"].encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, envelope["hmac"]):
+        raise Refused("task message with a wrong HMAC: tampered with, or signed with another key")
+    task = Task.from_json(json.loads(envelope["body"]))
+    if task_id is not None and task.id != task_id:
+        raise Refused(f"signed task {task.id} delivered under another id {task_id}")
+    return task

@@ -1,0 +1,97 @@
+"""A wave's shards as tasks for zone workers: split by zone (each host's ``lab_zone``, default
+``production``), in shards of ``forks`` hosts, each with a deterministic id (uuid5 of
+rollout/wave/shard/attempt) and committed as a dispatch row before it is published.
+
+On resume the tasks of the wave still without a recorded outcome are taken up again under
+their own ids (the executor takes a finished one's outcome, waits for a running one, publishes
+a lost one again); only hosts none of them covers get new shards, in a new attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lab.config.labfile import LabConfig
+from lab.config.rollout_plan import RolloutSettings
+from lab.evidence.store import Store
+from lab.executors.base import PRODUCTION_ZONE, Executor, Task, task_id, zone_of
+from lab.executors.codec import suite_to_json
+from lab.executors.dispatches import Dispatches
+from lab.executors.share import sha256_of
+from lab.model import Build
+from lab.rollout.endpoints import endpoint
+from lab.rollout.records import RolloutRecord, WaveRecord
+from lab.rollout.shards import SHARD
+
+
+def finished(store: Store, task: Task) -> None:
+    """``task``'s outcome is recorded: its dispatch row is done."""
+    Dispatches(store).finish(task.id)
+
+
+class ShardPlanner:
+    """The shard tasks of one wave of one rollout."""
+
+    def __init__(self, config: LabConfig, settings: RolloutSettings, executor: Executor, store: Store,
+                 previous: Callable[[str], dict[str, Any]], record: RolloutRecord, wave: WaveRecord,
+                 build: Build) -> None:
+        self.config = config
+        self.settings = settings
+        self.executor = executor
+        self.previous = previous  # the build a host ran before, as the rollback's variables
+        self.record = record
+        self.wave = wave
+        self.build = build
+        self.scope = f"wave-{wave.index}"
+        self.dispatches = Dispatches(store)
+
+    def tasks(self, deploy: list[str], check: list[str]) -> list[Task]:
+        """The wave's tasks still to be done: those published before without a recorded outcome,
+        then new shards (committed before this returns) for the hosts none of them covers."""
+        reattached = self.dispatches.unfinished(self.record.id, self.scope)
+        covered = {h for t in reattached for h in (*t.payload["deploy"], *t.payload["check"])}
+        deploy = [h for h in deploy if h not in covered]
+        check = [h for h in check if h not in covered]
+        self.executor.share(self.build.artifact, self.build.digest)
+        if not deploy and not check:
+            return reattached
+        attempt = self.dispatches.attempts(self.record.id, self.scope) + 1
+        fresh = [self.task(index, attempt, zone, hosts, checked)
+                 for index, (zone, hosts, checked) in enumerate(self.shards(deploy, check))]
+        self.dispatches.plan(self.scope, attempt, fresh)
+        return reattached + fresh
+
+    def shards(self, deploy: list[str], check: list[str]) -> list[tuple[str, list[str], list[str]]]:
+        """(zone, hosts to deploy, hosts only to check) per shard: each zone's hosts in order, ``forks``
+        at a time; a zone's hosts only to check go with its first shard."""
+        size = max(1, self.settings.forks)
+        zones: dict[str, tuple[list[str], list[str]]] = {}
+        for index, host in enumerate([*deploy, *check]):
+            zones.setdefault(self.zone(host), ([], []))[index >= len(deploy)].append(host)
+        found = []
+        for zone, (hosts, checked) in zones.items():
+            chunks = [hosts[i:i + size] for i in range(0, len(hosts), size)] or [[]]
+            found += [(zone, chunk, checked if i == 0 else []) for i, chunk in enumerate(chunks)]
+        return found
+
+    def zone(self, host: str) -> str:
+        return zone_of(endpoint(self.config, host).host_vars, PRODUCTION_ZONE)
+
+    def task(self, index: int, attempt: int, zone: str, hosts: list[str], check: list[str]) -> Task:
+        """Shard ``index`` of ``attempt``: deploy ``hosts``; check ``check``."""
+        config, settings = self.config, self.settings
+        record, wave, build = self.record, self.wave, self.build
+        previous = {h: {k: v for k, v in self.previous(h).items()
+                        if k != "lab_previous_artifact"} for h in hosts}
+        payload: dict[str, Any] = {
+            "rollout": record.id, "wave": wave.index, "shard": index, "attempt": attempt, "epoch": attempt,
+            "deploy": hosts, "check": check, "previous": previous,
+            "build": {"product": build.product, "version": build.version, "digest": build.digest,
+                      "artifact": build.artifact.name},
+            "playbook_sha256": sha256_of(config.products[build.product].deploy_playbook),
+            "suite": suite_to_json(config.suites[settings.health_suite]),
+            "note": f"rollout={record.id} wave={wave.index}", "forks": settings.forks,
+            "timeout": config.timeouts.playbook, "suite_cap": config.timeouts.suite}
+        return Task(SHARD, task_id("rollout", record.id, "wave", wave.index, "shard", index, "attempt", attempt),
+                    zone, record.id, payload)

@@ -1,0 +1,197 @@
+"""The celery executor for real: a loopback redis-server of the test's own (no persistence), two
+real `lab worker` processes (zones `lab` and `production`: half the production hosts name
+`lab_zone: lab`), real ansible-runner deploys and health suites on local production hosts.
+
+- build A rolls out through the workers: every host deployed exactly once (read from each host's
+  own deploy log), the waves and audit chain as in-process, one dispatch row per shard, done;
+- build C halts in its first wave: no host of a later wave is touched;
+- a task with a wrong HMAC, or without an envelope, is refused by the worker and never run;
+- a secret canary in a worker's environment (and so in its inventory, through a lookup) never
+  reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.config.executor import ExecutorSettings
+from lab.evidence import audit
+from lab.evidence.store import Store
+from lab.executors.base import Task
+from lab.executors.celery import TASK_NAME, celery_app
+from lab.executors.signing import seal
+from tests.integration.test_rollout import OPEN, cmdline, deploys, production_lab, query, snapshot
+from tests.support.labfiles import lab_command, run_lab, stop_local_sandboxes
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(
+    shutil.which("redis-server") is None,
+    reason="the celery executor's tests start a loopback redis-server: install it (Debian: apt-get install "
+           "redis-server; .ci/run does) and run pytest tests/integration/test_celery_executor.py")]
+
+HOSTS = [f"prod-ts-{i:02d}" for i in range(1, 5)]
+CANARY = "canary-7f3a9c1e-worker-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this module's own on 127.0.0.1, no persistence, stopped at the end."""
+    port, where = free_port(), tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(where)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True,
+                         check=False).stdout.strip() != "PONG":
+        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
+        time.sleep(0.1)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def redis_cli(url: str, *args: str) -> str:
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True, text=True, check=True).stdout
+
+
+def celery_lab(root: Path, url: str) -> Path:
+    """The rollout tests' lab (4 production hosts, waves 1 / 50% / 100%) on the celery executor;
+    prod-ts-01 and -03 in zone `lab`, the others in `production`; each host carries the canary as
+    a variable the worker's environment fills."""
+    lab_yml = production_lab(root, 4)
+    (root / "executor.key").write_text("k" * 48 + "\n")
+    (root / "executor.key").chmod(0o600)
+    (root / "share").mkdir()
+    with lab_yml.open("a") as handle:
+        handle.write(f"executor:\n  kind: celery\n  broker: {url}\n  share: share\n  key_file: executor.key\n"
+                     "  visibility_timeout: 120\n  time_limit: 100\n")
+    inventory = root / "inventory" / "hosts.yml"
+    text = inventory.read_text()
+    for host in ("prod-ts-01", "prod-ts-03"):
+        text = text.replace(f"        {host}: {{}}", f"        {host}: {{lab_zone: lab}}")
+    text = text.replace("        care_site_profile: production\n",
+                        "        care_site_profile: production\n"
+                        "        lab_worker_canary: \"{{ lookup('env', 'LAB_WORKER_CANARY') }}\"\n")
+    inventory.write_text(text)
+    return lab_yml
+
+
+def start_worker(lab_yml: Path, zone: str, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, CI="1", LAB_WORKER_CANARY=CANARY)
+    with log.open("ab") as out:
+        proc = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), "worker", "--queue", zone], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while b"ready." not in log.read_bytes():
+        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+        time.sleep(0.2)
+    return proc
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_NOW", OPEN)
+        root = tmp_path_factory.mktemp("celery-lab")
+        lab_yml = celery_lab(root / "lab", redis_url)
+        workers = [start_worker(lab_yml, zone, root / f"worker-{zone}.log") for zone in ("lab", "production")]
+        try:
+            yield lab_yml
+        finally:
+            for proc in workers:
+                os.killpg(proc.pid, signal.SIGTERM)
+            for proc in workers:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_local_sandboxes(lab_yml)
+
+
+def test_a_rollout_through_two_zone_workers_deploys_every_host_once(lab: Path) -> None:
+    done = run_lab(lab, "rollout", "start", "care-planner@2.0.0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for host in HOSTS:
+        assert len(deploys(lab, host, "2.0.0")) == 1, host
+    states = query(lab, "SELECT host, state FROM rollout_hosts ORDER BY host")
+    assert states == [(host, "healthy") for host in HOSTS]
+    rows = query(lab, "SELECT scope, zone, state FROM dispatches ORDER BY rowid")
+    # waves of 1, 1 and 2 hosts (forks 8): wave 3's hosts prod-ts-03 (lab) and -04 (production) in one shard each
+    assert rows == [("wave-1", "lab", "done"), ("wave-2", "production", "done"), ("wave-3", "lab", "done"),
+                    ("wave-3", "production", "done")]
+    worker_logs = "".join(p.read_text() for p in lab.parent.parent.glob("worker-*.log"))
+    assert worker_logs.count("succeeded in") == 4
+    assert (lab.parent / ".lab" / "worker" / "artifacts").is_dir()  # the build came from the share, checked
+    store = Store(lab.parent / ".lab" / "lab.sqlite3")
+    try:
+        assert audit.verify(store).ok
+    finally:
+        store.close()
+
+
+def test_a_halt_touches_no_host_of_a_later_wave(lab: Path) -> None:
+    before = {host: snapshot(lab, host) for host in HOSTS[1:]}
+    halted = run_lab(lab, "rollout", "start", "care-planner@2.2.0")
+    assert halted.returncode == 1, halted.stdout + halted.stderr
+    assert "HALTED" in halted.stdout
+    assert {host: snapshot(lab, host) for host in HOSTS[1:]} == before
+    assert deploys(lab, "prod-ts-01", "2.2.0") != []
+    assert query(lab, "SELECT state FROM rollouts WHERE version='2.2.0'") == [("halted",)]
+
+
+def test_a_tampered_or_unsigned_task_is_refused_and_never_run(lab: Path, redis_url: str) -> None:
+    settings = ExecutorSettings("celery", redis_url, lab.parent / "share", lab.parent / "executor.key", 120, 100)
+    app = celery_app(settings)
+    task = Task("rollout-shard", "11111111-2222-5333-8444-555555555555", "production", "r-test",
+                {"deploy": ["prod-ts-02"], "check": [], "build": {}})
+    envelope = seal(task, b"k" * 48)
+    envelope["body"] = envelope["body"].replace("prod-ts-02", "prod-ts-04")
+    before = snapshot(lab, "prod-ts-04")
+    tampered = app.send_task(TASK_NAME, args=[envelope], task_id=task.id, queue="production")
+    unsigned = app.send_task(TASK_NAME, args=[task.to_json()], task_id="99999999-2222-5333-8444-555555555555",
+                             queue="production")
+    for sent in (tampered, unsigned):
+        deadline = time.monotonic() + 60
+        while sent.state not in ("FAILURE", "SUCCESS"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert sent.state == "FAILURE" and "refused by worker production@" in str(sent.result)
+    log = (lab.parent.parent / "worker-production.log").read_text()
+    assert f"refused task {task.id}: task message with a wrong HMAC" in log
+    assert "refused task 99999999-2222-5333-8444-555555555555: unsigned task message" in log
+    assert snapshot(lab, "prod-ts-04") == before
+
+
+def test_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_artifacts(
+        lab: Path, redis_url: str) -> None:
+    keys = [k for k in redis_cli(redis_url, "--scan").splitlines() if k]
+    assert any(k.startswith("lab:done:") for k in keys) and any(k.startswith("celery-task-meta-") for k in keys)
+    for key in keys:
+        kind = redis_cli(redis_url, "type", key).strip()
+        value = {"string": ("get", key), "list": ("lrange", key, "0", "-1"), "hash": ("hgetall", key),
+                 "set": ("smembers", key), "zset": ("zrange", key, "0", "-1")}.get(kind)
+        if value is not None:
+            assert CANARY not in redis_cli(redis_url, *value), key
+    assert CANARY.encode() not in (lab.parent / ".lab" / "lab.sqlite3").read_bytes()
+    runs = lab.parent / ".lab" / "runs"
+    for path in runs.rglob("*") if runs.exists() else ():
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+    # the canary is where the workers could use it: in their environment (their inventory's lookup reads it)
+    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "worker --queue" in cmdline(p)]
+    assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
