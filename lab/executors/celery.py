@@ -84,12 +84,12 @@ class CeleryExecutor:
         self.sleep = sleep
 
     def run(self, tasks: Sequence[Task], here: Callable[[], None], each: Callable[[Task, Outcome], None]) -> None:
-        """Reattach to or publish every task, then hand each outcome to ``each`` as it arrives.
+        """Reattach to or publish every task, then hand each outcome to ``each`` as it arrives; a task
+        whose worker's claim lapsed without an outcome (the worker died) is published again.
         InfrastructureError when a task failed on its worker, or none answered within the time
         limit plus the visibility timeout (its dispatch row stays for ``resume``)."""
         waiting = {task.id: task for task in tasks}
-        for task in tasks:
-            self.reattach(task)
+        claimed = {task.id for task in tasks if self.reattach(task)}
         deadline = time.monotonic() + self.settings.time_limit + self.settings.visibility_timeout
         while waiting:
             for task_id, task in list(waiting.items()):
@@ -100,6 +100,11 @@ class CeleryExecutor:
                 elif result.state in ("FAILURE", "REVOKED"):
                     raise InfrastructureError(f"task {task_id} ({task.kind}, zone {task.zone}) failed on its worker: "
                                               f"{result.result!r}; fix it, then resume")
+                elif self.redis.exists(claim_key(task_id)):
+                    claimed.add(task_id)
+                elif task_id in claimed and not self.redis.exists(done_key(task_id)):
+                    claimed.discard(task_id)  # its worker died mid-task: another of the zone takes it now
+                    self.publish(task)
             if waiting and time.monotonic() > deadline:
                 zones = ", ".join(sorted({t.zone for t in waiting.values()}))
                 raise InfrastructureError(f"{len(waiting)} task(s) had no answer from the workers of zone(s) {zones} "
@@ -108,12 +113,19 @@ class CeleryExecutor:
             if waiting:
                 self.sleep(POLL_S)
 
-    def reattach(self, task: Task) -> None:
-        """Finished or running (claimed by a worker): leave it; otherwise publish it (again) under its id."""
+    def reattach(self, task: Task) -> bool:
+        """Finished, or running (claimed by a live worker: True): leave it; otherwise (new, queued, or
+        lost with a worker that died) publish it (again) under its id."""
         state = self.app.AsyncResult(task.id).state
-        if state in ("SUCCESS", "FAILURE", "STARTED") or self.redis.exists(claim_key(task.id)) \
-                or self.redis.exists(done_key(task.id)):
-            return
+        if state in ("SUCCESS", "FAILURE"):
+            return False
+        if self.redis.exists(claim_key(task.id)):
+            return True
+        self.publish(task)  # a task done whose result Celery never stored too: its worker answers it again
+        return False
+
+    def publish(self, task: Task) -> None:
+        """Send ``task``, sealed, to its zone's queue under its own id."""
         self.app.send_task(TASK_NAME, args=[seal(task, self.key)], task_id=task.id, queue=task.zone)
 
     def halt(self, subject: str) -> None:

@@ -4,7 +4,8 @@ Before running a task the worker checks, in order: the envelope's HMAC (an unsig
 task is refused and logged, never run), that the task is for this zone, the subject's halt flag
 (a halted rollout's task is answered ``halted`` without touching a host), whether the task id
 was done already (its outcome is answered again: a task delivered twice runs once), and a
-claim on the task id (another worker on the same id: wait for its outcome). The work itself is
+claim on the task id (another worker on the same id: wait for its outcome). A claim lives 30 s
+unless its worker renews it while the task runs, so a worker killed mid-task frees it soon. The work itself is
 the handler of the task's kind, with this machine's lab: its inventory, secrets and vault.
 """
 
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -27,6 +29,7 @@ from lab.executors.signing import Refused, open_envelope, read_key
 LOG = logging.getLogger("lab.worker")
 Handler = Callable[[Task], Outcome]
 WAIT_S = 0.5
+CLAIM_TTL_S = 30  # a claim lives this long unless its worker renews it: a worker killed mid-task frees it soon
 # Celery's own worker options (not lab's): one process, one task at a time, no peer chatter.
 CELERY_WORKER = ["worker", "--concurrency", "1", "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle",
                  "--loglevel", "INFO"]
@@ -68,15 +71,25 @@ class Worker:
                 LOG.info("task %s was done already; its outcome is answered again", task.id)
                 loaded: Outcome = json.loads(done)
                 return loaded
-            if self.redis.set(claim_key(task.id), self.name, nx=True, ex=int(self.settings.time_limit) + 60):
+            if self.redis.set(claim_key(task.id), self.name, nx=True, ex=CLAIM_TTL_S):
                 break
             time.sleep(WAIT_S)  # another worker runs this very task: its outcome is this one's
+        running = threading.Event()
+        renew = threading.Thread(target=self.renew, args=(task.id, running), daemon=True)
+        renew.start()
         try:
             outcome = self.handlers[task.kind](task)
             self.redis.set(done_key(task.id), json.dumps(outcome), ex=KEPT_S)
             return outcome
         finally:
+            running.set()
+            renew.join()
             self.redis.delete(claim_key(task.id))
+
+    def renew(self, task_id: str, ended: threading.Event) -> None:
+        """Keep this worker's claim on ``task_id`` alive until ``ended``."""
+        while not ended.wait(CLAIM_TTL_S / 3):
+            self.redis.expire(claim_key(task_id), CLAIM_TTL_S)
 
 
 def serve(settings: ExecutorSettings, zone: str, handlers: Mapping[str, Handler]) -> None:

@@ -65,8 +65,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def redis_cli(url: str, *args: str) -> str:
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True, text=True, check=True).stdout
+    port, db = url.rsplit(":", 1)[1].split("/")
+    return subprocess.run(["redis-cli", "-p", port, "-n", db, *args], capture_output=True, text=True, check=True).stdout
 
 
 def celery_lab(root: Path, url: str) -> Path:
@@ -195,3 +195,71 @@ def test_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_art
     # the canary is where the workers could use it: in their environment (their inventory's lookup reads it)
     workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "worker --queue" in cmdline(p)]
     assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
+
+
+def kill_group(proc: subprocess.Popen[bytes], marker: str) -> None:
+    """SIGKILL ``proc``'s process group, then the orphaned Ansible processes whose command line
+    names ``marker`` (their run directory): a machine that died."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    for _ in range(50):
+        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and marker in cmdline(p)]
+        if not found:
+            return
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes of {marker} did not stop")
+
+
+@pytest.fixture
+def fresh_lab(tmp_path: Path, redis_url: str) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_NOW", OPEN)
+        lab_yml = celery_lab(tmp_path / "lab", redis_url.replace("/0", "/1"))
+        try:
+            yield lab_yml
+        finally:
+            stop_local_sandboxes(lab_yml)
+
+
+def test_a_worker_and_its_controller_killed_mid_shard_then_resume_deploys_every_host_once(
+        fresh_lab: Path, tmp_path: Path, redis_url: str) -> None:
+    lab_yml, url = fresh_lab, redis_url.replace("/0", "/1")
+    logs = {zone: tmp_path / f"worker-{zone}.log" for zone in ("lab", "production")}
+    workers = {zone: start_worker(lab_yml, zone, log) for zone, log in logs.items()}
+    controller = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), "rollout", "start", "care-planner@2.0.0"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                  env=dict(os.environ, CI="1"))
+    try:
+        deadline = time.monotonic() + 240
+        # wave 2 (prod-ts-02, zone production): kill its worker while it holds the shard
+        while not any(k.startswith("lab:claim:") for k in redis_cli(url, "--scan").splitlines()) \
+                or not list((lab_yml.parent / ".lab" / "worker" / "runs").glob("*/wave-2")):
+            assert time.monotonic() < deadline and controller.poll() is None
+            time.sleep(0.05)
+        kill_group(workers.pop("production"), str(lab_yml.parent / ".lab" / "worker" / "runs"))
+        kill_group(controller, str(lab_yml.parent / ".lab" / "runs"))
+        assert query(lab_yml, "SELECT state FROM rollouts") == [("running",)]
+        workers["production"] = start_worker(lab_yml, "production", logs["production"])
+        resumed = run_lab(lab_yml, "rollout", "resume", "care-planner@2.0.0")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    finally:
+        for proc in workers.values():
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    for host in HOSTS:
+        assert len(deploys(lab_yml, host, "2.0.0")) == 1, host
+    # the killed worker finished nothing; its successor ran wave 2's shard again and wave 3's production shard
+    assert logs["production"].read_text().count("succeeded in") == 2
+    assert query(lab_yml, "SELECT state, count(*) FROM rollout_hosts GROUP BY state") == [("healthy", 4)]
+    assert {state for (state,) in query(lab_yml, "SELECT state FROM dispatches")} == {"done"}
+    store = Store(lab_yml.parent / ".lab" / "lab.sqlite3")
+    try:
+        assert audit.verify(store).ok
+    finally:
+        store.close()
+

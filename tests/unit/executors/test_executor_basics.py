@@ -1,0 +1,113 @@
+"""The executor's parts that need no broker: lab.yml's executor section (bad input is one message
+naming lab.yml and the line), deterministic task ids, HMAC envelopes, the artifact share, and
+the dispatch rows a resumed controller reattaches to."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from lab.config.executor import ExecutorSettings
+from lab.config.labfile import load_lab
+from lab.errors import ConfigError, InfrastructureError
+from lab.evidence.store import Store
+from lab.executors.base import Task, task_id
+from lab.executors.dispatches import Dispatches
+from lab.executors.share import fetch, publish
+from lab.executors.signing import Refused, open_envelope, read_key, seal
+from tests.support.labfiles import copy_default_lab
+
+KEY = b"s" * 40
+TASK = Task("rollout-shard", task_id("rollout", "r1", "wave", 2, "shard", 0, "attempt", 1), "production", "r1",
+            {"deploy": ["prod-ts-02"], "check": []})
+
+
+def with_executor(tmp_path: Path, section: str) -> Path:
+    lab_yml = copy_default_lab(tmp_path / "lab", sandboxes=1)
+    (lab_yml.parent / "executor.key").write_bytes(KEY)
+    with lab_yml.open("a") as handle:
+        handle.write(section)
+    return lab_yml
+
+
+def test_a_celery_section_is_read_and_the_override_wins(tmp_path: Path) -> None:
+    lab_yml = with_executor(tmp_path, "executor:\n  kind: celery\n  broker: redis://127.0.0.1:6390/0\n"
+                                      "  share: share\n  key_file: executor.key\n  visibility_timeout: 100\n")
+    settings = load_lab(lab_yml).executor
+    assert settings == ExecutorSettings("celery", "redis://127.0.0.1:6390/0", lab_yml.parent / "share",
+                                        lab_yml.parent / "executor.key", 100.0, 90.0)
+    assert load_lab(lab_yml, executor="inprocess").executor.remote is False
+    assert load_lab(copy_default_lab(tmp_path / "plain", sandboxes=1)).executor.kind == "inprocess"
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("executor:\n  kind: celery\n  broker: redis://127.0.0.1:1/0\n",
+     re.escape("the celery executor needs executor.share, executor.key_file in lab.yml")),
+    ("executor:\n  kind: celery\n  broker: redis://127.0.0.1:1/0\n  share: s\n  key_file: k\n"
+     "  visibility_timeout: 60\n  time_limit: 60\n", re.escape("executor.time_limit (60 s) must be below")),
+])
+def test_a_broken_executor_section_names_lab_yml_and_the_line(tmp_path: Path, section: str, message: str) -> None:
+    lab_yml = with_executor(tmp_path, section)
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_lab(lab_yml)
+    assert caught.value.source == str(lab_yml) and caught.value.line is not None and caught.value.line > 30
+
+
+def test_task_ids_are_uuid5_names_the_same_on_any_run() -> None:
+    assert task_id("rollout", "r1", "wave", 2) == task_id("rollout", "r1", "wave", 2)
+    assert task_id("rollout", "r1", "wave", 2) != task_id("rollout", "r1", "wave", 3)
+    assert task_id("rollout", "r1")[14] == "5"  # the uuid's version digit
+
+
+def test_an_envelope_opens_only_unaltered_under_its_own_id_with_the_same_key() -> None:
+    envelope = seal(TASK, KEY)
+    assert open_envelope(envelope, KEY, TASK.id) == TASK
+    with pytest.raises(Refused, match="wrong HMAC"):
+        open_envelope({**envelope, "body": envelope["body"].replace("prod-ts-02", "prod-ts-03")}, KEY, TASK.id)
+    with pytest.raises(Refused, match="wrong HMAC"):
+        open_envelope(envelope, b"t" * 40, TASK.id)
+    with pytest.raises(Refused, match="under another id"):
+        open_envelope(envelope, KEY, task_id("other"))
+    with pytest.raises(Refused, match="unsigned"):
+        open_envelope(TASK.to_json(), KEY, TASK.id)
+
+
+def test_a_short_key_file_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "k").write_bytes(b"short")
+    with pytest.raises(ConfigError, match="holds 5 bytes; it needs at least 32"):
+        read_key(tmp_path / "k")
+    (tmp_path / "k").write_bytes(KEY + b"\n")
+    assert read_key(tmp_path / "k") == KEY
+
+
+def test_the_share_hands_out_only_the_build_with_its_digest(tmp_path: Path) -> None:
+    artifact = tmp_path / "a.tar.gz"
+    artifact.write_bytes(b"build A")
+    digest = hashlib.sha256(b"build A").hexdigest()
+    publish(tmp_path / "share", artifact, digest)
+    got = fetch(tmp_path / "share", digest, tmp_path / "cache", "a.tar.gz")
+    assert got.read_bytes() == b"build A" and got.name == "a.tar.gz"
+    (tmp_path / "share" / digest).write_bytes(b"build A, altered")
+    (tmp_path / "cache" / digest / "a.tar.gz").unlink()
+    with pytest.raises(InfrastructureError, match=f"expected {digest}: refusing it"):
+        fetch(tmp_path / "share", digest, tmp_path / "cache", "a.tar.gz")
+    assert not (tmp_path / "cache" / digest / "a.tar.gz").exists()
+    with pytest.raises(InfrastructureError, match="has no build with sha256 0000"):
+        fetch(tmp_path / "share", "0" * 64, tmp_path / "cache", "a.tar.gz")
+
+
+def test_dispatch_rows_give_back_the_tasks_without_a_recorded_outcome(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lab.sqlite3")
+    rows = Dispatches(store)
+    other = Task("rollout-shard", task_id("x"), "lab", "r1", {"deploy": ["prod-ts-01"], "check": []})
+    rows.plan("wave-2", 1, [TASK, other])
+    rows.plan("wave-2", 1, [TASK])  # planned again (a resume): the same row
+    assert rows.unfinished("r1", "wave-2") == [TASK, other] and rows.attempts("r1", "wave-2") == 1
+    rows.finish(TASK.id)
+    assert rows.unfinished("r1", "wave-2") == [other]
+    assert rows.of("r1") == [(TASK.id, "wave-2", "done"), (other.id, "wave-2", "published")]
+    assert rows.unfinished("r1", "wave-3") == [] and rows.attempts("r1", "wave-3") == 0
+    store.close()
