@@ -78,7 +78,7 @@ from lab.api.records import (
 from lab.api.session import Lab
 from lab.api.starter import Initialized, init
 from lab.api.worker import worker
-from lab.campaign.runner import Progress
+from lab.campaign.cells import Progress
 from lab.config.executor import KINDS as EXECUTOR_KINDS
 from lab.config.labfile import PROVIDER_NAMES
 from lab.evidence.audit import KINDS as AUDIT_KINDS

@@ -12,11 +12,13 @@ from lab.api.documents import document
 from lab.api.session import Lab, build_spec
 from lab.campaign.builds import build_and_register, verified_build
 from lab.campaign.catalog import register_new
-from lab.campaign.runner import CampaignRunner, Progress, refuse_finished
+from lab.campaign.cells import Progress
+from lab.campaign.runner import CampaignRunner, refuse_finished
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import has_rollout, load_rollout_settings
 from lab.decision.describe import describe_agreement, describe_rollout
 from lab.errors import ConfigError
+from lab.executors.select import opened
 from lab.model import Build, Campaign, CellState
 from lab.reports import refresh, render, write_build_pages
 from lab.reports.data import ReportData, gather
@@ -195,7 +197,8 @@ def run(lab: Lab, build_ref: str, reports: bool = True, events: RunEvents | None
     registered = verified_build(build_spec(lab, build_ref), lab.store)
     handler = events or (lambda event: None)
     handler(CampaignStarting(registered.ref, registered.digest, len(config.sandboxes), config.parallel))
-    campaign = CampaignRunner(config, lab.store, handler).start(registered)
+    with opened(lab.config.executor, lab.store) as executor:
+        campaign = CampaignRunner(config, lab.store, handler, executor).start(registered)
     return finished(lab, campaign, reports, outputs)
 
 
@@ -207,7 +210,8 @@ def resume(lab: Lab, campaign_id: str, reports: bool = True,
     campaign = lab.store.campaign(campaign_id)
     refuse_finished(campaign)
     registered = verified_build(build_spec(lab, campaign.build_ref), lab.store)
-    campaign = CampaignRunner(lab.config, lab.store, events).resume(campaign.id, registered)
+    with opened(lab.config.executor, lab.store) as executor:
+        campaign = CampaignRunner(lab.config, lab.store, events, executor).resume(campaign.id, registered)
     return finished(lab, campaign, reports, outputs)
 
 

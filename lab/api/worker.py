@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lab.api.session import Lab
+from lab.campaign.remote import CELLS, run_cells
 from lab.errors import ConfigError
 from lab.executors.base import Outcome, Task
 from lab.executors.share import fetch
@@ -11,10 +14,10 @@ from lab.rollout.shards import SHARD, run_shard
 
 
 def worker(lab: Lab, zone: str) -> None:
-    """Run a worker for ``zone``'s tasks until it is stopped, with this machine's lab (its inventory,
-    secrets and vault): builds come from the artifact share by sha256, checked; the store is never
-    opened (outcomes go back to the controller, which records them). ConfigError when lab.yml has
-    no celery executor section."""
+    """Run a worker for ``zone``'s tasks (campaign cells, rollout shards) until it is stopped, with
+    this machine's lab (its inventory, secrets, vault and sandbox leases): builds come from the
+    artifact share by sha256, checked; outcomes go back to the controller, which records them in
+    its store. ConfigError when lab.yml has no celery executor section."""
     config = lab.config
     settings = config.executor
     if not settings.remote or settings.share is None:
@@ -22,9 +25,14 @@ def worker(lab: Lab, zone: str) -> None:
                           "share and key_file in lab.yml", source=str(config.path))
     share = settings.share
 
-    def shard(task: Task) -> Outcome:
+    def artifact(task: Task) -> Path:
         build = task.payload["build"]
-        artifact = fetch(share, build["digest"], config.state_dir / "worker" / "artifacts", build["artifact"])
-        return run_shard(config, task.payload, artifact)
+        return fetch(share, build["digest"], config.state_dir / "worker" / "artifacts", build["artifact"])
 
-    serve(settings, zone, {SHARD: shard})
+    def shard(task: Task) -> Outcome:
+        return run_shard(config, task.payload, artifact(task))
+
+    def cells(task: Task) -> Outcome:
+        return run_cells(config, task.payload, artifact(task))
+
+    serve(settings, zone, {SHARD: shard, CELLS: cells})

@@ -45,6 +45,16 @@ def zone_of(host_vars: dict[str, Any], default: str) -> str:
     return str(zone) if isinstance(zone, str) and zone else default
 
 
+def zone_chunks(items: Sequence[str], zone: Callable[[str], str], size: int) -> list[tuple[str, list[str]]]:
+    """``items`` grouped by ``zone`` (zones in order of first appearance, items in their order) and
+    cut into chunks of at most ``size``: (zone, chunk) for each task a zone's workers will get."""
+    zones: dict[str, list[str]] = {}
+    for item in items:
+        zones.setdefault(zone(item), []).append(item)
+    step = max(1, size)
+    return [(name, members[i:i + step]) for name, members in zones.items() for i in range(0, len(members), step)]
+
+
 @dataclass(frozen=True)
 class Task:
     """One unit of work, as published: JSON all through, never a secret or an artifact."""

@@ -114,11 +114,13 @@ class CeleryExecutor:
                 self.sleep(POLL_S)
 
     def reattach(self, task: Task) -> bool:
-        """Finished, or running (claimed by a live worker: True): leave it; otherwise (new, queued, or
-        lost with a worker that died) publish it (again) under its id."""
-        state = self.app.AsyncResult(task.id).state
-        if state in ("SUCCESS", "FAILURE"):
+        """Finished, or running (claimed by a live worker: True): leave it; otherwise (new, queued,
+        failed, or lost with a worker that died) publish it (again) under its id."""
+        result = self.app.AsyncResult(task.id)
+        if result.state == "SUCCESS":
             return False
+        if result.state == "FAILURE":
+            result.forget()  # it failed on its worker before this resume: its cause may be fixed, so it runs again
         if self.redis.exists(claim_key(task.id)):
             return True
         self.publish(task)  # a task done whose result Celery never stored too: its worker answers it again

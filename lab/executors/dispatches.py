@@ -11,6 +11,7 @@ queued or lost -> published again under the same id (workers skip a task id they
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
@@ -45,6 +46,19 @@ class Dispatches:
             db.executemany("INSERT OR IGNORE INTO dispatches VALUES (?,?,?,?,?,?,?,?,?,?)",
                            [(t.id, t.subject, scope, attempt, t.kind, t.zone, json.dumps(t.to_json(), sort_keys=True),
                              PUBLISHED, at, at) for t in tasks])
+
+    def take_up(self, subject: str, scope: str, covers: Callable[[Task], Iterable[str]],
+                fresh: Callable[[set[str], int], list[Task]]) -> list[Task]:
+        """The tasks of ``scope`` still to be done: those planned before without a recorded outcome
+        (a resumed controller reattaches to them under their own ids), then ``fresh(covered,
+        attempt)``: new tasks for what none of them ``covers``, committed here before this returns."""
+        reattached = self.unfinished(subject, scope)
+        covered = {item for task in reattached for item in covers(task)}
+        attempt = self.attempts(subject, scope) + 1
+        new = fresh(covered, attempt)
+        if new:
+            self.plan(scope, attempt, new)
+        return reattached + new
 
     def finish(self, task_id: str) -> None:
         """The outcome of ``task_id`` is recorded: its row is done."""

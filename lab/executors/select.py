@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from lab.config.executor import ExecutorSettings
 from lab.errors import ConfigError
 from lab.evidence.store import Store
@@ -18,3 +21,13 @@ def executor_for(settings: ExecutorSettings, store: Store) -> Executor:
         return CeleryExecutor(settings, store)
     except ImportError as exc:
         raise ConfigError(f"the celery executor needs Celery with Redis ({exc}): pip install 'lab[celery]'") from None
+
+
+@contextmanager
+def opened(settings: ExecutorSettings, store: Store) -> Iterator[Executor]:
+    """``executor_for``, closed when the block ends."""
+    executor = executor_for(settings, store)
+    try:
+        yield executor
+    finally:
+        executor.close()

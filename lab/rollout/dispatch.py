@@ -15,7 +15,7 @@ from typing import Any
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import RolloutSettings
 from lab.evidence.store import Store
-from lab.executors.base import PRODUCTION_ZONE, Executor, Task, task_id, zone_of
+from lab.executors.base import PRODUCTION_ZONE, Executor, Task, task_id, zone_chunks, zone_of
 from lab.executors.codec import suite_to_json
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import sha256_of
@@ -49,30 +49,27 @@ class ShardPlanner:
     def tasks(self, deploy: list[str], check: list[str]) -> list[Task]:
         """The wave's tasks still to be done: those published before without a recorded outcome,
         then new shards (committed before this returns) for the hosts none of them covers."""
-        reattached = self.dispatches.unfinished(self.record.id, self.scope)
-        covered = {h for t in reattached for h in (*t.payload["deploy"], *t.payload["check"])}
-        deploy = [h for h in deploy if h not in covered]
-        check = [h for h in check if h not in covered]
         self.executor.share(self.build.artifact, self.build.digest)
-        if not deploy and not check:
-            return reattached
-        attempt = self.dispatches.attempts(self.record.id, self.scope) + 1
-        fresh = [self.task(index, attempt, zone, hosts, checked)
-                 for index, (zone, hosts, checked) in enumerate(self.shards(deploy, check))]
-        self.dispatches.plan(self.scope, attempt, fresh)
-        return reattached + fresh
+
+        def fresh(covered: set[str], attempt: int) -> list[Task]:
+            shards = self.shards([h for h in deploy if h not in covered], [h for h in check if h not in covered])
+            return [self.task(index, attempt, zone, hosts, checked)
+                    for index, (zone, hosts, checked) in enumerate(shards)]
+
+        return self.dispatches.take_up(self.record.id, self.scope,
+                                       lambda task: (*task.payload["deploy"], *task.payload["check"]), fresh)
 
     def shards(self, deploy: list[str], check: list[str]) -> list[tuple[str, list[str], list[str]]]:
         """(zone, hosts to deploy, hosts only to check) per shard: each zone's hosts in order, ``forks``
         at a time; a zone's hosts only to check go with its first shard."""
-        size = max(1, self.settings.forks)
-        zones: dict[str, tuple[list[str], list[str]]] = {}
-        for index, host in enumerate([*deploy, *check]):
-            zones.setdefault(self.zone(host), ([], []))[index >= len(deploy)].append(host)
-        found = []
-        for zone, (hosts, checked) in zones.items():
-            chunks = [hosts[i:i + size] for i in range(0, len(hosts), size)] or [[]]
-            found += [(zone, chunk, checked if i == 0 else []) for i, chunk in enumerate(chunks)]
+        found: list[tuple[str, list[str], list[str]]] = [
+            (zone, chunk, []) for zone, chunk in zone_chunks(deploy, self.zone, self.settings.forks)]
+        for zone, checked in zone_chunks(check, self.zone, len(check)):
+            first = next((i for i, shard in enumerate(found) if shard[0] == zone), None)
+            if first is None:
+                found.append((zone, [], checked))
+            else:
+                found[first] = (zone, found[first][1], checked)
         return found
 
     def zone(self, host: str) -> str:

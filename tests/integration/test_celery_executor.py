@@ -13,9 +13,6 @@ real `lab worker` processes (zones `lab` and `production`: half the production h
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,44 +26,30 @@ from lab.evidence.store import Store
 from lab.executors.base import Task
 from lab.executors.celery import TASK_NAME, celery_app
 from lab.executors.signing import seal
-from tests.integration.test_rollout import OPEN, cmdline, deploys, production_lab, query, snapshot
+from tests.integration.test_rollout import OPEN, deploys, production_lab, query, snapshot
+from tests.support.celery import (
+    KEY,
+    NEEDS_REDIS,
+    cmdline,
+    kill_group,
+    redis_cli,
+    redis_server,
+    start_worker,
+    stop_workers,
+    use_celery,
+)
 from tests.support.labfiles import lab_command, run_lab, stop_local_sandboxes
 
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="the celery executor's tests start a loopback redis-server: install it (Debian: apt-get install "
-           "redis-server; .ci/run does) and run pytest tests/integration/test_celery_executor.py")]
+pytestmark = [pytest.mark.integration, NEEDS_REDIS]
 
 HOSTS = [f"prod-ts-{i:02d}" for i in range(1, 5)]
 CANARY = "canary-7f3a9c1e-worker-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A redis-server of this module's own on 127.0.0.1, no persistence, stopped at the end."""
-    port, where = free_port(), tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(where)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True,
-                         check=False).stdout.strip() != "PONG":
-        assert time.monotonic() < deadline and proc.poll() is None, "redis-server did not start"
-        time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def redis_cli(url: str, *args: str) -> str:
-    port, db = url.rsplit(":", 1)[1].split("/")
-    return subprocess.run(["redis-cli", "-p", port, "-n", db, *args], capture_output=True, text=True, check=True).stdout
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
 
 
 def celery_lab(root: Path, url: str) -> Path:
@@ -74,12 +57,7 @@ def celery_lab(root: Path, url: str) -> Path:
     prod-ts-01 and -03 in zone `lab`, the others in `production`; each host carries the canary as
     a variable the worker's environment fills."""
     lab_yml = production_lab(root, 4)
-    (root / "executor.key").write_text("k" * 48 + "\n")
-    (root / "executor.key").chmod(0o600)
-    (root / "share").mkdir()
-    with lab_yml.open("a") as handle:
-        handle.write(f"executor:\n  kind: celery\n  broker: {url}\n  share: share\n  key_file: executor.key\n"
-                     "  visibility_timeout: 120\n  time_limit: 100\n")
+    use_celery(lab_yml, url)
     inventory = root / "inventory" / "hosts.yml"
     text = inventory.read_text()
     for host in ("prod-ts-01", "prod-ts-03"):
@@ -91,16 +69,8 @@ def celery_lab(root: Path, url: str) -> Path:
     return lab_yml
 
 
-def start_worker(lab_yml: Path, zone: str, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, CI="1", LAB_WORKER_CANARY=CANARY)
-    with log.open("ab") as out:
-        proc = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), "worker", "--queue", zone], stdout=out,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while b"ready." not in log.read_bytes():
-        assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-        time.sleep(0.2)
-    return proc
+def worker(lab_yml: Path, zone: str, log: Path) -> subprocess.Popen[bytes]:
+    return start_worker(lab_yml, zone, log, {"LAB_WORKER_CANARY": CANARY})
 
 
 @pytest.fixture(scope="module")
@@ -109,17 +79,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Pa
         patch.setenv("LAB_NOW", OPEN)
         root = tmp_path_factory.mktemp("celery-lab")
         lab_yml = celery_lab(root / "lab", redis_url)
-        workers = [start_worker(lab_yml, zone, root / f"worker-{zone}.log") for zone in ("lab", "production")]
+        workers = [worker(lab_yml, zone, root / f"worker-{zone}.log") for zone in ("lab", "production")]
         try:
             yield lab_yml
         finally:
-            for proc in workers:
-                os.killpg(proc.pid, signal.SIGTERM)
-            for proc in workers:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop_workers(workers)
             stop_local_sandboxes(lab_yml)
 
 
@@ -155,11 +119,11 @@ def test_a_halt_touches_no_host_of_a_later_wave(lab: Path) -> None:
 
 
 def test_a_tampered_or_unsigned_task_is_refused_and_never_run(lab: Path, redis_url: str) -> None:
-    settings = ExecutorSettings("celery", redis_url, lab.parent / "share", lab.parent / "executor.key", 120, 100)
+    settings = ExecutorSettings("celery", redis_url, lab.parent / "share", lab.parent / "executor.key", 300, 280)
     app = celery_app(settings)
     task = Task("rollout-shard", "11111111-2222-5333-8444-555555555555", "production", "r-test",
                 {"deploy": ["prod-ts-02"], "check": [], "build": {}})
-    envelope = seal(task, b"k" * 48)
+    envelope = seal(task, KEY.encode())
     envelope["body"] = envelope["body"].replace("prod-ts-02", "prod-ts-04")
     before = snapshot(lab, "prod-ts-04")
     tampered = app.send_task(TASK_NAME, args=[envelope], task_id=task.id, queue="production")
@@ -197,24 +161,6 @@ def test_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_art
     assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
 
 
-def kill_group(proc: subprocess.Popen[bytes], marker: str) -> None:
-    """SIGKILL ``proc``'s process group, then the orphaned Ansible processes whose command line
-    names ``marker`` (their run directory): a machine that died."""
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    for _ in range(50):
-        found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and marker in cmdline(p)]
-        if not found:
-            return
-        for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"processes of {marker} did not stop")
-
-
 @pytest.fixture
 def fresh_lab(tmp_path: Path, redis_url: str) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
@@ -230,7 +176,7 @@ def test_a_worker_and_its_controller_killed_mid_shard_then_resume_deploys_every_
         fresh_lab: Path, tmp_path: Path, redis_url: str) -> None:
     lab_yml, url = fresh_lab, redis_url.replace("/0", "/1")
     logs = {zone: tmp_path / f"worker-{zone}.log" for zone in ("lab", "production")}
-    workers = {zone: start_worker(lab_yml, zone, log) for zone, log in logs.items()}
+    workers = {zone: worker(lab_yml, zone, log) for zone, log in logs.items()}
     controller = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), "rollout", "start", "care-planner@2.0.0"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                   env=dict(os.environ, CI="1"))
@@ -244,13 +190,11 @@ def test_a_worker_and_its_controller_killed_mid_shard_then_resume_deploys_every_
         kill_group(workers.pop("production"), str(lab_yml.parent / ".lab" / "worker" / "runs"))
         kill_group(controller, str(lab_yml.parent / ".lab" / "runs"))
         assert query(lab_yml, "SELECT state FROM rollouts") == [("running",)]
-        workers["production"] = start_worker(lab_yml, "production", logs["production"])
+        workers["production"] = worker(lab_yml, "production", logs["production"])
         resumed = run_lab(lab_yml, "rollout", "resume", "care-planner@2.0.0")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     finally:
-        for proc in workers.values():
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
+        stop_workers(list(workers.values()))
     for host in HOSTS:
         assert len(deploys(lab_yml, host, "2.0.0")) == 1, host
     # the killed worker finished nothing; its successor ran wave 2's shard again and wave 3's production shard

@@ -23,7 +23,8 @@ import pytest
 
 from lab.api import outcome_code
 from lab.campaign.builds import build_and_register
-from lab.campaign.runner import CampaignRunner, Progress
+from lab.campaign.cells import Progress
+from lab.campaign.runner import CampaignRunner
 from lab.config.labfile import LabConfig, load_lab
 from lab.errors import InfrastructureError
 from lab.evidence.store import Store

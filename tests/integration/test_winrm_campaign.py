@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from lab.campaign.builds import build_and_register
-from lab.campaign.runner import CampaignRunner, Progress
+from lab.campaign.cells import Progress
+from lab.campaign.runner import CampaignRunner
 from lab.config.labfile import load_lab
 from lab.evidence.store import Store
 from lab.model import Status

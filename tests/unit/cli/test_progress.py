@@ -9,7 +9,7 @@ import re
 import pytest
 
 from lab.api import CampaignStarting, RolloutEvent
-from lab.campaign.runner import Progress
+from lab.campaign.cells import Progress
 from lab.cli.progress import ProgressPrinter, RolloutPrinter, wants_live
 
 STAMP = r"\d\d:\d\d:\d\d "
