@@ -1,4 +1,5 @@
 # make demo: set up .venv and run the demo campaign on the embedded default lab.
+# make demo-distributed: the same story through Redis, PostgreSQL and two zone workers (all on this machine).
 # make test: set up .venv and run the whole test suite (what CI runs), spread over the cores (pytest-xdist).
 # make test-fast: the unit tier (everything but tests/integration), a few hundred examples per property.
 VENV ?= .venv
@@ -6,7 +7,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint type check clean
+.PHONY: demo demo-distributed test test-fast lint type check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo.sh
+
+demo-distributed: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" ./scripts/demo-distributed.sh
 
 PYTEST := $(BIN)/pytest --strict-markers -W error
 # pytest-xdist, one worker per core. --dist loadfile: a module's tests run on one worker, in order, so a

@@ -4,8 +4,9 @@
 # and rolled out in waves; build C passes the lab but fails the production health suite, so
 # its rollout halts in the first wave, which is rolled back. Exits 0 when the lab judged every
 # build as the story says, non-zero otherwise.
+# $LAB_DEMO_ROOT: tell the story in that copy of the default lab instead (make demo-distributed).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "${LAB_DEMO_ROOT:-$(dirname "$0")/..}" || exit 2
 
 step() { printf '\n=== %s\n' "$*"; }
 expect() {  # expect CODE COMMAND...: run, and fail the demo unless it exits with CODE

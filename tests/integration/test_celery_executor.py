@@ -157,7 +157,8 @@ def test_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_art
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
     # the canary is where the workers could use it: in their environment (their inventory's lookup reads it)
-    workers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and "worker --queue" in cmdline(p)]
+    workers = [p for p in Path("/proc").iterdir()
+               if p.name.isdigit() and f"{lab} worker --queue" in cmdline(p)]  # this module's workers only
     assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
 
 
