@@ -13,19 +13,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from lab.evidence.migrations import Schema, Step, register
+from lab.evidence.migrations import PG_ROWID, Schema, Step, register
 from lab.evidence.store import Store
 from lab.executors.base import Task
 from lab.util.clock import now
 
-DISPATCH = register(Schema("dispatch", (
-    Step("""
+DISPATCH_TABLE = """
     CREATE TABLE dispatches (
         task_id TEXT PRIMARY KEY, subject TEXT NOT NULL, scope TEXT NOT NULL, attempt INTEGER NOT NULL,
         kind TEXT NOT NULL, zone TEXT NOT NULL, task TEXT NOT NULL, state TEXT NOT NULL,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL{rowid});
     CREATE INDEX dispatches_by_scope ON dispatches (subject, scope, state);
-    """),
+    """
+DISPATCH = register(Schema("dispatch", (
+    Step(DISPATCH_TABLE.format(rowid=""), postgresql=DISPATCH_TABLE.format(rowid=", " + PG_ROWID)),
 )))
 
 PUBLISHED = "published"
@@ -43,7 +44,7 @@ class Dispatches:
         """Commit a row for every task of ``scope`` (one transaction) before any of them is sent."""
         at = now()
         with self.store.transaction() as db:
-            db.executemany("INSERT OR IGNORE INTO dispatches VALUES (?,?,?,?,?,?,?,?,?,?)",
+            db.executemany("INSERT INTO dispatches VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (task_id) DO NOTHING",
                            [(t.id, t.subject, scope, attempt, t.kind, t.zone, json.dumps(t.to_json(), sort_keys=True),
                              PUBLISHED, at, at) for t in tasks])
 

@@ -13,12 +13,14 @@ import pytest
 from lab.config.executor import ExecutorSettings
 from lab.config.labfile import load_lab
 from lab.errors import ConfigError, InfrastructureError
-from lab.evidence.store import Store
 from lab.executors.base import Task, task_id
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import fetch, publish
 from lab.executors.signing import Refused, open_envelope, read_key, seal
 from tests.support.labfiles import copy_default_lab
+from tests.support.postgres import Backend, postgres_cluster, store_backend
+
+__all__ = ["postgres_cluster", "store_backend"]
 
 KEY = b"s" * 40
 TASK = Task("rollout-shard", task_id("rollout", "r1", "wave", 2, "shard", 0, "attempt", 1), "production", "r1",
@@ -99,8 +101,8 @@ def test_the_share_hands_out_only_the_build_with_its_digest(tmp_path: Path) -> N
         fetch(tmp_path / "share", "0" * 64, tmp_path / "cache", "a.tar.gz")
 
 
-def test_dispatch_rows_give_back_the_tasks_without_a_recorded_outcome(tmp_path: Path) -> None:
-    store = Store(tmp_path / "lab.sqlite3")
+def test_dispatch_rows_give_back_the_tasks_without_a_recorded_outcome(store_backend: Backend) -> None:
+    store = store_backend.open()
     rows = Dispatches(store)
     other = Task("rollout-shard", task_id("x"), "lab", "r1", {"deploy": ["prod-ts-01"], "check": []})
     rows.plan("wave-2", 1, [TASK, other])
@@ -110,4 +112,31 @@ def test_dispatch_rows_give_back_the_tasks_without_a_recorded_outcome(tmp_path: 
     assert rows.unfinished("r1", "wave-2") == [other]
     assert rows.of("r1") == [(TASK.id, "wave-2", "done"), (other.id, "wave-2", "published")]
     assert rows.unfinished("r1", "wave-3") == [] and rows.attempts("r1", "wave-3") == 0
-    store.close()
+
+
+def test_take_up_reattaches_to_open_tasks_and_plans_only_what_they_do_not_cover(store_backend: Backend) -> None:
+    store = store_backend.open()
+    rows = Dispatches(store)
+    seen: list[tuple[set[str], int]] = []
+    todo = ["prod-ts-01", "prod-ts-02", "prod-ts-03"]  # the hosts whose outcome is not recorded yet
+
+    def fresh(covered: set[str], attempt: int) -> list[Task]:
+        seen.append((covered, attempt))
+        left = [h for h in todo if h not in covered]
+        return [Task("rollout-shard", task_id("r1", "wave-2", attempt, h), "production", "r1",
+                     {"deploy": [h], "check": []}) for h in left]
+
+    def covers(task: Task) -> list[str]:
+        return list(task.payload["deploy"])
+
+    first = rows.take_up("r1", "wave-2", covers, fresh)
+    assert [t.payload["deploy"] for t in first] == [["prod-ts-01"], ["prod-ts-02"], ["prod-ts-03"]]
+    rows.finish(first[0].id)
+    todo.remove("prod-ts-01")
+    again = rows.take_up("r1", "wave-2", covers, fresh)  # a resume: the two open tasks, nothing new
+    assert again == first[1:] and seen[-1] == ({"prod-ts-02", "prod-ts-03"}, 2)
+    assert rows.attempts("r1", "wave-2") == 1  # attempt 2 planned nothing, so no row says it
+    todo.append("prod-ts-04")  # a host no open task covers: a new task, in attempt 2
+    third = rows.take_up("r1", "wave-2", covers, fresh)
+    assert [t.payload["deploy"] for t in third] == [["prod-ts-02"], ["prod-ts-03"], ["prod-ts-04"]]
+    assert rows.attempts("r1", "wave-2") == 2
