@@ -348,6 +348,7 @@ def run_process(argv, ctx, timeout, stdin_data=None, env=None, raw=False):
         )
     except OSError as exc:
         raise CheckBroken("cannot start %s: %s" % (argv[0], exc.strerror or exc)) from None
+    proc.lab_started = start_time(proc.pid)  # not reaped yet: the pid is still this child's
     ctx["children"].append(proc)
     STARTED.append(proc)
     try:
@@ -361,9 +362,30 @@ def run_process(argv, ctx, timeout, stdin_data=None, env=None, raw=False):
     return proc.returncode, decode(out), decode(err)
 
 
+def start_time(pid):
+    """When ``pid`` started (clock ticks since boot, from /proc), or None where that is unknown."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as stat_file:
+            fields = stat_file.read()
+    except OSError:
+        return None
+    return int(fields[fields.rindex(b")") + 2:].split()[19])
+
+
+def still_ours(proc):
+    """Whether ``proc.pid`` still names the session our check led. A reaped leader's pid stays
+    reserved while anything of its session lives, so a live process under that pid that started
+    at another time is a stranger who got the number after our whole session ended."""
+    now = start_time(proc.pid)
+    return now is None or now == getattr(proc, "lab_started", now)
+
+
 def kill_group(proc):
     """Kill the session a check's process leads: its process group, and every process that left
-    the group for another but stayed in the session (a daemon double-forked by the check)."""
+    the group for another but stayed in the session (a daemon double-forked by the check).
+    Nothing is signalled once the pid names someone else's process."""
+    if not still_ours(proc):
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except OSError:
