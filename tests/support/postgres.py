@@ -1,5 +1,6 @@
-"""A throwaway PostgreSQL cluster for the tests: initdb into a temporary directory, listening only on
-a unix socket there (no TCP at all), fsync off, stopped when the session ends.
+"""A throwaway PostgreSQL cluster for the tests (and benchmarks/store_throughput.py): initdb into a
+temporary directory, listening only on a unix socket there (no TCP at all), fsync off for the
+tests, stopped when the session ends.
 
 PostgreSQL refuses to run as root, so as root the cluster runs as the ``postgres`` user Debian's
 package makes (``runuser -u postgres``). Each test gets a database of its own (``fresh_dsn``), so
@@ -17,6 +18,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,19 +59,30 @@ def as_user(user: str | None, argv: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *argv] if user else argv
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[Cluster]:
-    """One cluster per test process (per xdist worker), started on first use."""
-    pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'lab[postgresql]'")
+class ClusterUnavailable(Exception):
+    """PostgreSQL cannot be started here; the message says why and how to get it."""
+
+
+FAST = "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"  # the tests: nothing must survive a crash
+DURABLE = ""  # the server's defaults (fsync, synchronous_commit, full_page_writes on), as a real store runs
+
+
+@contextmanager
+def running_cluster(durable: bool = False) -> Iterator[Cluster]:
+    """A new cluster in a temporary directory, listening only on a unix socket there, for the
+    duration of the ``with``; stopped and removed after. ``durable`` keeps the server's commit
+    durability (benchmarks); otherwise it is turned off (tests). ClusterUnavailable when
+    PostgreSQL is not installed or will not start."""
     binaries = bin_dir()
     if binaries is None:
-        pytest.skip(f"PostgreSQL's server (initdb) is not installed; {HOW}")
+        raise ClusterUnavailable(f"PostgreSQL's server (initdb) is not installed; {HOW}")
     run_as = None
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip(f"PostgreSQL refuses to run as root and there is no postgres user; {HOW}")
+            raise ClusterUnavailable("PostgreSQL refuses to run as root and there is no postgres user; "
+                                     f"{HOW}") from None
         run_as = "postgres"
     user = run_as or pwd.getpwuid(os.geteuid()).pw_name
     root = Path(tempfile.mkdtemp(prefix="lab-pg-"))
@@ -83,21 +96,34 @@ def postgres_cluster() -> Iterator[Cluster]:
         subprocess.run(as_user(run_as, [str(binaries / "initdb"), "-D", str(data), "-U", user, "-A", "trust",
                                         "--no-sync", "-E", "UTF8", "--locale=C"]),
                        check=True, capture_output=True, timeout=120)
-        options = f"-c listen_addresses='' -c unix_socket_directories={sockets} -c fsync=off " \
-                  "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
+        options = f"-c listen_addresses='' -c unix_socket_directories={sockets} -c max_connections=60 " \
+                  f"{DURABLE if durable else FAST}"
         subprocess.run(as_user(run_as, [str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
                                         str(root / "log"), "-w", "-t", "60", "start"]),
                        check=True, capture_output=True, timeout=90)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         log = (root / "log").read_text(errors="replace")[-2000:] if (root / "log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
-        pytest.skip(f"PostgreSQL could not be started here ({exc}; {log.strip()}); {HOW}")
+        raise ClusterUnavailable(f"PostgreSQL could not be started here ({exc}; {log.strip()}); {HOW}") from None
     try:
         yield Cluster(sockets, user)
     finally:
         subprocess.run(as_user(run_as, [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """One cluster per test process (per xdist worker), started on first use; the test is skipped,
+    saying why and how to get PostgreSQL, when it cannot start."""
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed: pip install 'lab[postgresql]'")
+    with ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(running_cluster())
+        except ClusterUnavailable as exc:
+            pytest.skip(str(exc))
+        yield cluster
 
 
 @dataclass
