@@ -21,6 +21,9 @@ reads included:
     - each host's health: a ``HostHealth`` of the health suite's checks, all passed;
     - the wave done, with a ``rollout-wave-done`` entry;
   - the rollout complete, with a ``rollout-complete`` entry.
+That is the in-process executor's path (the default). The Celery executor records the same
+rows and adds its dispatch rows (``lab.executors.dispatches``): one transaction per wave that
+plans its shards and one per shard when its outcome is recorded; they are not measured here.
 A write is one committed ``Store.transaction`` (each is counted). SQLite and PostgreSQL take
 turns, round by round, and each round gets a new store. Each round is checked: the rollout
 complete, every host healthy, the audit chain intact.
@@ -56,7 +59,7 @@ from lab.evidence.store import Store
 from lab.model import Build, Campaign, CampaignState, Result, Status
 from lab.rollout.audit import ended, started, wave_done, wave_started
 from lab.rollout.health import HostHealth
-from lab.rollout.records import HostState, RolloutState, RolloutStore, WaveState
+from lab.rollout.records import HostState, RolloutRecord, RolloutState, RolloutStore, WaveState
 from tests.support.postgres import Cluster, ClusterUnavailable, running_cluster
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,6 +112,11 @@ def health_of(host: str, settings: RolloutSettings, checks: tuple[str, ...]) -> 
         Result(check, Status.PASS, "ok", {"observed": "2.0.0"}, 12) for check in checks))
 
 
+def wave_note(note: Callable[[RolloutRecord, int], Note], index: int) -> Callable[[RolloutRecord], list[Note]]:
+    """The audit entry ``note`` of wave ``index``, as ``set_wave`` asks for it."""
+    return lambda after: [note(after, index)]
+
+
 def record_rollout(store: Store, settings: RolloutSettings, checks: tuple[str, ...]) -> tuple[int, float]:
     """Record a passing rollout as the engine does (see the module's docstring); its write
     transactions and seconds. SystemExit when what was stored is not that rollout."""
@@ -126,7 +134,7 @@ def record_rollout(store: Store, settings: RolloutSettings, checks: tuple[str, .
         wave = rollouts.get(record.id).wave(plan.index)
         rollouts.set_wave(record.id, wave.index, WaveState.DEPLOYING, f"deploying to {len(wave.hosts)} host(s)",
                           hosts=(HostState.DEPLOYING, plan.hosts), rollout=RolloutState.RUNNING,
-                          audit=lambda after, index=wave.index: [wave_started(after, index)])
+                          audit=wave_note(wave_started, wave.index))
         rollouts.get(record.id)
         for host in plan.hosts:
             rollouts.set_host(record.id, host, HostState.DEPLOYED, deployed, deployed_digest=build.digest)
@@ -139,7 +147,7 @@ def record_rollout(store: Store, settings: RolloutSettings, checks: tuple[str, .
         wave = rollouts.get(record.id).wave(plan.index)
         rollouts.set_wave(record.id, wave.index, WaveState.DONE,
                           f"{len(plan.hosts)} of {len(plan.hosts)} host(s) healthy; {plan.threshold()}",
-                          audit=lambda after, index=wave.index: [wave_done(after, index)])
+                          audit=wave_note(wave_done, wave.index))
     rollouts.end(record.id, RolloutState.COMPLETE, "every wave done", len(settings.waves),
                  audit=lambda after: [ended(after)])
     seconds = time.perf_counter() - begun
@@ -191,7 +199,9 @@ def audit_rate(location: StoreLocation, writers: int, count: int) -> float:
     if not chain.ok or kept != writers * count:
         raise SystemExit(f"{location.backend}, {writers} writers: {kept} entries kept of {writers * count}; "
                          f"{chain.problem or 'chain intact'}")
-    return writers * count / (max(end for _, end in spans) - min(begun for begun, _ in spans))
+    first: float = min(begun for begun, _ in spans)
+    last: float = max(end for _, end in spans)
+    return writers * count / (last - first)
 
 
 def interleaved(rounds: int, measure: Callable[[str, int], float]) -> dict[str, list[float]]:
