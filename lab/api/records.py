@@ -11,9 +11,15 @@ from typing import Any
 from lab.api.documents import document
 from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import verified_build
+from lab.decision.records import promotion_findings
+from lab.errors import ConfigError
 from lab.evidence import audit
-from lab.evidence.audit import AuditCheck, AuditEntry
+from lab.evidence.audit import AuditCheck, AuditEntry, Finding
+from lab.evidence.checkpoints import Checkpoint, against_log, checkpoints
 from lab.reports.bundle import build_bundle, read_bundle, verify_bundle
+from lab.rollout.crosscheck import rollout_findings
+from lab.signoff.checkpoints import Sealing, seal_now, sealed_line, sealer, signature_problem
+from lab.signoff.records import signature_findings
 from lab.util.atomic import write_text
 
 
@@ -58,9 +64,85 @@ def audit_show(lab: Lab, kind: str | None = None) -> AuditEntries:
     return AuditEntries(audit.entries(lab.store, kind))
 
 
-def audit_verify(lab: Lab) -> AuditCheck:
-    """Check that no entry of the audit log was edited, removed or reordered; the first bad seq is named."""
-    return audit.verify(lab.store)
+@dataclass(frozen=True)
+class AuditVerdict:
+    """What ``audit_verify`` found: the chain's own check, the newest valid checkpoint (``sealed``)
+    and how many entries follow it, and every ``finding`` of the checkpoints and the state tables
+    against the log. ``ok`` when the chain holds and nothing was found (and, when the lab requires
+    checkpoints, a valid one seals the log)."""
+
+    chain: AuditCheck
+    checkpoints: int
+    sealed: Checkpoint | None
+    findings: tuple[Finding, ...]
+    required: bool
+
+    @property
+    def unsealed(self) -> int:
+        """How many entries come after the newest valid checkpoint's seq."""
+        return max(0, self.chain.entries - (self.sealed.seq if self.sealed else 0))
+
+    @property
+    def seal_line(self) -> str:
+        return sealed_line(self.sealed, f"no signed checkpoint ({self.checkpoints} stored, none valid)"
+                           if self.checkpoints else "no signed checkpoint")
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        """``lab audit verify --json``: ``ok``; ``chain`` (``entries``, ``head``, ``intact``, ``first_bad``,
+        ``problem``); ``seal`` (the line), ``checkpoint`` (the newest valid one: ``id``, ``seq``,
+        ``hash``, ``principal``, ``signed_at``, ``reason``, ``payload``, ``signature``; null when
+        none), ``checkpoints`` (how many are stored), ``unsealed_entries``; ``findings`` (``where``,
+        ``seq``, ``problem``)."""
+        return document(ok=self.ok, chain={"entries": self.chain.entries, "head": self.chain.head,
+                                           "intact": self.chain.ok, "first_bad": self.chain.first_bad,
+                                           "problem": self.chain.problem or None},
+                        seal=self.seal_line, checkpoint=None if self.sealed is None else self.sealed.to_json(),
+                        checkpoints=self.checkpoints, unsealed_entries=self.unsealed,
+                        findings=[f.to_json() for f in self.findings])
+
+
+def audit_verify(lab: Lab) -> AuditVerdict:
+    """Check the audit log: its chain (the first edited, removed or reordered entry is named), its
+    signed checkpoints (each signature against allowed_signers, and the log against every valid
+    one: a recomputed chain or a cut-back tail is named with the seq and the checkpoint), and
+    the state tables (promotions, signed records, rollouts with their waves and hosts) against
+    the entries that recorded them."""
+    config, store = lab.config, lab.store
+    stored = checkpoints(store)  # before the log: every checkpoint read then seals an entry the log holds
+    log, head = audit.snapshot(store)
+    signers = config.agreement.allowed_signers
+    findings: list[Finding] = []
+    valid = []
+    for number, checkpoint in enumerate(stored, start=1):
+        if checkpoint.id != number:
+            findings.append(Finding("audit_checkpoints", None, f"checkpoint {number} is missing (the next one is "
+                                    f"{checkpoint.id}): checkpoints were deleted"))
+        problem = signature_problem(checkpoint, signers)
+        if problem:
+            findings.append(Finding(checkpoint.label(), checkpoint.seq, f"{checkpoint.label()}: {problem}"))
+        else:
+            valid.append(checkpoint)
+    findings += against_log(log, valid)
+    if config.audit.require_checkpoints and log and not valid:
+        findings.append(Finding("audit_checkpoints", None, "lab.yml requires signed checkpoints "
+                                "(audit.require_checkpoints), but no valid checkpoint seals the log"))
+    findings += promotion_findings(store, log) + signature_findings(store, log) + rollout_findings(store, log)
+    return AuditVerdict(audit.verify_log(log, head), len(stored), valid[-1] if valid else None, tuple(findings),
+                        config.audit.require_checkpoints)
+
+
+def audit_checkpoint(lab: Lab, key: Path | None = None, principal: str | None = None) -> Sealing:
+    """Seal the audit log's head now with ``key`` (default lab.yml's ``audit.checkpoint_key``) as
+    ``principal`` (default: the one allowed_signers lists for the key); ConfigError, with nothing
+    written, when there is no key, the log is empty, or the signature would not verify."""
+    store = lab.existing_store()
+    if store is None:
+        raise ConfigError("the audit log is empty: there is nothing to seal")
+    return Sealing(seal_now(store, sealer(lab.config, key, principal, required=True)), "")
 
 
 def evidence_write(lab: Lab, build_ref: str, output: Path, now: datetime | None = None) -> EvidenceWritten:

@@ -35,19 +35,52 @@ def show(lab: api.Lab, kind: str | None, as_json: bool) -> None:
 
 
 @audit_group.command(name="verify")
+@JSON
 @pass_lab
-def verify_log(lab: api.Lab) -> int:
-    """Check that no entry of the audit log was edited, removed or reordered.
+def verify_log(lab: api.Lab, as_json: bool) -> int:
+    """Check the audit log: its chain, its signed checkpoints, and the state tables against it.
 
-    Exits 0 when the whole chain holds (and prints its head hash, worth keeping elsewhere), 1
-    naming the first bad seq otherwise.
+    The chain: no entry edited, removed or reordered (the first bad seq is named). The
+    checkpoints: each signature verifies against allowed_signers, and the log still holds the
+    entry each one sealed (a chain rewritten and recomputed, or cut back, is named with the seq
+    and the checkpoint). The state tables: every promotion, approval, rejection, waiver and
+    rollout (waves, hosts) agrees with the entry that recorded it. Exits 0 when all hold, 1
+    naming each problem otherwise.
     """
-    check = api.audit_verify(lab)
-    if check.ok:
-        click.echo(f"audit log intact: {check.entries} entries, head {check.head}")
-        return 0
-    click.echo(f"audit log BROKEN at seq {check.first_bad}: {check.problem}")
-    return 1
+    verdict = api.audit_verify(lab)
+    if as_json:
+        print_json(verdict.to_json())
+        return 0 if verdict.ok else 1
+    chain = verdict.chain
+    if chain.ok:
+        click.echo(f"audit log intact: {chain.entries} entries, head {chain.head}")
+    else:
+        click.echo(f"audit log BROKEN at seq {chain.first_bad}: {chain.problem}")
+    after = f"; {verdict.unsealed} newer entr{'y is' if verdict.unsealed == 1 else 'ies are'} not sealed yet" \
+        if verdict.sealed is not None and verdict.unsealed else ""
+    click.echo(f"{printable(verdict.seal_line)}{after}")
+    for finding in verdict.findings:
+        click.echo(f"  BAD {printable(finding.problem)}")
+    if verdict.findings:
+        click.echo(f"audit log NOT verified: {len(verdict.findings)} problem(s) with its checkpoints or state tables")
+    elif chain.ok:
+        click.echo("state tables agree with the log: promotions, signed records, rollouts")
+    return 0 if verdict.ok else 1
+
+
+@audit_group.command(name="checkpoint")
+@click.option("--key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign with this SSH private key (default: audit.checkpoint_key in lab.yml).")
+@click.option("--as", "principal", help="The principal allowed_signers lists for the key (default: found there).")
+@pass_lab
+def checkpoint(lab: api.Lab, key: Path | None, principal: str | None) -> None:
+    """Seal the audit log's head now: sign its newest entry's seq and hash (ssh-keygen -Y sign).
+
+    The signature must verify against allowed_signers in the namespace lab-audit-checkpoint
+    (list the key with namespaces="lab-audit-checkpoint"); otherwise nothing is written (exit 2).
+    """
+    sealing = api.audit_checkpoint(lab, key, principal)
+    click.echo(printable(sealing.line()))
 
 
 class WriteByDefault(click.Group):

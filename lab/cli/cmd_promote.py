@@ -45,6 +45,8 @@ def print_promotion(promotion: api.Promotion) -> None:
         return
     if outcome.recorded:
         click.echo(f"{outcome.build.ref} promoted to {outcome.stage} (evidence: campaign {outcome.campaign_id})")
+        if outcome.sealing is not None:
+            click.echo(outcome.sealing.line())
         print_refresh(promotion.refreshed)
     else:
         click.echo(f"{outcome.build.ref} was already promoted to {outcome.stage}; nothing changed")

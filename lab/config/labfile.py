@@ -46,6 +46,17 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class AuditSettings:
+    """lab.yml's ``audit:``: the lab's key that signs checkpoints of the audit log (None: the lab has
+    none), the principal allowed_signers lists for it (None: found from allowed_signers), and
+    whether a promotion or rollout end that cannot be sealed is refused."""
+
+    checkpoint_key: Path | None = None
+    principal: str | None = None
+    require_checkpoints: bool = False
+
+
+@dataclass(frozen=True)
 class LabConfig:
     """A whole lab, validated."""
 
@@ -67,6 +78,7 @@ class LabConfig:
     limits: Limits
     store: StoreLocation  # SQLite in state_dir, or PostgreSQL (lab.yml's store:, $LAB_STORE)
     executor: ExecutorSettings = DEFAULT_EXECUTOR
+    audit: AuditSettings = AuditSettings()
 
     def build_spec(self, ref: str) -> BuildSpec:
         """The build named ``product@version``; NotFoundError listing what exists otherwise."""
@@ -200,7 +212,19 @@ def load_lab(path: Path, provider: str | None = None, allowed_signers: Path | No
         store=store_location(raw.get("store"), os.environ.get("LAB_STORE"), state_dir, path,
                              line_of(data, ["store"])),
         executor=executor_settings(raw.get("executor"), executor, root, path, data),
+        audit=audit_settings(confinement, path, data, raw),
     )
+
+
+def audit_settings(confinement: Confinement, path: Path, data: Any, raw: dict[str, Any]) -> AuditSettings:
+    """lab.yml's ``audit:`` section; the key's path must stay in the lab (it is only checked to be a
+    file when a checkpoint is signed, so a machine that only reads the store needs no key)."""
+    section = raw.get("audit", {})
+    key = None
+    if "checkpoint_key" in section:
+        key = confinement.resolve(section["checkpoint_key"], "audit.checkpoint_key", source=path,
+                                  line=line_of(data, ["audit", "checkpoint_key"]), must_exist=None)
+    return AuditSettings(key, section.get("principal"), bool(section.get("require_checkpoints", False)))
 
 
 def inventory_sources(confinement: Confinement, raw: str | list[str], source: Path,

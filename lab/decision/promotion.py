@@ -18,8 +18,10 @@ from lab.config.labfile import LabConfig
 from lab.decision.gather import gated_stage, latest_campaign, verdict_for
 from lab.decision.records import insert_promotion, promotion
 from lab.evidence.audit import append
+from lab.evidence.checkpoints import CHECKPOINTS
 from lab.evidence.store import Store
 from lab.model import Build, Verdict
+from lab.signoff.checkpoints import Sealing, sealer
 from lab.util.clock import iso
 
 
@@ -34,6 +36,7 @@ class PromotionOutcome:
     recorded: bool
     campaign_id: str | None
     promoted_at: str | None
+    sealing: Sealing | None = None  # the checkpoint sealing a recorded promotion, or why there is none
 
     @property
     def already(self) -> bool:
@@ -77,9 +80,12 @@ def promote(config: LabConfig, store: Store, build: Build, stage: str, now: date
 
     Promises: an existing promotion is left exactly as it is (``already``); otherwise the gate
     is evaluated inside the write transaction, the decision is audited, and when allowed the
-    promotion (with its decision) and its audit entry are committed together, at ``now``.
+    promotion (with its decision), its audit entry and a signed checkpoint sealing that entry
+    (``lab.signoff.checkpoints``; when the lab can seal) are committed together, at ``now``.
     """
     gated_stage(config, stage)
+    store.ensure(CHECKPOINTS)
+    sealing = None
     with store.transaction() as db:
         existing = promotion(store, build.product, build.version, stage)
         if existing is not None:
@@ -95,4 +101,5 @@ def promote(config: LabConfig, store: Store, build: Build, stage: str, now: date
             append(db, "promotion", subject(build, stage),
                    {"build": build.ref, "digest": build.digest, "stage": stage, "campaign": campaign.id,
                     "evidence_digest": verdict.evidence_digest, "promoted_at": iso(now)})
-    return PromotionOutcome(build, stage, verdict, recorded, campaign.id, iso(now))
+            sealing = sealer(config).seal(db, f"promotion of {subject(build, stage)}")
+    return PromotionOutcome(build, stage, verdict, recorded, campaign.id, iso(now), sealing)

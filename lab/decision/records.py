@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lab.evidence.audit import AuditEntry, Finding, payloads
 from lab.evidence.db import Connection
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
@@ -61,3 +62,33 @@ def promotions(store: Store, product: str, version: str) -> list[dict[str, Any]]
         rows = db.execute("SELECT * FROM promotions WHERE product=? AND version=? ORDER BY promoted_at",
                           (product, version)).fetchall()
     return [dict(r) for r in rows]
+
+
+def promotion_findings(store: Store, log: list[AuditEntry]) -> list[Finding]:
+    """Promotions against the ``promotion`` entries that recorded them: a row no entry recorded,
+    an entry whose row is gone, and a row whose digest, stage, campaign or time differs from its
+    entry, each named by table, key and seq."""
+    store.ensure(PROMOTIONS)
+    with store.reading() as db:
+        rows = {(r["product"], r["version"], r["stage"]): dict(r) for r in db.execute("SELECT * FROM promotions")}
+    entries: dict[tuple[str, str], tuple[AuditEntry, dict[str, Any]]] = {}
+    for entry, data in payloads(log, "promotion"):
+        entries.setdefault((str(data.get("build")), str(data.get("stage"))), (entry, data))
+    findings = []
+    for (product, version, stage), row in sorted(rows.items()):
+        key = f"promotions {product}@{version} -> {stage}"
+        found = entries.pop((f"{product}@{version}", stage), None)
+        if found is None:
+            findings.append(Finding(key, None, f"{key}: no promotion entry in the audit log recorded this row "
+                                    "(it was written behind lab's back)"))
+            continue
+        entry, data = found
+        for column, field in (("digest", "digest"), ("campaign_id", "campaign"), ("promoted_at", "promoted_at")):
+            if row[column] != data.get(field):
+                findings.append(Finding(key, entry.seq, f"{key}: the row's {column} is {row[column]!r}, but entry "
+                                        f"{entry.seq} recorded {data.get(field)!r}"))
+    for (ref, stage), (entry, _) in sorted(entries.items()):
+        key = f"promotions {ref} -> {stage}"
+        findings.append(Finding(key, entry.seq, f"{key}: entry {entry.seq} recorded this promotion, but its row "
+                                "is missing"))
+    return findings

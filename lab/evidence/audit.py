@@ -88,14 +88,20 @@ def append(db: Connection, kind: str, subject: str, payload: dict[str, Any],
         time = now()
     if kind not in KINDS:
         raise ValueError(f"unknown audit entry kind {kind!r}")
-    head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-    seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
+    head = head_of(db)
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     text = canonical_json(payload)
     digest = entry_hash(prev, seq, time, kind, subject, text)
     db.execute("INSERT INTO audit VALUES (?,?,?,?,?,?,?)", (seq, time, kind, subject, text, prev, digest))
     db.execute("INSERT INTO audit_head VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
                "hash=excluded.hash", (seq, digest))
     return AuditEntry(seq, time, kind, subject, text, prev, digest)
+
+
+def head_of(db: Connection) -> tuple[int, str] | None:
+    """The log's head as ``db`` sees it: the newest entry's seq and hash (None for an empty log)."""
+    head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    return None if head is None else (int(head[0]), str(head[1]))
 
 
 def entries(store: Store, kind: str | None = None, subject_prefix: str | None = None) -> list[AuditEntry]:
@@ -117,11 +123,20 @@ def entry_of(row: Row) -> AuditEntry:
 def verify(store: Store) -> AuditCheck:
     """Check the whole chain and the head; the first entry that was edited, removed or moved is named.
 
-    The log and its head are read in one snapshot, so an entry another process appends meanwhile
-    is never mistaken for tampering."""
+    The log and its head are read in one snapshot (``read_log``)."""
     with store.snapshot() as db:
-        log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
-        head = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+        return verify_log(*read_log(db))
+
+
+def read_log(db: Connection) -> tuple[list[AuditEntry], tuple[int, str] | None]:
+    """The whole log and its head as ``db`` sees them: inside ``Store.snapshot()`` they are one
+    snapshot, so an entry another process appends meanwhile is never mistaken for tampering."""
+    log = [entry_of(row) for row in db.execute("SELECT * FROM audit ORDER BY seq").fetchall()]
+    return log, head_of(db)
+
+
+def verify_log(log: list[AuditEntry], head: tuple[int, str] | None) -> AuditCheck:
+    """Check the chain of ``log`` (in seq order) and its ``head``, naming the first bad entry."""
     prev, expected = GENESIS, 1
     for entry in log:
         if entry.seq != expected:
@@ -135,8 +150,35 @@ def verify(store: Store) -> AuditCheck:
         prev, expected = entry.hash, expected + 1
     if head is None and log:
         return AuditCheck(len(log), prev, 1, "the log's head record is missing")
-    if head is not None and (int(head[0]) != expected - 1 or str(head[1]) != prev):
-        first = min(int(head[0]), expected)
+    if head is not None and (head[0] != expected - 1 or head[1] != prev):
+        first = min(head[0], expected)
         return AuditCheck(len(log), prev, first, f"the log ends at entry {expected - 1}, but its head says "
-                          f"{int(head[0])}: entries were removed from the end or the head was changed")
+                          f"{head[0]}: entries were removed from the end or the head was changed")
     return AuditCheck(len(log), prev)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the log's seal or the state tables say against the log: ``where`` names the
+    checkpoint or the table and key, ``seq`` the entry concerned (None when there is none)."""
+
+    where: str
+    seq: int | None
+    problem: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"where": self.where, "seq": self.seq, "problem": self.problem}
+
+
+def payloads(log: list[AuditEntry], *kinds: str) -> list[tuple[AuditEntry, dict[str, Any]]]:
+    """The entries of ``log`` of these kinds whose payload is a JSON object, each with it (oldest first)."""
+    found = []
+    for entry in log:
+        if entry.kind in kinds:
+            try:
+                data = entry.data()
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                found.append((entry, data))
+    return found

@@ -3,8 +3,10 @@
 It holds the build's digest, the sha256 of every file the campaign used (lab.yml, agreement,
 suites, playbooks), the evidence document whose digest approvers sign, a results summary, the
 current decision for every gated stage, the recorded decisions and promotions, every signed
-approval, rejection and waiver, and the allowed_signers text. ``verify_bundle`` checks that it
-all hangs together and that the signatures verify, with nothing but ssh-keygen.
+approval, rejection and waiver, the allowed_signers text, and the newest signed checkpoint of the
+audit log (a copy kept outside the store: whoever rewrites the store's log and deletes its
+checkpoints is still caught by a bundle written before). ``verify_bundle`` checks that it all
+hangs together and that the signatures verify, with nothing but ssh-keygen.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from lab.decision.promotion import decision_payload
 from lab.decision.records import promotions
 from lab.errors import ConfigError
 from lab.evidence import audit
+from lab.evidence.checkpoints import checkpoint_of
 from lab.evidence.store import Store
 from lab.model import Build
+from lab.signoff.checkpoints import latest_sealed, sealed_line, signature_problem
 from lab.signoff.records import signed
 from lab.signoff.signing import verify_with_text
 from lab.util.canonical import digest_of
@@ -60,6 +64,7 @@ def build_bundle(config: LabConfig, store: Store, build: Build, now: datetime) -
     valid |= {w.record_id for w in evidence.waivers if w.signature_valid}
     signers = config.agreement.allowed_signers
     chain = audit.verify(store)
+    seal = latest_sealed(store, signers)
     body: dict[str, Any] = {
         "format": FORMAT,
         "generated_at": iso(now),
@@ -85,6 +90,7 @@ def build_bundle(config: LabConfig, store: Store, build: Build, now: datetime) -
         "allowed_signers": signers.read_text(encoding="utf-8") if signers and signers.is_file() else None,
         "allowed_signers_source": signers_source(config.agreement),
         "audit": {"entries": chain.entries, "head": chain.head, "intact": chain.ok},
+        "audit_checkpoint": None if seal is None else seal.to_json(),
     }
     return {**body, "bundle_digest": digest_of(body)}
 
@@ -146,7 +152,34 @@ def verify_bundle(data: dict[str, Any], allowed_signers: str | None = None) -> B
     signers = allowed_signers if allowed_signers is not None else data.get("allowed_signers")
     for item in data.get("signatures", []):
         check_signature(check, item, signers, build_digest, digest)
+    check_seal(check, data, signers)
     return check
+
+
+def check_seal(check: BundleCheck, data: dict[str, Any], signers: str | None) -> None:
+    """The bundle's copy of the audit log's newest checkpoint: its signature against ``signers``, and
+    the hash it seals against the head the bundle recorded when it sealed that very entry. A
+    bundle without one says the log was not sealed (a note: the lab may have no key)."""
+    raw = data.get("audit_checkpoint")
+    if raw is None:
+        check.notes.append("audit chain not sealed: the bundle carries no signed checkpoint of the audit log")
+        return
+    checkpoint = checkpoint_of(raw)
+    if checkpoint is None:
+        check.problems.append("the bundle's audit_checkpoint is not a checkpoint (id, seq, hash, principal, "
+                              "signed_at, reason, payload, signature)")
+        return
+    problem = "no allowed_signers to verify it against" if signers is None else \
+        signature_problem(checkpoint, allowed_signers_text=signers)
+    if problem:
+        check.problems.append(f"audit {checkpoint.label()}: {problem}")
+        return
+    head = data.get("audit", {})
+    if head.get("entries") == checkpoint.seq and head.get("head") != checkpoint.hash:
+        check.problems.append(f"audit {checkpoint.label()}: it sealed hash {checkpoint.hash[:16]}… of entry "
+                              f"{checkpoint.seq}, but the bundle records {str(head.get('head'))[:16]}… there")
+        return
+    check.notes.append(f"{sealed_line(checkpoint)}: the checkpoint's signature verifies")
 
 
 def check_signature(check: BundleCheck, item: dict[str, Any], signers: str | None, build_digest: str | None,

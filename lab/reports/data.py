@@ -12,10 +12,12 @@ from typing import Any
 
 from lab.config.labfile import LabConfig
 from lab.decision.gather import first_gate_stage, verdict_for
+from lab.evidence.checkpoints import Checkpoint
 from lab.evidence.store import Store
 from lab.model import Build, Campaign, CellRecord, Result, Status, StepRecord, Verdict
 from lab.reports.path import PromotionPath, promotion_path, verdict_json
 from lab.reports.standing import FailingCheck, Standing, failing_checks, standing
+from lab.signoff.checkpoints import latest_sealed, sealed_line
 from lab.transports.security import security_notes
 from lab.util.clipping import clip
 from lab.util.clock import current, now
@@ -61,6 +63,7 @@ class ReportData:
     # suite -> check id -> (the check's line in its suite file, its description)
     check_notes: dict[str, dict[str, tuple[int | None, str]]] = field(default_factory=dict)
     campaigns: tuple[Campaign, ...] = field(default=())  # every campaign of this build, oldest first
+    seal: Checkpoint | None = None  # the newest valid checkpoint of the audit log, when the report was made
 
     @cached_property
     def failing(self) -> list[FailingCheck]:
@@ -105,6 +108,11 @@ class ReportData:
     def duration_s(self) -> float | None:
         return seconds_between(self.campaign.created_at, self.campaign.finished_at)
 
+    @property
+    def seal_line(self) -> str:
+        """``audit chain sealed at seq N by P, TIME`` or ``audit chain not sealed: no signed checkpoint``."""
+        return sealed_line(self.seal)
+
     def to_json(self) -> dict[str, Any]:
         """A plain-data form for the JSON export (stable keys, ISO timestamps)."""
         return {
@@ -126,6 +134,7 @@ class ReportData:
             "steps": [asdict(s) for s in self.steps],
             "notes": list(self.notes),
             "promotion_path": self.path.to_json(),
+            "audit_seal": {"line": self.seal_line, "checkpoint": None if self.seal is None else self.seal.to_json()},
             "standing": {"word": self.standing.word, "headline": self.standing.headline, "tone": self.standing.tone,
                          "stage": self.standing.stage, "reasons": list(self.standing.reasons)},
         }
@@ -153,7 +162,7 @@ def gather(config: LabConfig, store: Store, campaign: Campaign, at: datetime | N
                       {name: relative_to_lab(config, suite.path) for name, suite in config.suites.items()},
                       {name: {c.id: (c.line, c.description) for c in suite.checks}
                        for name, suite in config.suites.items()},
-                      tuple(campaigns_of(store, build)))
+                      tuple(campaigns_of(store, build)), latest_sealed(store, config.agreement.allowed_signers))
 
 
 def relative_to_lab(config: LabConfig, path: Path) -> str:

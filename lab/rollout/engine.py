@@ -56,6 +56,7 @@ from lab.rollout.records import (
     WaveState,
 )
 from lab.rollout.shards import health_of, unreached
+from lab.signoff.checkpoints import sealer
 
 FAILED_HOST = (HostState.DEPLOY_FAILED, HostState.UNHEALTHY)
 RESTORED = (HostState.ROLLED_BACK, HostState.ROLLBACK_FAILED)
@@ -71,7 +72,8 @@ class RolloutEvent:
     rollout_id: str
     wave: int
     waves: int
-    what: str  # plan, deploy, host (health after deploy), done, halt, rollback, restored, pause, complete, abort
+    what: str  # plan, deploy, host (health after deploy), done, halt, rollback, restored, pause, complete, abort,
+    # sealed (the end's checkpoint, or why there is none)
     ok: bool
     detail: str
     hosts: int = 0  # a wave's "deploy" event: how many hosts it deploys to
@@ -196,9 +198,16 @@ class RolloutRunner:
                 self.roll_back(record, wave, build, WHY_HALTED)
             else:  # rolled back, or failed to: the rollout ends here
                 failed = wave.state is WaveState.ROLLBACK_FAILED
-                self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.HALTED,
-                                  f"halted in wave {wave.index} ({wave.name}): {wave.detail}", wave.index,
-                                  audit=lambda after: [ended(after)])
+                self.end(record, RolloutState.FAILED if failed else RolloutState.HALTED,
+                         f"halted in wave {wave.index} ({wave.name}): {wave.detail}", wave.index)
+
+    def end(self, record: RolloutRecord, state: RolloutState, detail: str, after_wave: int) -> None:
+        """End the rollout in ``state`` with its audit entry, sealed by a signed checkpoint when the
+        lab can seal (in the same transaction); say whether it was."""
+        sealing = self.rollouts.end(record.id, state, detail, after_wave, audit=lambda after: [ended(after)],
+                                    seal=lambda db: sealer(self.config).seal(db, f"rollout {record.id} {state.value}"))
+        if sealing is not None:
+            self.emit(record, 0, "sealed", True, sealing.line())  # an unsealed end is said, not a failure
 
     def start_wave(self, record: RolloutRecord, wave: WaveRecord, wait: bool) -> bool:
         """Record ``wave`` as deploying to all its hosts, once its pause is over; False when it is not
@@ -215,8 +224,8 @@ class RolloutRunner:
         back = record.rolled_back_hosts()
         total = sum(len(w.hosts) for w in record.waves)
         extra = f"{failed_hosts(len(back))} rolled back: {', '.join(back)}"
-        self.rollouts.end(record.id, RolloutState.COMPLETE, f"every wave done; {extra}" if back else "every wave done",
-                          len(record.waves), audit=lambda after: [ended(after)])
+        self.end(record, RolloutState.COMPLETE, f"every wave done; {extra}" if back else "every wave done",
+                 len(record.waves))
         self.emit(record, 0, "complete", True, f"{record.build_ref} runs on {total - len(back)} of {total} production "
                   f"host(s); {extra}" if back else f"{record.build_ref} runs on every production host")
 
@@ -226,10 +235,9 @@ class RolloutRunner:
             self.roll_back(record, wave, build, WHY_ABORTED)
             wave = self.rollouts.get(record.id).wave(wave.index)
         failed = wave.state is WaveState.ROLLBACK_FAILED
-        self.rollouts.end(record.id, RolloutState.FAILED if failed else RolloutState.ABORTED,
-                          f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}",
-                          wave.index - 1 if wave.state is WaveState.PLANNED else wave.index,
-                          audit=lambda after: [ended(after)])
+        self.end(record, RolloutState.FAILED if failed else RolloutState.ABORTED,
+                 f"aborted by the operator during wave {wave.index} ({wave.name}); {wave.detail}",
+                 wave.index - 1 if wave.state is WaveState.PLANNED else wave.index)
         self.emit(record, wave.index, "abort", not failed, f"rollout {record.id} aborted in wave {wave.index}; "
                   "the waves done before it stay as they are")
 

@@ -21,10 +21,12 @@ from typing import Any
 from lab.config.rollout_plan import WavePlan
 from lab.errors import NotFoundError
 from lab.evidence.audit import Note
+from lab.evidence.checkpoints import CHECKPOINTS
 from lab.evidence.db import Connection, Row
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
 from lab.model import Build
+from lab.signoff.checkpoints import Sealing
 from lab.util.clock import now
 
 ROLLOUT = register(Schema("rollout", (
@@ -183,6 +185,9 @@ class RolloutRecord:
 Describe = Callable[[RolloutRecord], Iterable[Note]]
 """The audit entries of a state change, made from the rollout as it stands after the change."""
 
+Seal = Callable[[Connection], Sealing]
+"""Seals the log's head inside the transaction that ends a rollout (``lab.signoff.checkpoints.Sealer.seal``)."""
+
 
 class RolloutStore:
     """Rollout records, on top of the lab's ``Store`` (its lock and its transactions)."""
@@ -251,13 +256,17 @@ class RolloutStore:
             set_rollout(db, rollout_id, state, detail)
             append_all(db, rollout_id, audit)
 
-    def end(self, rollout_id: str, state: RolloutState, detail: str, after_wave: int, audit: Describe) -> None:
+    def end(self, rollout_id: str, state: RolloutState, detail: str, after_wave: int, audit: Describe,
+            seal: Seal | None = None) -> Sealing | None:
         """End the rollout in ``state`` (one of FINAL): the waves after ``after_wave`` that never started
-        are cancelled, and the audit entries appended, in one transaction."""
+        are cancelled, the audit entries appended and (with ``seal``) the log's new head sealed by a
+        signed checkpoint, in one transaction; what ``seal`` did."""
+        self.store.ensure(CHECKPOINTS)
         with self.store.transaction() as db:
             cancel_rest(db, rollout_id, after_wave)
             set_rollout(db, rollout_id, state, detail)
             append_all(db, rollout_id, audit)
+            return None if seal is None else seal(db)
 
     def set_wave(self, rollout_id: str, wave: int, state: WaveState, detail: str | None = None,
                  hosts: tuple[HostState, Iterable[str]] | None = None, resume_at: str | None = None,

@@ -8,11 +8,15 @@ What a record means and whether it counts is read from its signed payload (``lab
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from lab.evidence.audit import append
+from lab.evidence.audit import AuditEntry, Finding, append, payloads
 from lab.evidence.migrations import Schema, Step, pg_append_only, register
 from lab.evidence.store import Store
 from lab.model import Build, SignedRecord
+from lab.util.canonical import canonical_json
+
+KINDS = ("approval", "rejection", "waiver")
 
 SIGNATURES = """
     CREATE TABLE signatures (
@@ -58,3 +62,51 @@ def signed(store: Store, product: str, version: str) -> list[SignedRecord]:
                           (product, version)).fetchall()
     return [SignedRecord(r["id"], r["kind"], r["principal"], r["payload"], r["signature"], r["recorded_at"])
             for r in rows]
+
+
+def signature_findings(store: Store, log: list[AuditEntry]) -> list[Finding]:
+    """Approvals, rejections and waivers against the entries that recorded them: a row no entry
+    recorded, an entry whose row is gone, and a row whose kind, build, principal, signed payload,
+    signature, time, stage or waived check differs from its entry, named by table, id and seq."""
+    store.ensure(SIGNOFF)
+    with store.reading() as db:
+        rows = {int(r["id"]): dict(r) for r in db.execute("SELECT * FROM signatures")}
+    entries: dict[int, tuple[AuditEntry, dict[str, Any]]] = {}
+    for entry, data in payloads(log, *KINDS):
+        if isinstance(data.get("record"), int):
+            entries.setdefault(int(data["record"]), (entry, data))
+    findings = []
+    for record_id, row in sorted(rows.items()):
+        key = f"signatures {record_id} ({row['kind']} of {row['product']}@{row['version']})"
+        found = entries.pop(record_id, None)
+        if found is None:
+            findings.append(Finding(key, None, f"{key}: no {row['kind']} entry in the audit log recorded this row "
+                                    "(it was written behind lab's back)"))
+            continue
+        entry, data = found
+        for what, stored, logged in differences(row, entry, data):
+            findings.append(Finding(key, entry.seq, f"{key}: the row's {what} is {stored!r}, but entry "
+                                    f"{entry.seq} recorded {logged!r}"))
+    for record_id, (entry, _) in sorted(entries.items()):
+        key = f"signatures {record_id} ({entry.kind} of {entry.subject})"
+        findings.append(Finding(key, entry.seq, f"{key}: entry {entry.seq} recorded this {entry.kind}, but its row "
+                                "is missing"))
+    return findings
+
+
+def differences(row: dict[str, Any], entry: AuditEntry, data: dict[str, Any]) -> list[tuple[str, object, object]]:
+    """(what, row's value, entry's value) for every field of a signed record's row its entry disagrees with."""
+    signed: dict[str, Any] = data["signed"] if isinstance(data.get("signed"), dict) else {}
+    pairs: list[tuple[str, object, object]] = [
+        ("kind", row["kind"], entry.kind), ("build", f"{row['product']}@{row['version']}", entry.subject),
+        ("principal", row["principal"], data.get("principal")), ("recorded_at", row["recorded_at"],
+                                                                   data.get("recorded_at")),
+        ("signature", row["signature"], data.get("signature")),
+        ("signed payload", row["payload"], canonical_json(data.get("signed"))),
+    ]
+    if row["kind"] == "waiver":
+        pairs += [(name, row[column], signed.get(name)) for name, column in
+                  (("sandbox", "sandbox"), ("suite", "suite"), ("check", "check_id"))]
+    else:
+        pairs.append(("stage", row["stage"], signed.get("stage")))
+    return [(what, stored, logged) for what, stored, logged in pairs if stored != logged]

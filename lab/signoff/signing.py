@@ -48,38 +48,41 @@ def first_line(output: bytes) -> str:
     return lines[0].strip() if lines else "no message"
 
 
-def sign(payload: bytes, key: Path) -> str:
-    """The armored SSH signature (namespace ``lab-approval``) of ``payload`` by the private key at ``key``."""
+def sign(payload: bytes, key: Path, namespace: str = NAMESPACE) -> str:
+    """The armored SSH signature of ``payload`` by the private key at ``key``, in ``namespace``
+    (``lab-approval`` for approvals and waivers; audit checkpoints have their own)."""
     if not key.is_file():
         raise ConfigError(f"no key at {key}; give the path of your SSH private key (e.g. ~/.ssh/id_ed25519)")
-    result = keygen(["-Y", "sign", "-q", "-f", str(key), "-n", NAMESPACE], payload)
+    result = keygen(["-Y", "sign", "-q", "-f", str(key), "-n", namespace], payload)
     signature = result.stdout.decode("ascii", "replace")
     if result.returncode != 0 or "BEGIN SSH SIGNATURE" not in signature:
         raise ConfigError(f"ssh-keygen could not sign with {key}: {first_line(result.stderr)}")
     return signature
 
 
-def verify(payload: bytes, signature: str, principal: str, allowed_signers: Path | None) -> Verification:
-    """Whether ``signature`` is ``principal``'s signature of ``payload`` by a key that
-    ``allowed_signers`` lists for that principal (namespace ``lab-approval``)."""
+def verify(payload: bytes, signature: str, principal: str, allowed_signers: Path | None,
+           namespace: str = NAMESPACE) -> Verification:
+    """Whether ``signature`` is ``principal``'s signature of ``payload`` in ``namespace`` (default
+    ``lab-approval``) by a key that ``allowed_signers`` lists for that principal (and namespace)."""
     if allowed_signers is None:
         return Verification(False, "no allowed_signers file is configured (allowed_signers in agreement.yml)")
     if not allowed_signers.is_file():
         return Verification(False, f"allowed_signers file {allowed_signers} does not exist")
     if "BEGIN SSH SIGNATURE" not in signature:
         return Verification(False, "not an SSH signature")
-    return verified(payload, signature, principal, allowed_signers, allowed_signers.read_bytes())
+    return verified(payload, signature, principal, allowed_signers, allowed_signers.read_bytes(), namespace)
 
 
 @functools.lru_cache(maxsize=1024)
-def verified(payload: bytes, signature: str, principal: str, allowed_signers: Path, listed: bytes) -> Verification:
+def verified(payload: bytes, signature: str, principal: str, allowed_signers: Path, listed: bytes,
+             namespace: str = NAMESPACE) -> Verification:
     """``verify``'s ssh-keygen run, remembered for this process by everything its outcome depends
     on (``listed`` is the allowed_signers content, so an edited file is checked afresh): one
     command decides several gates and renders reports over the same records, each checked once."""
     with tempfile.TemporaryDirectory(prefix="lab-verify-") as scratch:
         sig = Path(scratch) / "payload.sig"
         write_text(sig, signature, 0o600)
-        result = keygen(["-Y", "verify", "-f", str(allowed_signers), "-I", principal, "-n", NAMESPACE,
+        result = keygen(["-Y", "verify", "-f", str(allowed_signers), "-I", principal, "-n", namespace,
                          "-s", str(sig)], payload)
     if result.returncode == 0:
         return Verification(True)
@@ -87,20 +90,21 @@ def verified(payload: bytes, signature: str, principal: str, allowed_signers: Pa
                                f"{first_line(result.stderr + result.stdout)}")
 
 
-def verify_with_text(payload: bytes, signature: str, principal: str, allowed_signers_text: str) -> Verification:
+def verify_with_text(payload: bytes, signature: str, principal: str, allowed_signers_text: str,
+                     namespace: str = NAMESPACE) -> Verification:
     """``verify`` against allowed_signers given as text (e.g. embedded in an evidence bundle)."""
     with tempfile.TemporaryDirectory(prefix="lab-signers-") as scratch:
         path = Path(scratch) / "allowed_signers"
         write_text(path, allowed_signers_text, 0o600)
-        return verify(payload, signature, principal, path)
+        return verify(payload, signature, principal, path, namespace)
 
 
-def principals_of(key: Path, allowed_signers: Path | None) -> list[str]:
-    """The principals ``allowed_signers`` lists for ``key`` (found by signing a probe and asking
-    ``ssh-keygen -Y find-principals``); empty when the key is not listed."""
+def principals_of(key: Path, allowed_signers: Path | None, namespace: str = NAMESPACE) -> list[str]:
+    """The principals ``allowed_signers`` lists for ``key`` in ``namespace`` (found by signing a probe
+    and asking ``ssh-keygen -Y find-principals``); empty when the key is not listed."""
     if allowed_signers is None or not allowed_signers.is_file():
         return []
-    probe = sign(PROBE, key)
+    probe = sign(PROBE, key, namespace)
     with tempfile.TemporaryDirectory(prefix="lab-probe-") as scratch:
         sig = Path(scratch) / "probe.sig"
         write_text(sig, probe, 0o600)
@@ -110,12 +114,14 @@ def principals_of(key: Path, allowed_signers: Path | None) -> list[str]:
     return [line.strip() for line in result.stdout.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
-def signer_identity(key: Path, allowed_signers: Path | None, claimed: str | None) -> str:
-    """The principal an approval with ``key`` is recorded under: ``claimed`` (``--as``) if given,
-    else the one principal allowed_signers lists for the key; ConfigError when that is unclear."""
+def signer_identity(key: Path, allowed_signers: Path | None, claimed: str | None,
+                    namespace: str = NAMESPACE) -> str:
+    """The principal a record signed with ``key`` is recorded under: ``claimed`` (``--as``) if given,
+    else the one principal allowed_signers lists for the key (in ``namespace``); ConfigError when
+    that is unclear."""
     if claimed:
         return claimed
-    found = principals_of(key, allowed_signers)
+    found = principals_of(key, allowed_signers, namespace)
     if len(found) == 1:
         return found[0]
     where = str(allowed_signers) if allowed_signers else "no allowed_signers file (set one in agreement.yml)"

@@ -76,6 +76,9 @@ def test_repeating_a_done_promotion_changes_nothing_for_every_stage(seeded: Seed
     done = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", T_OPEN)
     assert done.code == 0, done.err
     assert done.out.endswith(f"{BUILD} promoted to production (evidence: campaign {seeded.campaign.id})\n"
+                             "audit chain not sealed: no audit.checkpoint_key in lab.yml; name the lab's signing "
+                             "key there (audit: {checkpoint_key: PATH}) or seal with `lab audit checkpoint --key "
+                             "KEY`\n"
                              f"report refreshed: {seeded.config.reports_dir / seeded.campaign.id}.html "
                              "(and .junit.xml, .json)\n")
     before = audit.entries(seeded.store)
