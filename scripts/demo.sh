@@ -27,6 +27,28 @@ stop_hosts() {  # on any exit: stop what the sandboxes and production hosts run,
 }
 trap stop_hosts EXIT
 
+# The agreement's keys/allowed_signers lists no real keys, so the demo makes throwaway keys under
+# .lab/demo-approvers/: two change-board approvers, and the lab's own key that seals the audit log
+# (a signed checkpoint at every promotion and rollout end). $LAB_ALLOWED_SIGNERS points lab at
+# their allowed_signers (every decision records that override); $LAB_CHECKPOINT_KEY names the seal.
+APPROVERS=(kari.nordmann lars.haugen)  # members of the change-board role in agreement.yml
+KEYS=.lab/demo-approvers
+demo_keys() {  # one ed25519 key per signer (no passphrase: demo only) and their allowed_signers
+    mkdir -p "$KEYS" && chmod 700 "$KEYS"
+    local name signers=""
+    for name in "${APPROVERS[@]}" lab-audit; do
+        [ -f "$KEYS/$name" ] || ssh-keygen -q -t ed25519 -N '' -C "demo key $name" -f "$KEYS/$name" || return 1
+    done
+    for name in "${APPROVERS[@]}"; do
+        signers+="$name@example.no namespaces=\"lab-approval\" $(cut -d' ' -f1,2 "$KEYS/$name.pub")"$'\n'
+    done
+    signers+="lab-audit@example.no namespaces=\"lab-audit-checkpoint\" $(cut -d' ' -f1,2 "$KEYS/lab-audit.pub")"$'\n'
+    printf '%s' "$signers" >"$KEYS/allowed_signers.tmp" && mv "$KEYS/allowed_signers.tmp" "$KEYS/allowed_signers"
+}
+
+step "Demo keys: two change-board approvers and the lab's audit seal, throwaway, under $KEYS/"
+expect 0 demo_keys
+export LAB_ALLOWED_SIGNERS="$KEYS/allowed_signers" LAB_CHECKPOINT_KEY="$KEYS/lab-audit"
 step "Validate the default lab"
 expect 0 lab validate
 step "Build A and build B from source and register their sha256 digests"
@@ -43,10 +65,8 @@ expect 1 lab promote care-planner@2.1.0 --to pilot
 
 # --- Production: staged rollout (the rollout section of agreement.yml) ------------------------
 # The production gate asks for 48h in pilot, two change-board approvals signed with the
-# approvers' SSH keys and an open maintenance window. The agreement's keys/allowed_signers lists
-# no real keys, so the demo makes two throwaway approver keys under .lab/demo-approvers/ and
-# points lab at their allowed_signers with $LAB_ALLOWED_SIGNERS (every decision records that
-# override). It decides "as of" PROD_NOW: three days from now at 20:00 UTC (evening in
+# approvers' SSH keys (made at the start) and an open maintenance window. It decides "as of"
+# PROD_NOW: three days from now at 20:00 UTC (evening in
 # Trondheim), after the year-end freeze if it falls in it.
 prod_now() {
     local day=3
@@ -56,17 +76,6 @@ prod_now() {
     date -u -d "+$day days" +%Y-%m-%dT20:00:00Z
 }
 PROD_NOW=$(prod_now)
-APPROVERS=(kari.nordmann lars.haugen)  # members of the change-board role in agreement.yml
-KEYS=.lab/demo-approvers
-demo_approver_keys() {  # one ed25519 key per approver (no passphrase: demo only) and their allowed_signers
-    mkdir -p "$KEYS" && chmod 700 "$KEYS"
-    local name signers=""
-    for name in "${APPROVERS[@]}"; do
-        [ -f "$KEYS/$name" ] || ssh-keygen -q -t ed25519 -N '' -C "demo approver $name" -f "$KEYS/$name" || return 1
-        signers+="$name@example.no namespaces=\"lab-approval\" $(cut -d' ' -f1,2 "$KEYS/$name.pub")"$'\n'
-    done
-    printf '%s' "$signers" >"$KEYS/allowed_signers.tmp" && mv "$KEYS/allowed_signers.tmp" "$KEYS/allowed_signers"
-}
 to_production() {  # to_production BUILD: two signed approvals, then the promotion, as of PROD_NOW
     local name
     for name in "${APPROVERS[@]}"; do
@@ -75,9 +84,6 @@ to_production() {  # to_production BUILD: two signed approvals, then the promoti
     expect 0 lab promote "$1" --to production --now "$PROD_NOW"
 }
 
-step "Demo approvers: two throwaway SSH keys of the change board under $KEYS/"
-expect 0 demo_approver_keys
-export LAB_ALLOWED_SIGNERS="$KEYS/allowed_signers"
 step "Production: 24 local hosts (prod-ts-01..24, site profile 'production'), provisioned once"
 expect 0 lab production up
 step "Promote A to production: two change-board approvals, soaked in pilot, in the window ($PROD_NOW)"
@@ -93,6 +99,8 @@ step "Roll C out: it crashes under the production site profile; halted in wave 1
 expect 1 lab rollout start care-planner@2.2.0 --now "$PROD_NOW"
 step "Campaigns in the store"
 expect 0 lab list
+step "The audit log: hash chain intact, sealed by the lab's signed checkpoints, state tables agree with it"
+expect 0 lab audit verify
 echo
 echo "Demo done: A went through pilot to production in waves; B is blocked in the lab; C halted in its first"
 echo "production wave, which was rolled back (the other production hosts kept A). Reports for the change board:"

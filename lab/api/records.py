@@ -43,6 +43,7 @@ class EvidenceVerdict:
     digest: str
     notes: tuple[str, ...]
     problems: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # neither proof nor a failure (e.g. an audit log nobody sealed)
 
     @property
     def ok(self) -> bool:
@@ -166,4 +167,4 @@ def evidence_verify(path: Path, allowed_signers: Path | None = None) -> Evidence
     check = verify_bundle(data, signers)
     build = data.get("build", {})
     return EvidenceVerdict(str(build.get("product")), str(build.get("version")), str(build.get("digest")),
-                           tuple(check.notes), tuple(check.problems))
+                           tuple(check.notes), tuple(check.problems), tuple(check.warnings))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +22,9 @@ class Lab:
     ``allowed_signers`` verifies approvals against that file instead of the agreement's (recorded as
     an override wherever a decision is); ``vault_ids`` / ``vault_password_files`` name the Ansible
     vault secrets (files, never passwords) that the inventory and every playbook run are given;
-    ``executor`` names the executor kind over lab.yml's (``inprocess`` or ``celery``).
+    ``executor`` names the executor kind over lab.yml's (``inprocess`` or ``celery``);
+    ``checkpoint_key`` signs the audit log's checkpoints instead of lab.yml's ``audit.checkpoint_key``
+    (an operator's or a CI secret's key, kept outside the lab).
 
     Nothing is read until a use case needs it: ``config`` loads and validates the lab (ConfigError
     naming file:line on the first problem), ``store`` opens its store (SQLite or PostgreSQL). ``close()`` (or leaving
@@ -35,13 +37,17 @@ class Lab:
     vault_ids: tuple[str, ...] = ()
     vault_password_files: tuple[str, ...] = ()
     executor: str | None = None
+    checkpoint_key: Path | None = None
     _store: Store | None = field(default=None, repr=False)
 
     @cached_property
     def config(self) -> LabConfig:
         """The lab's validated configuration, loaded on first use."""
-        return load_lab(find_lab_file(self.path), self.provider, self.allowed_signers, self.vault_ids,
-                        self.vault_password_files, self.executor)
+        config = load_lab(find_lab_file(self.path), self.provider, self.allowed_signers, self.vault_ids,
+                          self.vault_password_files, self.executor)
+        if self.checkpoint_key is None:
+            return config
+        return replace(config, audit=replace(config.audit, checkpoint_key=self.checkpoint_key.absolute()))
 
     @property
     def store(self) -> Store:

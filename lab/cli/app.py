@@ -29,6 +29,11 @@ from lab.cli.cmd_worker import worker
               type=click.Path(dir_okay=False, path_type=Path),
               help="Verify approvals against this ALLOWED SIGNERS file instead of the agreement's "
                    "(trials and the demo; every decision and bundle records the override).")
+@click.option("--checkpoint-key", "checkpoint_key", metavar="KEY", envvar="LAB_CHECKPOINT_KEY",
+              type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Seal the audit log (a signed checkpoint at every promotion and rollout end) with this SSH "
+                   "private key instead of lab.yml's audit.checkpoint_key; allowed_signers must list it with "
+                   'namespaces="lab-audit-checkpoint".')
 @click.option("--vault-id", "vault_ids", multiple=True, metavar="[LABEL@]FILE",
               help="An Ansible vault secret (a password file or a script that prints it), as ansible-playbook "
                    "--vault-id takes it; repeatable. Given to the inventory and to every playbook run.")
@@ -41,7 +46,8 @@ from lab.cli.cmd_worker import worker
 @click.version_option(__version__, prog_name="lab")
 @click.pass_context
 def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_signers: Path | None,
-        vault_ids: tuple[str, ...], vault_password_files: tuple[str, ...], executor: str | None) -> None:
+        checkpoint_key: Path | None, vault_ids: tuple[str, ...], vault_password_files: tuple[str, ...],
+        executor: str | None) -> None:
     """lab: prove new builds on sandbox servers before they reach users, and promote only what passes.
 
     \b
@@ -51,7 +57,8 @@ def cli(ctx: click.Context, lab_path: str | None, provider: str | None, allowed_
       lab run care-planner@2.0.0          deploy to every sandbox, verify, report
       lab promote care-planner@2.0.0 --to pilot
     """
-    session = api.Lab(lab_path, provider, allowed_signers, vault_ids, vault_password_files, executor)
+    session = api.Lab(lab_path, provider, allowed_signers, vault_ids, vault_password_files, executor,
+                      checkpoint_key)
     ctx.obj = session
     ctx.call_on_close(session.close)
 

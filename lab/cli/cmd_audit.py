@@ -120,6 +120,8 @@ def verify_evidence(path: Path, allowed_signers: Path | None) -> int:
     verdict = api.evidence_verify(path, allowed_signers)
     for note in verdict.notes:
         click.echo(f"  ok  {printable(note)}")
+    for warning in verdict.warnings:
+        click.echo(f"  --  {printable(warning)}")
     for problem in verdict.problems:
         click.echo(f"  BAD {printable(problem)}")
     word = "verified" if verdict.ok else "NOT verified"

@@ -96,10 +96,8 @@ def promote(config: LabConfig, store: Store, build: Build, stage: str, now: date
         append(db, "decision", subject(build, stage), decision)
         if not verdict.allowed or campaign is None:
             return PromotionOutcome(build, stage, verdict, False, campaign.id if campaign else None, None)
-        recorded = insert_promotion(db, campaign, stage, {**decision, "campaign": campaign.id}, iso(now))
+        recorded = insert_promotion(db, campaign, stage, {**decision, "campaign": campaign.id}, iso(now),
+                                    verdict.evidence_digest)
         if recorded:
-            append(db, "promotion", subject(build, stage),
-                   {"build": build.ref, "digest": build.digest, "stage": stage, "campaign": campaign.id,
-                    "evidence_digest": verdict.evidence_digest, "promoted_at": iso(now)})
             sealing = sealer(config).seal(db, f"promotion of {subject(build, stage)}")
     return PromotionOutcome(build, stage, verdict, recorded, campaign.id, iso(now), sealing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lab.evidence.audit import AuditEntry, Finding, payloads
+from lab.evidence.audit import AuditEntry, Finding, append, payloads
 from lab.evidence.db import Connection
 from lab.evidence.migrations import Schema, Step, register
 from lab.evidence.store import Store
@@ -28,22 +28,31 @@ PROMOTIONS = register(Schema("promotion", (
 
 def record_promotion(store: Store, campaign: Campaign, stage: str, verdict: dict[str, Any],
                      at: str | None = None) -> bool:
-    """Record that the campaign's build entered ``stage`` (at ``at``, default now). False if it
+    """Record that the campaign's build entered ``stage`` (at ``at``, default now), with its audit
+    entry, without a gate (the gate's path is ``lab.decision.promotion.promote``). False if it
     already had (nothing changes)."""
     store.ensure(PROMOTIONS)
     with store.transaction() as db:
-        return insert_promotion(db, campaign, stage, verdict, at or now())
+        return insert_promotion(db, campaign, stage, verdict, at or now(), verdict.get("evidence_digest"))
 
 
-def insert_promotion(db: Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str) -> bool:
-    """Insert a promotion inside the caller's transaction (on a store that ``ensure``\\ d ``PROMOTIONS``,
-    as ``promotion`` and ``promotions`` do); False if the build was already in ``stage``."""
+def insert_promotion(db: Connection, campaign: Campaign, stage: str, verdict: dict[str, Any], at: str,
+                     evidence_digest: str | None) -> bool:
+    """Insert a promotion and the ``promotion`` audit entry recording it inside the caller's
+    transaction (on a store that ``ensure``\\ d ``PROMOTIONS``, as ``promotion`` and ``promotions``
+    do); False, and nothing written, if the build was already in ``stage``."""
     cursor = db.execute(
         "INSERT INTO promotions VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         (campaign.product, campaign.version, campaign.digest, stage, campaign.id, json.dumps(verdict, sort_keys=True),
          at),
     )
-    return cursor.rowcount == 1
+    if cursor.rowcount != 1:
+        return False
+    ref = f"{campaign.product}@{campaign.version}"
+    append(db, "promotion", f"{ref} -> {stage}",
+           {"build": ref, "digest": campaign.digest, "stage": stage, "campaign": campaign.id,
+            "evidence_digest": evidence_digest, "promoted_at": at})
+    return True
 
 
 def promotion(store: Store, product: str, version: str, stage: str) -> dict[str, Any] | None:

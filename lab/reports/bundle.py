@@ -101,6 +101,7 @@ class BundleCheck:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # not a failure, but not proof either
 
     @property
     def ok(self) -> bool:
@@ -162,7 +163,7 @@ def check_seal(check: BundleCheck, data: dict[str, Any], signers: str | None) ->
     bundle without one says the log was not sealed (a note: the lab may have no key)."""
     raw = data.get("audit_checkpoint")
     if raw is None:
-        check.notes.append("audit chain not sealed: the bundle carries no signed checkpoint of the audit log")
+        check.warnings.append("audit chain not sealed: the bundle carries no signed checkpoint of the audit log")
         return
     checkpoint = checkpoint_of(raw)
     if checkpoint is None:

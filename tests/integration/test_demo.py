@@ -160,7 +160,8 @@ def test_production_approvals_are_signed_by_the_demo_approvers_keys(
     root, _ = demo
     keys = root / ".lab" / "demo-approvers"
     assert sorted(p.name for p in keys.iterdir()) == [
-        "allowed_signers", "kari.nordmann", "kari.nordmann.pub", "lars.haugen", "lars.haugen.pub"]
+        "allowed_signers", "kari.nordmann", "kari.nordmann.pub", "lab-audit", "lab-audit.pub", "lars.haugen",
+        "lars.haugen.pub"]
     assert (keys.stat().st_mode & 0o777, (keys / "kari.nordmann").stat().st_mode & 0o777) == (0o700, 0o600)
     db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
     signed = sorted(db.execute("SELECT version, kind, principal FROM signatures"))
@@ -170,9 +171,29 @@ def test_production_approvals_are_signed_by_the_demo_approvers_keys(
         "SELECT payload FROM audit WHERE kind = 'promotion' OR kind = 'decision' ORDER BY seq")]
     production = [d for d in promoted if d.get("stage") == "production" and "allowed_signers" in d]
     assert production and all(d["allowed_signers"]["override"] is True for d in production)
-    private = (keys / "kari.nordmann").read_text().split("\n")[1]  # a line of the key's base64 body
     dump = "\n".join(db.iterdump())
-    assert private not in dump
+    for key in ("kari.nordmann", "lab-audit"):
+        assert (keys / key).read_text().split("\n")[1] not in dump  # a line of the key's base64 body
+
+
+def test_the_demo_seals_its_audit_log_at_every_promotion_and_rollout_end(
+    demo: tuple[Path, subprocess.CompletedProcess[str]]
+) -> None:
+    root, result = demo
+    db = sqlite3.connect(root / ".lab" / "lab.sqlite3")
+    reasons = [json.loads(payload)["reason"] for (payload,) in db.execute(
+        "SELECT payload FROM audit_checkpoints ORDER BY id")]
+    rollouts = dict(db.execute("SELECT version, id FROM rollouts").fetchall())
+    assert reasons == ["promotion of care-planner@2.0.0 -> pilot", "promotion of care-planner@2.0.0 -> production",
+                       f"rollout {rollouts['2.0.0']} complete", "promotion of care-planner@2.2.0 -> pilot",
+                       "promotion of care-planner@2.2.0 -> production", f"rollout {rollouts['2.2.0']} halted"]
+    assert result.stdout.count("audit chain sealed at seq ") == 6
+    verified = subprocess.run([*lab_command(), "--lab", str(root / "lab.yml"), "audit", "verify"],
+                              capture_output=True, text=True, check=False,
+                              env={**os.environ,
+                                   "LAB_ALLOWED_SIGNERS": str(root / ".lab/demo-approvers/allowed_signers")})
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "audit chain sealed at seq " in verified.stdout and "lab-audit@example.no" in verified.stdout
 
 
 def test_the_change_boards_reports_show_where_each_build_stands(

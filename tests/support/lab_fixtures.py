@@ -25,6 +25,9 @@ BUILD = "care-planner@2.0.0"
 # Tuesday 2026-12-01 10:00 UTC; three days later (Friday 19:00 Trondheim) production's window is open.
 T0 = "2026-12-01T10:00:00Z"
 T_OPEN = "2026-12-04T17:00:00Z"
+# what a promotion prints in a lab whose lab.yml names no audit.checkpoint_key
+NOT_SEALED = ("audit chain not sealed: no audit.checkpoint_key in lab.yml; name the lab's signing key there "
+              "(audit: {checkpoint_key: PATH}) or seal with `lab audit checkpoint --key KEY`\n")
 
 
 def make_key(directory: Path, name: str) -> Path:

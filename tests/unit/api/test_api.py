@@ -158,7 +158,7 @@ def test_promote_records_the_promotion_and_refreshes_the_builds_reports(seeded: 
     (entry,) = api.audit_show(session, "promotion")
     assert entry.subject == f"{BUILD} -> pilot"
     check = api.audit_verify(session)
-    assert (check.ok, check.entries) == (True, len(api.audit_show(session)))
+    assert (check.ok, check.chain.entries) == (True, len(api.audit_show(session)))
 
 
 def test_a_refused_promotion_raises_with_its_decision(seeded: SeededLab, session: api.Lab) -> None:

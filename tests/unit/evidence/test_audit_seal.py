@@ -300,3 +300,19 @@ def test_the_bundle_and_the_report_carry_the_seal(sealed: SeededLab, lab_cli: Cl
     assert seal["checkpoint"]["hash"] == second.hash
     html = (sealed.config.reports_dir / f"{sealed.campaign.id}.html").read_text()
     assert f'<p class="small audit-seal">audit chain sealed at seq 9 by {LAB_PRINCIPAL}, ' in html
+
+
+def test_an_operators_key_given_on_the_command_line_seals_without_lab_yml_naming_one(
+        seeded: SeededLab, keys: dict[str, Path], tmp_path: Path, lab_cli: Cli) -> None:
+    operator = make_key(tmp_path / "operator", "seal")  # outside the lab, as a CI secret would be
+    key_type, blob = key_pub(operator)
+    signers = tmp_path / "operator" / "allowed_signers"
+    signers.write_text(allowed_signers_text(keys) + f'{LAB_PRINCIPAL} namespaces="{NAMESPACE}" {key_type} {blob}\n')
+    promoted = lab_cli("--lab", str(seeded.lab_yml), "--allowed-signers", str(signers), "--checkpoint-key",
+                       str(operator), "promote", BUILD, "--to", "pilot", "--now", T0)
+    assert promoted.code == 0, promoted.err
+    (checkpoint,) = checkpoints(seeded.store)
+    assert (checkpoint.principal, checkpoint.reason) == (LAB_PRINCIPAL, f"promotion of {BUILD} -> pilot")
+    assert f"audit chain sealed at seq {checkpoint.seq} by {LAB_PRINCIPAL}, " in promoted.out
+    missing = lab_cli("--lab", str(seeded.lab_yml), "--checkpoint-key", str(tmp_path / "nowhere"), "audit", "verify")
+    assert missing.code == 2 and "'--checkpoint-key': File " in missing.err and "does not exist" in missing.err

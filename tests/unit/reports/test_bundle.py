@@ -86,6 +86,7 @@ def test_a_bundle_holds_what_was_tested_and_who_signed(bundle: Path, bundled: Se
     assert checked.out.splitlines() == [
         f"  ok  approval #1 by {PRINCIPALS['kari']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
         f"  ok  approval #2 by {PRINCIPALS['lars']}: verifies (production, until 2026-12-08T10:00:00+00:00)",
+        "  --  audit chain not sealed: the bundle carries no signed checkpoint of the audit log",
         f"{BUILD} (sha256 {bundled.build.digest[:12]}…): evidence bundle verified"]
 
 
@@ -125,8 +126,9 @@ def test_signatures_are_checked_against_the_allowed_signers_given(bundle: Path, 
     other.write_text(allowed_signers_text(keys, ("lars",)))
     result = lab_cli("evidence", "verify", str(bundle), "--allowed-signers", str(other))
     assert result.code == 1
-    assert [line[:60] for line in result.out.splitlines()[:2]] == [
+    assert [line[:60] for line in result.out.splitlines()[:3]] == [
         f"  ok  approval #2 by {PRINCIPALS['lars']}: verifies (production, unt"[:60],
+        "  --  audit chain not sealed: the bundle carries no signed checkpoint"[:60],
         f"  BAD approval #1 by {PRINCIPALS['kari']}: does not verify (signatur"[:60]]
 
 

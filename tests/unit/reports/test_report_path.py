@@ -16,7 +16,7 @@ from lab.reports import refresh
 from lab.signoff import approvals, signing
 from lab.util.canonical import canonical_bytes
 from lab.util.clock import parse_instant
-from tests.support.lab_fixtures import BUILD, PRINCIPALS, T0, T_OPEN, SeededLab, allowed_signers_text
+from tests.support.lab_fixtures import BUILD, NOT_SEALED, PRINCIPALS, T0, T_OPEN, SeededLab, allowed_signers_text
 from tests.support.labfiles import CliResult
 
 Cli = Callable[..., CliResult]
@@ -83,7 +83,7 @@ def test_the_path_follows_the_build_from_lab_to_production(seeded: SeededLab, ke
     production = seeded.cli(lab_cli, "promote", BUILD, "--to", "production", "--now", T_OPEN)
     assert production.code == 0, production.err
     assert production.out.endswith(f"{BUILD} promoted to production (evidence: {campaign})\n"
-                                   + refreshed_line(seeded))
+                                   + NOT_SEALED + refreshed_line(seeded))
     assert report.read_text() != before  # `lab promote` re-wrote the file on disk
     page = read_page(report)
     assert table(page, "path") == [registered, in_pilot,
@@ -196,7 +196,8 @@ def test_a_report_that_cannot_be_written_does_not_undo_the_promotion(seeded: See
     seeded.config.reports_dir.write_text("not a directory")
     promoted = seeded.cli(lab_cli, "promote", BUILD, "--to", "pilot", "--now", T0)
     assert promoted.code == 0
-    assert promoted.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {seeded.campaign.id})\n")
+    assert promoted.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {seeded.campaign.id})\n"
+                                 + NOT_SEALED)
     assert promoted.err.startswith(f"lab: the reports of {BUILD} were not refreshed ([Errno 17] File exists: ")
     assert promotion(seeded.store, "care-planner", "2.0.0", "pilot") is not None
 

@@ -42,11 +42,11 @@ def test_a_host_outcome_changed_behind_labs_back_is_named(tmp_path: Path, monkey
     rid = record.id
     found = findings_after(tmp_path, "UPDATE rollout_hosts SET state = 'healthy' WHERE host = 'prod-ts-03'")
     assert found == [
-        (f"rollouts {rid}", 9, f"rollouts {rid}: the row's hosts rolled back on their own is [], but entry 9 "
+        (f"rollouts {rid}", 10, f"rollouts {rid}: the row's hosts rolled back on their own is [], but entry 10 "
                                "recorded ['prod-ts-03']"),
-        (f"rollout_hosts {rid} wave 2", 6, f"rollout_hosts {rid} wave 2: the hosts per state are {{'healthy': 11}}, "
-                                           "but entry 6 recorded {'healthy': 10, 'rolled_back': 1}"),
-        (f"rollout_hosts {rid} prod-ts-03", 5, f"rollout_hosts {rid} prod-ts-03: the row says healthy, but entry 5 "
+        (f"rollout_hosts {rid} wave 2", 7, f"rollout_hosts {rid} wave 2: the hosts per state are {{'healthy': 11}}, "
+                                           "but entry 7 recorded {'healthy': 10, 'rolled_back': 1}"),
+        (f"rollout_hosts {rid} prod-ts-03", 6, f"rollout_hosts {rid} prod-ts-03: the row says healthy, but entry 6 "
                                                "recorded it rolled_back"),
     ]
 
@@ -57,7 +57,7 @@ def test_a_halted_rollout_made_complete_and_a_rollout_without_entries(tmp_path: 
     rid = record.id
     assert record.state.value == "halted"
     assert findings_after(tmp_path, f"UPDATE rollouts SET state = 'complete' WHERE id = '{rid}'") == [
-        (f"rollouts {rid}", 5, f"rollouts {rid}: the row's state is 'complete', but entry 5 recorded 'halted'")]
+        (f"rollouts {rid}", 6, f"rollouts {rid}: the row's state is 'complete', but entry 6 recorded 'halted'")]
     found = findings_after(tmp_path, f"INSERT INTO rollouts VALUES ('r-forged', 'care-planner', '2.0.0', "
                                      f"'{record.digest}', 'production', 'complete', 't', 't', 't', '')",
                            f"DELETE FROM rollout_hosts WHERE rollout_id = '{rid}'",
@@ -66,6 +66,6 @@ def test_a_halted_rollout_made_complete_and_a_rollout_without_entries(tmp_path: 
     assert found == [
         ("rollouts r-forged", None, "rollouts r-forged: no rollout-start entry in the audit log recorded this "
                                     "rollout (it was written behind lab's back)"),
-        (f"rollouts {rid}", 1, f"rollouts {rid}: entry 1 (rollout-start) and 4 more speak of this rollout, but its "
+        (f"rollouts {rid}", 2, f"rollouts {rid}: entry 2 (rollout-start) and 4 more speak of this rollout, but its "
                                "row is missing"),
     ]

@@ -181,7 +181,8 @@ def test_failed_hosts_within_the_threshold_are_rolled_back_on_their_own_and_the_
     assert host.detail == ("failed (unhealthy: plans-a-route fail: ), rolled back on its own; care-planner removed: "
                            "the host ran no earlier build of it through lab, so there is nothing to verify")
     assert record.rolled_back_hosts() == ["prod-ts-03"]
-    entries = audit.entries(runner.store)
+    promoted, *entries = audit.entries(runner.store)  # setup's promotion, then the rollout's own
+    assert (promoted.kind, promoted.subject) == ("promotion", "care-planner@2.0.0 -> production")
     assert [(e.kind, e.subject.split(" rollout ")[1].partition(" ")[2]) for e in entries] == [
         ("rollout-start", ""), ("rollout-wave-start", "wave 1 (wave-1)"), ("rollout-wave-done", "wave 1 (wave-1)"),
         ("rollout-wave-start", "wave 2 (wave-2)"), ("rollout-rollback", "wave 2 (wave-2)"),
@@ -209,8 +210,8 @@ def test_a_failed_host_whose_rollback_fails_stops_the_rollout(tmp_path: Path, mo
                              "prod-ts-03")
     assert production.runs[-1] == ("rollback", ("prod-ts-03",)) and len(production.runs) == 2  # no later host
     assert {h.state for h in record.waves[1].hosts} == {HostState.CANCELLED}
-    assert [e.kind for e in audit.entries(runner.store)] == ["rollout-start", "rollout-wave-start", "rollout-rollback",
-                                                            "rollout-failed"]
+    assert [e.kind for e in audit.entries(runner.store)] == ["promotion", "rollout-start", "rollout-wave-start",
+                                                            "rollout-rollback", "rollout-failed"]
     rollback = audit.entries(runner.store, "rollout-rollback")[0].data()
     assert (rollback["outcome"], [f["host"] for f in rollback["failed"]]) == ("rollback failed", ["prod-ts-03"])
 
@@ -230,7 +231,7 @@ def test_a_host_rollback_cut_short_is_finished_by_resume(tmp_path: Path, monkeyp
     assert production.runs[1:] == [("rollback", ("prod-ts-02",)), ("rollback", ("prod-ts-02",)),
                                    ("deploy", tuple(f"prod-ts-{i:02d}" for i in range(5, 25)))]
     assert [e.kind for e in audit.entries(runner.store)] == [
-        "rollout-start", "rollout-wave-start", "rollout-resume", "rollout-rollback", "rollout-wave-done",
+        "promotion", "rollout-start", "rollout-wave-start", "rollout-resume", "rollout-rollback", "rollout-wave-done",
         "rollout-wave-start", "rollout-wave-done", "rollout-complete"]
     resumed = audit.entries(runner.store, "rollout-resume")[0].data()
     assert (resumed["state"], resumed["wave"], resumed["wave_state"]) == ("running", 1, "rolling_back_hosts")
@@ -248,7 +249,8 @@ def test_waves_start_only_in_the_maintenance_window_and_resume_continues_once_it
     assert str(refused.value) == (
         "care-planner@2.0.0 may not be rolled out to production now: closed at 2026-12-04 11:00 Europe/Oslo (Fri) "
         f"(outside weekdays 18:00-06:00 Europe/Oslo; weekends 00:00-24:00 Europe/Oslo); {next_open}")
-    assert (rollouts.latest("care-planner"), production.runs, audit.entries(runner.store)) == (None, [], [])
+    assert (rollouts.latest("care-planner"), production.runs) == (None, [])
+    assert [e.kind for e in audit.entries(runner.store)] == ["promotion"]  # setup's: the refusal wrote nothing
 
     clock[0] = OPEN
     checked = production.check_hosts

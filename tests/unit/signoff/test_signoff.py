@@ -20,6 +20,7 @@ from lab.util.canonical import canonical_bytes
 from lab.util.clock import parse_instant
 from tests.support.lab_fixtures import (
     BUILD,
+    NOT_SEALED,
     PRINCIPALS,
     T0,
     T_OPEN,
@@ -48,7 +49,7 @@ def into_pilot(lab: SeededLab, cli: Cli) -> None:
     assert result.code == 0, result.err
     report = lab.config.reports_dir / f"{lab.campaign.id}.html"
     assert result.out.endswith(f"{BUILD} promoted to pilot (evidence: campaign {lab.campaign.id})\n"
-                               f"report refreshed: {report} (and .junit.xml, .json)\n")
+                               + NOT_SEALED + f"report refreshed: {report} (and .junit.xml, .json)\n")
 
 
 def test_two_valid_approvals_open_production(seeded: SeededLab, keys: dict[str, Path], lab_cli: Cli) -> None:
