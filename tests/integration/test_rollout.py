@@ -322,7 +322,8 @@ def test_build_c_halts_in_wave_1_is_rolled_back_and_later_waves_are_untouched(la
     assert line.split()[2:] == ["rollout-halted", C, "rollout", str(query(
         lab1, "SELECT id FROM rollouts WHERE version='2.2.0'")[0][0])]
     verified = run_lab(lab1, "audit", "verify")
-    assert verified.returncode == 0 and verified.stdout.startswith("audit log intact: 13 entries, head ")
+    # 15: the setup's two promotions, then the rollouts' own 13
+    assert verified.returncode == 0 and verified.stdout.startswith("audit log intact: 15 entries, head ")
 
 
 def test_a_tampered_rollout_entry_is_detected(lab1: Path, tmp_path: Path) -> None:
