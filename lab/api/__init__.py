@@ -88,14 +88,14 @@ from lab.reports import FORMATS as REPORT_FORMATS
 from lab.rollout.engine import RolloutEvent
 
 __all__ = [
-    "AUDIT_KINDS", "EXECUTOR_KINDS", "PROVIDER_NAMES", "REPORT_FORMATS", "AuditEntries", "AuditVerdict", "CampaignOutcome", "CampaignRow",
-    "CampaignRows", "CampaignStarting", "Decision", "EvidenceVerdict", "EvidenceWritten", "Initialized", "Lab",
-    "ProductionHost", "ProductionRemoved", "ProductionStopped", "Progress", "Promotion", "PromotionRefused",
-    "Registration", "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent", "SandboxOutcome", "SandboxRow",
-    "SandboxRows", "SandboxesDone", "SelftestOutcome", "SignedWord", "Validation", "WrittenReport", "approve",
-    "audit_checkpoint", "audit_show", "audit_verify", "build", "document", "evidence_verify", "evidence_write", "gate",
-    "init", "list_campaigns", "outcome_code", "production_down", "production_status", "production_stop",
-    "production_up", "promote", "report", "resume", "rollout_abort", "rollout_resume", "rollout_start",
-    "rollout_status", "run", "sandbox_down", "sandbox_list", "sandbox_rebaseline", "sandbox_reset", "sandbox_stop",
-    "sandbox_up", "selftest", "show", "validate", "waive", "worker",
+    "AUDIT_KINDS", "EXECUTOR_KINDS", "PROVIDER_NAMES", "REPORT_FORMATS", "AuditEntries", "AuditVerdict",
+    "CampaignOutcome", "CampaignRow", "CampaignRows", "CampaignStarting", "Decision", "EvidenceVerdict",
+    "EvidenceWritten", "Initialized", "Lab", "ProductionHost", "ProductionRemoved", "ProductionStopped", "Progress",
+    "Promotion", "PromotionRefused", "Registration", "ReportsRefresh", "RolloutEvent", "RolloutOutcome", "RunEvent",
+    "SandboxOutcome", "SandboxRow", "SandboxRows", "SandboxesDone", "SelftestOutcome", "SignedWord", "Validation",
+    "WrittenReport", "approve", "audit_checkpoint", "audit_show", "audit_verify", "build", "document",
+    "evidence_verify", "evidence_write", "gate", "init", "list_campaigns", "outcome_code", "production_down",
+    "production_status", "production_stop", "production_up", "promote", "report", "resume", "rollout_abort",
+    "rollout_resume", "rollout_start", "rollout_status", "run", "sandbox_down", "sandbox_list", "sandbox_rebaseline",
+    "sandbox_reset", "sandbox_stop", "sandbox_up", "selftest", "show", "validate", "waive", "worker",
 ]

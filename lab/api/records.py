@@ -11,15 +11,17 @@ from typing import Any
 from lab.api.documents import document
 from lab.api.session import Lab, build_spec, instant
 from lab.campaign.builds import verified_build
-from lab.decision.records import promotion_findings
+from lab.decision.records import PROMOTIONS, promotion_findings
 from lab.errors import ConfigError
 from lab.evidence import audit
 from lab.evidence.audit import AuditCheck, AuditEntry, Finding
-from lab.evidence.checkpoints import Checkpoint, against_log, checkpoints
+from lab.evidence.checkpoints import CHECKPOINTS, Checkpoint, against_log, stored
+from lab.evidence.store import Store
 from lab.reports.bundle import build_bundle, read_bundle, verify_bundle
 from lab.rollout.crosscheck import rollout_findings
+from lab.rollout.records import ROLLOUT
 from lab.signoff.checkpoints import Sealing, seal_now, sealed_line, sealer, signature_problem
-from lab.signoff.records import signature_findings
+from lab.signoff.records import SIGNOFF, signature_findings
 from lab.util.atomic import write_text
 
 
@@ -112,13 +114,25 @@ def audit_verify(lab: Lab) -> AuditVerdict:
     one: a recomputed chain or a cut-back tail is named with the seq and the checkpoint), and
     the state tables (promotions, signed records, rollouts with their waves and hosts) against
     the entries that recorded them."""
-    config, store = lab.config, lab.store
-    stored = checkpoints(store)  # before the log: every checkpoint read then seals an entry the log holds
-    log, head = audit.snapshot(store)
-    signers = config.agreement.allowed_signers
+    config = lab.config
+    return verdict_of(lab.store, config.agreement.allowed_signers, config.audit.require_checkpoints)
+
+
+def verdict_of(store: Store, signers: Path | None, required: bool) -> AuditVerdict:
+    """``audit_verify`` of ``store``, checkpoint signatures checked against ``signers``, ``required``
+    whether a valid checkpoint must seal a non-empty log. The log, its head, the checkpoints and
+    the state tables are read in one snapshot of the store (``Store.snapshot``), so what other
+    processes commit meanwhile (a promotion and its entry, a new checkpoint) is seen whole or not
+    at all, never as a row without its entry."""
+    for schema in (PROMOTIONS, SIGNOFF, ROLLOUT, CHECKPOINTS):
+        store.ensure(schema)
+    with store.snapshot() as db:
+        kept = stored(db)
+        log, head = audit.read_log(db)
+        tables = promotion_findings(db, log) + signature_findings(db, log) + rollout_findings(db, log)
     findings: list[Finding] = []
     valid = []
-    for number, checkpoint in enumerate(stored, start=1):
+    for number, checkpoint in enumerate(kept, start=1):
         if checkpoint.id != number:
             findings.append(Finding("audit_checkpoints", None, f"checkpoint {number} is missing (the next one is "
                                     f"{checkpoint.id}): checkpoints were deleted"))
@@ -128,12 +142,11 @@ def audit_verify(lab: Lab) -> AuditVerdict:
         else:
             valid.append(checkpoint)
     findings += against_log(log, valid)
-    if config.audit.require_checkpoints and log and not valid:
+    if required and log and not valid:
         findings.append(Finding("audit_checkpoints", None, "lab.yml requires signed checkpoints "
                                 "(audit.require_checkpoints), but no valid checkpoint seals the log"))
-    findings += promotion_findings(store, log) + signature_findings(store, log) + rollout_findings(store, log)
-    return AuditVerdict(audit.verify_log(log, head), len(stored), valid[-1] if valid else None, tuple(findings),
-                        config.audit.require_checkpoints)
+    return AuditVerdict(audit.verify_log(log, head), len(kept), valid[-1] if valid else None,
+                        tuple(findings + tables), required)
 
 
 def audit_checkpoint(lab: Lab, key: Path | None = None, principal: str | None = None) -> Sealing:

@@ -73,13 +73,11 @@ def promotions(store: Store, product: str, version: str) -> list[dict[str, Any]]
     return [dict(r) for r in rows]
 
 
-def promotion_findings(store: Store, log: list[AuditEntry]) -> list[Finding]:
-    """Promotions against the ``promotion`` entries that recorded them: a row no entry recorded,
-    an entry whose row is gone, and a row whose digest, stage, campaign or time differs from its
-    entry, each named by table, key and seq."""
-    store.ensure(PROMOTIONS)
-    with store.reading() as db:
-        rows = {(r["product"], r["version"], r["stage"]): dict(r) for r in db.execute("SELECT * FROM promotions")}
+def promotion_findings(db: Connection, log: list[AuditEntry]) -> list[Finding]:
+    """Promotions as ``db`` sees them (in the snapshot ``log`` was read in) against the ``promotion``
+    entries that recorded them: a row no entry recorded, an entry whose row is gone, and a row
+    whose digest, stage, campaign or time differs from its entry, each named by table, key and seq."""
+    rows = {(r["product"], r["version"], r["stage"]): dict(r) for r in db.execute("SELECT * FROM promotions")}
     entries: dict[tuple[str, str], tuple[AuditEntry, dict[str, Any]]] = {}
     for entry, data in payloads(log, "promotion"):
         entries.setdefault((str(data.get("build")), str(data.get("stage"))), (entry, data))

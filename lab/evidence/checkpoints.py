@@ -10,19 +10,22 @@ log: an attacker who rewrites an entry and recomputes every later hash and the h
 chain's own check, but not a checkpoint sealed after that entry, and a log cut back (its head
 moved back) before a checkpoint's seq is caught too.
 
-The table is its own feature (``audit-checkpoint``), one plain-SQL step that SQLite and
-PostgreSQL both accept; ids are given by lab (one more than the largest), not by the database.
+The table is its own feature (``audit-checkpoint``): one plain-SQL step that SQLite and
+PostgreSQL both accept (ids are given by lab, one more than the largest, under the store's
+single-writer rule), then the append-only guard, SQLite triggers or PostgreSQL's plpgsql ones as
+on the audit log itself. Everything here works on a ``lab.evidence.db.Connection`` of either
+backend.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from lab.evidence.audit import AuditEntry, Finding
-from lab.evidence.migrations import Schema, Step, register
+from lab.evidence.db import Connection, Row
+from lab.evidence.migrations import Schema, Step, pg_append_only, register
 from lab.evidence.store import Store
 
 CHECKPOINTS = register(Schema("audit-checkpoint", (
@@ -31,6 +34,12 @@ CHECKPOINTS = register(Schema("audit-checkpoint", (
         id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, hash TEXT NOT NULL, principal TEXT NOT NULL,
         signed_at TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL, signature TEXT NOT NULL);
     """),
+    Step("""
+    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+        BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    """, postgresql=pg_append_only("audit_checkpoints", "audit checkpoints are append-only")),
 )))
 
 
@@ -77,7 +86,7 @@ def checkpoint_of(data: Any) -> Checkpoint | None:
         return None
 
 
-def insert(db: sqlite3.Connection, payload: str, signature: str) -> Checkpoint:
+def insert(db: Connection, payload: str, signature: str) -> Checkpoint:
     """Keep a signed checkpoint inside ``db``'s open transaction (on a store that ensured ``CHECKPOINTS``)."""
     data = json.loads(payload)
     row = db.execute("SELECT MAX(id) FROM audit_checkpoints").fetchone()
@@ -93,9 +102,17 @@ def checkpoints(store: Store) -> list[Checkpoint]:
     """Every stored checkpoint, oldest first."""
     store.ensure(CHECKPOINTS)
     with store.reading() as db:
-        rows = db.execute("SELECT * FROM audit_checkpoints ORDER BY id").fetchall()
-    return [Checkpoint(int(r["id"]), int(r["seq"]), str(r["hash"]), str(r["principal"]), str(r["signed_at"]),
-                       str(r["reason"]), str(r["payload"]), str(r["signature"])) for r in rows]
+        return stored(db)
+
+
+def stored(db: Connection) -> list[Checkpoint]:
+    """Every checkpoint ``db`` sees (inside ``Store.snapshot()``: in the same snapshot as the log), oldest first."""
+    return [checkpoint_row(r) for r in db.execute("SELECT * FROM audit_checkpoints ORDER BY id").fetchall()]
+
+
+def checkpoint_row(r: Row) -> Checkpoint:
+    return Checkpoint(int(r["id"]), int(r["seq"]), str(r["hash"]), str(r["principal"]), str(r["signed_at"]),
+                      str(r["reason"]), str(r["payload"]), str(r["signature"]))
 
 
 def sealed_fields_problem(checkpoint: Checkpoint, data: Any) -> str:

@@ -15,25 +15,24 @@ from __future__ import annotations
 from typing import Any
 
 from lab.evidence.audit import ROLLOUT_KINDS, AuditEntry, Finding, payloads
-from lab.evidence.store import Store
-from lab.rollout.records import FINAL, HostState, RolloutRecord, RolloutStore, WaveState
+from lab.evidence.db import Connection
+from lab.rollout.records import FINAL, HostState, RolloutRecord, WaveState, read
 
 
-def rollout_findings(store: Store, log: list[AuditEntry]) -> list[Finding]:
-    """Every disagreement between the rollout tables and the log, each named by table, key and seq."""
-    rollouts = RolloutStore(store)
-    with store.reading() as db:
-        ids = [str(r[0]) for r in db.execute("SELECT id FROM rollouts ORDER BY created_at, id")]
-        orphans = [(str(r[0]), int(r[1])) for r in db.execute(
-            "SELECT w.rollout_id, w.wave FROM rollout_waves w LEFT JOIN rollouts r ON r.id = w.rollout_id "
-            "WHERE r.id IS NULL ORDER BY w.rollout_id, w.wave")]
+def rollout_findings(db: Connection, log: list[AuditEntry]) -> list[Finding]:
+    """Every disagreement between the rollout tables as ``db`` sees them (in the snapshot ``log``
+    was read in) and the log, each named by table, key and seq."""
+    ids = [str(r[0]) for r in db.execute("SELECT id FROM rollouts ORDER BY created_at, id")]
+    orphans = [(str(r[0]), int(r[1])) for r in db.execute(
+        "SELECT w.rollout_id, w.wave FROM rollout_waves w LEFT JOIN rollouts r ON r.id = w.rollout_id "
+        "WHERE r.id IS NULL ORDER BY w.rollout_id, w.wave")]
     by_rollout: dict[str, list[tuple[AuditEntry, dict[str, Any]]]] = {}
     for entry, data in payloads(log, *ROLLOUT_KINDS):
         by_rollout.setdefault(str(data.get("rollout")), []).append((entry, data))
     findings = [Finding(f"rollout_waves {rid} wave {wave}", None, f"rollout_waves {rid} wave {wave}: a wave of a "
                         "rollout the rollouts table does not hold") for rid, wave in orphans]
     for rollout_id in ids:
-        findings += one_rollout(rollouts.get(rollout_id), by_rollout.pop(rollout_id, []))
+        findings += one_rollout(read(db, rollout_id), by_rollout.pop(rollout_id, []))
     for rollout_id, found in sorted(by_rollout.items()):
         entry = found[0][0]
         findings.append(Finding(f"rollouts {rollout_id}", entry.seq, f"rollouts {rollout_id}: entry {entry.seq} "

@@ -11,7 +11,6 @@ sealed, unless lab.yml sets ``audit.require_checkpoints``, which refuses what ca
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from lab.config.labfile import LabConfig
 from lab.errors import ConfigError, InfrastructureError
 from lab.evidence.audit import head_of
 from lab.evidence.checkpoints import CHECKPOINTS, Checkpoint, checkpoints, insert, sealed_fields_problem
+from lab.evidence.db import Connection
 from lab.evidence.store import Store
 from lab.signoff.signing import sign, signer_identity, verify, verify_with_text
 from lab.util.canonical import canonical_bytes, canonical_json
@@ -61,7 +61,7 @@ class Sealer:
     allowed_signers: Path | None
     required: bool
 
-    def seal(self, db: sqlite3.Connection, reason: str) -> Sealing:
+    def seal(self, db: Connection, reason: str) -> Sealing:
         """Sign the log's head as ``db``'s open transaction sees it and keep the checkpoint there.
 
         Promises: with ``required``, ConfigError (or InfrastructureError) when it cannot be sealed,
@@ -74,7 +74,7 @@ class Sealer:
                                 "nothing was recorded") from None
             return Sealing(None, str(exc))
 
-    def sign_head(self, db: sqlite3.Connection, reason: str) -> Checkpoint:
+    def sign_head(self, db: Connection, reason: str) -> Checkpoint:
         if self.key is None:
             raise ConfigError(f"{NO_KEY}; name the lab's signing key there (audit: {{checkpoint_key: PATH}}) "
                               "or seal with `lab audit checkpoint --key KEY`")

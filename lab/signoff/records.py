@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from lab.evidence.audit import AuditEntry, Finding, append, payloads
+from lab.evidence.db import Connection
 from lab.evidence.migrations import Schema, Step, pg_append_only, register
 from lab.evidence.store import Store
 from lab.model import Build, SignedRecord
@@ -64,13 +65,12 @@ def signed(store: Store, product: str, version: str) -> list[SignedRecord]:
             for r in rows]
 
 
-def signature_findings(store: Store, log: list[AuditEntry]) -> list[Finding]:
-    """Approvals, rejections and waivers against the entries that recorded them: a row no entry
-    recorded, an entry whose row is gone, and a row whose kind, build, principal, signed payload,
-    signature, time, stage or waived check differs from its entry, named by table, id and seq."""
-    store.ensure(SIGNOFF)
-    with store.reading() as db:
-        rows = {int(r["id"]): dict(r) for r in db.execute("SELECT * FROM signatures")}
+def signature_findings(db: Connection, log: list[AuditEntry]) -> list[Finding]:
+    """Approvals, rejections and waivers as ``db`` sees them (in the snapshot ``log`` was read in)
+    against the entries that recorded them: a row no entry recorded, an entry whose row is gone,
+    and a row whose kind, build, principal, signed payload, signature, time, stage or waived check
+    differs from its entry, named by table, id and seq."""
+    rows = {int(r["id"]): dict(r) for r in db.execute("SELECT * FROM signatures")}
     entries: dict[int, tuple[AuditEntry, dict[str, Any]]] = {}
     for entry, data in payloads(log, *KINDS):
         if isinstance(data.get("record"), int):

@@ -81,7 +81,8 @@ def sealed(tmp_path: Path, keys: dict[str, Path], lab_cli: Cli, lab_templates: L
 def sql(lab: SeededLab, *statements: str) -> None:
     """Change the store behind lab's back, as someone with the file could: drop the guards, then edit."""
     db = sqlite3.connect(lab.config.state_dir / "lab.sqlite3", isolation_level=None)
-    for trigger in ("audit_no_update", "audit_no_delete", "signatures_no_update", "signatures_no_delete"):
+    for trigger in ("audit_no_update", "audit_no_delete", "signatures_no_update", "signatures_no_delete",
+                    "audit_checkpoints_no_update", "audit_checkpoints_no_delete"):
         db.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     for statement in statements:
         db.execute(statement)

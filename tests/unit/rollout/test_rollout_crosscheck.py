@@ -9,16 +9,23 @@ from pathlib import Path
 import pytest
 
 from lab.evidence import audit
+from lab.evidence.audit import Finding
 from lab.evidence.store import Store
 from lab.rollout.crosscheck import rollout_findings
 from lab.rollout.records import RolloutRecord
 from tests.unit.rollout.test_rollout_engine import Production, setup
 
 
+def findings_in(store: Store) -> list[Finding]:
+    """The rollout cross-check as ``lab audit verify`` runs it: the tables and the log in one snapshot."""
+    with store.snapshot() as db:
+        return rollout_findings(db, audit.read_log(db)[0])
+
+
 def rolled_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unhealthy: set[str], waves: str) -> RolloutRecord:
     runner, build, _ = setup(tmp_path, waves, Production(unhealthy=unhealthy), monkeypatch)
     record = runner.start(build)
-    assert rollout_findings(runner.store, audit.entries(runner.store)) == []
+    assert findings_in(runner.store) == []
     return record
 
 
@@ -31,7 +38,7 @@ def findings_after(tmp_path: Path, *statements: str) -> list[tuple[str, int | No
     db.close()
     store = Store(database)
     try:
-        return [(f.where, f.seq, f.problem) for f in rollout_findings(store, audit.entries(store))]
+        return [(f.where, f.seq, f.problem) for f in findings_in(store)]
     finally:
         store.close()
 
