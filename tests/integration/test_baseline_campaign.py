@@ -98,7 +98,10 @@ def test_the_packed_baseline_installs_the_same_tree_as_the_copy(tmp_path: Path, 
 def task_outcomes(run_dir: Path) -> dict[str, str]:
     """Task name -> what happened to it (``runner_on_ok``, ``runner_on_skipped``...) in the runs under ``run_dir``."""
     found = {}
-    for event_file in sorted(run_dir.glob("baseline-*/artifacts/*/job_events/*.json")):
+    # in the order ansible-runner numbered them (COUNTER-UUID.json): as text, 10-... would come before 9-...
+    events = sorted(run_dir.glob("baseline-*/artifacts/*/job_events/*.json"),
+                    key=lambda path: (path.parent, int(path.name.split("-", 1)[0])))
+    for event_file in events:
         event = json.loads(event_file.read_text())
         if str(event.get("event", "")).startswith("runner_on_"):
             found[event["event_data"]["task"]] = event["event"]
