@@ -48,32 +48,50 @@ def usage(group: Path, name: str) -> float:
     return int(fields["usage_usec"]) / 1e6
 
 
-def run(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> Measured:
-    """Run ``command`` in ``cwd`` to its end and count the CPU its whole tree used while it ran."""
-    found = cgroup_root()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    group = None
-    if found is not None:
-        group = found[0] / f"lab-bench-{uuid.uuid4().hex[:8]}"
-        group.mkdir()
-    procs = str(group / "cgroup.procs") if group is not None else None
+class Group:
+    """A cgroup of its own while the ``with`` lasts (``None`` as ``path`` where this machine allows
+    none): processes started with ``enter`` as their ``preexec_fn`` are counted by ``used``."""
 
-    def enter() -> None:
-        if procs is not None:
-            with open(procs, "w") as handle:
+    def __init__(self) -> None:
+        self.found = cgroup_root()
+        self.path = self.found[0] / f"lab-bench-{uuid.uuid4().hex[:8]}" if self.found is not None else None
+        self.method = self.found[2] if self.found is not None else "rusage of waited-for children"
+
+    def __enter__(self) -> Group:
+        if self.path is not None:
+            self.path.mkdir()
+        return self
+
+    def enter(self) -> None:
+        """Put the calling process (a child between fork and exec) into the group."""
+        if self.path is not None:
+            with open(self.path / "cgroup.procs", "w") as handle:
                 handle.write(str(os.getpid()))
 
-    started = time.perf_counter()
-    done = subprocess.run(list(command), env=dict(env), cwd=cwd, capture_output=True, text=True, check=False,
-                          preexec_fn=enter)
-    wall = time.perf_counter() - started
-    if group is not None and found is not None:
-        cpu, method = usage(group, found[1]), found[2]
-        for pid in (group / "cgroup.procs").read_text().split():  # daemons it left behind go back to the root group
-            (found[0] / "cgroup.procs").write_text(pid)
-        group.rmdir()
-    else:
+    def used(self) -> float | None:
+        """CPU-seconds every process of the group used so far (None without a cgroup)."""
+        if self.path is None or self.found is None:
+            return None
+        return usage(self.path, self.found[1])
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None or self.found is None:
+            return
+        for pid in (self.path / "cgroup.procs").read_text().split():  # daemons left behind go back to the root group
+            (self.found[0] / "cgroup.procs").write_text(pid)
+        self.path.rmdir()
+
+
+def run(command: Sequence[str], env: Mapping[str, str], cwd: Path) -> Measured:
+    """Run ``command`` in ``cwd`` to its end and count the CPU its whole tree used while it ran."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Group() as group:
+        started = time.perf_counter()
+        done = subprocess.run(list(command), env=dict(env), cwd=cwd, capture_output=True, text=True, check=False,
+                              preexec_fn=group.enter)
+        wall = time.perf_counter() - started
+        cpu = group.used()
+    if cpu is None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        method = "rusage of waited-for children"
-    return Measured(wall, cpu, method, done.returncode, done.stdout, done.stderr)
+    return Measured(wall, cpu, group.method, done.returncode, done.stdout, done.stderr)

@@ -380,8 +380,14 @@ class RolloutRunner:
         self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
 
     def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
-        suite = self.config.suites[self.settings.health_suite]
-        check_hosts(items, suite, self.config.timeouts.suite, self.settings.forks, each)
+        self.check_health(items, self.settings.forks, each)
+
+    def check_health(self, items: list[Endpoint], workers: int, each: Callable[[HostHealth], None]) -> list[HostHealth]:
+        """The health suite on ``items``, up to ``workers`` hosts at once (``check_hosts``): the one
+        place this process runs it, as ``playbook`` is the one place it runs Ansible (the
+        orchestration benchmark's dry runner replaces both, in a subclass of its own)."""
+        return check_hosts(items, self.config.suites[self.settings.health_suite], self.config.timeouts.suite,
+                           workers, each)
 
     def judge(self, record: RolloutRecord, wave: WaveRecord) -> None:
         """Halted when the wave's failures exceed its threshold; otherwise its failed hosts (if any) are
@@ -521,7 +527,6 @@ class HealthStream:
         self.runner = runner
         self.record = record
         self.wave = wave
-        self.suite = runner.config.suites[runner.settings.health_suite]
         self.pool = ThreadPoolExecutor(max_workers=max(1, runner.settings.forks), thread_name_prefix="health")
         self.running: list[Future[list[HostHealth]]] = []
 
@@ -530,8 +535,7 @@ class HealthStream:
 
     def check(self, hosts: list[str]) -> None:
         """Start the health suite on ``hosts``; record the checks that have ended meanwhile."""
-        cap = self.runner.config.timeouts.suite
-        self.running += [self.pool.submit(check_hosts, [endpoint(self.runner.config, h)], self.suite, cap, 1, ignore)
+        self.running += [self.pool.submit(self.runner.check_health, [endpoint(self.runner.config, h)], 1, ignore)
                          for h in hosts]
         self.record_ended(wait=False)
 

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -65,13 +65,16 @@ def use_celery(lab_yml: Path, url: str) -> None:
                      "  visibility_timeout: 300\n  time_limit: 280\n")
 
 
-def start_worker(lab_yml: Path, zone: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """`lab worker --queue ZONE` for ``lab_yml`` in a session of its own, once it says it is ready."""
+def start_worker(lab_yml: Path, zone: str, log: Path, env: dict[str, str] | None = None,
+                 command: list[str] | None = None,
+                 preexec: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """`lab worker --queue ZONE` for ``lab_yml`` (or ``command``, a worker of the caller's own) in a
+    session of its own, once it says it is ready; ``preexec`` runs in the child before it starts."""
     start = log.stat().st_size if log.exists() else 0
+    argv = command or [*lab_command(), "--lab", str(lab_yml), "worker", "--queue", zone]
     with log.open("ab") as out:
-        proc = subprocess.Popen([*lab_command(), "--lab", str(lab_yml), "worker", "--queue", zone], stdout=out,
-                                stderr=subprocess.STDOUT, env=dict(os.environ, CI="1", **(env or {})),
-                                start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, CI="1", **(env or {})),
+                                start_new_session=True, preexec_fn=preexec)
     deadline = time.monotonic() + 120
     while b"ready." not in log.read_bytes()[start:]:
         assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
