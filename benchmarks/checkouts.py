@@ -27,8 +27,11 @@ def before_and_after(doc: str | None, sizes: str, default_sizes: str, runs: int)
     parser.add_argument("--after", type=Path, default=AFTER, help="the code measured as after (default: this checkout)")
     parser.add_argument(f"--{sizes}", dest="sizes", metavar=sizes.upper(), default=default_sizes)
     parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--only", choices=("before", "after"),
+                        help="measure one code alone (when both do not fit in the time there is; no ratio)")
     args = parser.parse_args()
-    return ({"before": args.before.resolve(), "after": args.after.resolve()},
+    codes = {"before": args.before.resolve(), "after": args.after.resolve()}
+    return ({name: code for name, code in codes.items() if args.only in (None, name)},
             [int(size) for size in args.sizes.split(",")], args.runs)
 
 
@@ -70,7 +73,15 @@ def medians(measured: dict[str, list[tuple[float, float]]]) -> dict[str, tuple[f
 
 def print_table(label: str, unit: str, rows: list[tuple[int, dict[str, tuple[float, float]]]]) -> None:
     """The Markdown table of before/after medians, one row per size: ``label`` names the size's
-    column (``sandboxes``), ``unit`` what the CPU-seconds are divided by (``sandbox``)."""
+    column (``sandboxes``), ``unit`` what the CPU-seconds are divided by (``sandbox``). With one
+    code measured (``--only``), its columns alone."""
+    if rows and len(rows[0][1]) == 1:
+        name = next(iter(rows[0][1]))
+        print(f"\n| {label} | {name} wall s | {name} CPU-s/{unit} |\n|--:|--:|--:|")
+        for size, m in rows:
+            wall, cpu = m[name]
+            print(f"| {size} | {wall:.1f} | {cpu / size:.2f} |")
+        return
     print(f"\n| {label} | before wall s | after wall s | before CPU-s/{unit} | after CPU-s/{unit} | "
           "CPU ratio after/before | wall ratio after/before |")
     print("|--:|--:|--:|--:|--:|--:|--:|")

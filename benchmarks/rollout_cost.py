@@ -1,6 +1,6 @@
 """What a rollout costs per production host, before and after a change, measured in one run.
 
-``python -m benchmarks.rollout_cost --before DIR [--hosts 24,96,384] [--runs 1]``
+``python -m benchmarks.rollout_cost --before DIR [--hosts 24,96,384] [--runs 1] [--only after]``
 
 ``DIR`` is a checkout of the code to compare with; this checkout is "after". For each host count
 N and each code, a fresh copy of that code's default lab gets N local production hosts (its own
@@ -10,7 +10,8 @@ of build A to all N hosts runs in a child process of the same interpreter with t
 ``PYTHONPATH`` (``RolloutRunner.start``, the window clock set to an open evening): its wall
 time and the CPU-seconds of its whole process tree (``benchmarks/cpu.py``) are what is measured,
 the child's own start (imports, loading the lab) included on both sides. Before and after
-alternate for each N. Prints one table.
+alternate for each N. Prints one table. ``--only after`` (or ``before``) measures one code alone,
+for sizes where both do not fit in the time there is (then there is no ratio).
 """
 
 from __future__ import annotations

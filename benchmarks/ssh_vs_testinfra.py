@@ -3,44 +3,46 @@
 What it measures. Four namespace sandboxes (``NamespaceProvider``: each a Debian server with its
 own sshd on a loopback port, host key pinned, the lab's key for root) get the same 50 checks each,
 200 in all (``benchmarks/ssh_vs_testinfra_checks.py``: files, modes, contents, commands with exit
-code and stdout regex, packages, users, groups, sshd's listening socket, sysctl keys), judged by:
+code and stdout regex, packages, users, groups, sshd's listening socket, sysctl keys), judged by
+each side below. Every side is one whole process, timed the same way: from its spawn to its exit,
+so interpreter start-up, imports and connection set-up count wherever they happen:
 
-- ``lab``: ``SSHTransport`` per sandbox, one suite of 50 in one ``run_runner`` (lab.checks.delivery) round trip, four
-  sandboxes in parallel (4 threads, as a campaign's verify step); timed: compile + open + run +
-  close + parse, in this process (no interpreter start-up);
-- ``floor``: one plain ``ssh`` per sandbox (4 in parallel) feeding ``PYTHON_BOOTSTRAP`` the runner
-  and manifest on stdin: what one round trip costs with nothing of the lab around it;
+- ``lab``: a Python process that loads the suite and, per sandbox, opens an ``SSHTransport``
+  (ControlMaster), runs the runner on the compiled manifest in one round trip and closes, four
+  sandboxes in parallel (4 threads, as a campaign's verify step); it imports only lab;
+- ``floor``: the least work any tool must do to judge the checks: per sandbox, open one SSH
+  connection, run one session with the runner and its manifest on stdin, close. One ``/bin/sh``
+  starts a plain ``ssh`` per sandbox (4 at once) and waits; runner and manifest are compiled
+  beforehand (untimed), so nothing but the connections and the checks is in its time;
 - testinfra as it is run: a generated test module per sandbox (``testinfra_hosts``), ``pytest -n 4
   --dist loadfile`` (pytest-xdist: one worker per module, so one worker per sandbox, the same
   shape as the lab's 4 threads; without xdist testinfra walks the hosts one after the other),
-  ``--ssh-config`` a generated file (IdentityFile, UserKnownHostsFile, StrictHostKeyChecking yes);
-  timed: the whole ``pytest`` process, with plugin autoload off and only xdist and testinfra
-  loaded (this venv also holds hypothesis's plugin, ~1 s per interpreter, that a testinfra user
-  would not have). Variants: ``--connection ssh`` (the default backend: one ``ssh`` per command),
-  the same with ``ControlPath`` in the ssh config (testinfra itself adds ControlMaster=auto and
-  ControlPersist=60s; its ``--ssh-extra-args`` option is parsed but never handed to the backend
-  by testinfra 10.2's plugin, so the config file is the way), and ``--connection paramiko``. The
-  masters the ControlPath variant leaves are stopped after each run (untimed), so every run pays
-  for its own connections;
-- ``pytest -n 4`` alone on 200 empty tests: the harness's own cost, inside every testinfra time
-  (subtract it for an in-process comparison).
+  ``--ssh-config`` a generated file (IdentityFile, UserKnownHostsFile, StrictHostKeyChecking yes),
+  with plugin autoload off and only xdist and testinfra loaded (this venv also holds hypothesis's
+  plugin, ~1 s per interpreter, that a testinfra user would not have). Variants: ``--connection
+  ssh`` (the default backend: one ``ssh`` per command), the same with ``ControlPath`` in the ssh
+  config (testinfra itself adds ControlMaster=auto and ControlPersist=60s; its
+  ``--ssh-extra-args`` option is parsed but never handed to the backend by testinfra 10.2's
+  plugin, so the config file is the way), and ``--connection paramiko``. The masters the
+  ControlPath variant leaves are stopped after each run (untimed), so every run pays for its own
+  connections;
+- ``pytest -n 4`` alone on 200 empty tests: the harness's own cost, inside every testinfra time.
 
-Runs go in rounds: a warm-up round (not timed: it compiles the generated modules, warms the
-sandboxes and measures peak memory), then ``--runs`` rounds with every backend once, in a rotating
-order, so the machine's noise spreads over all of them; the lab and the floor, a second each and
-the tightest ratio, run three times per round, alternately. The table shows medians. To keep a
-run short the default testinfra ssh backend (the slowest by far) skips the warm-up (the ControlPath
-variant compiles the same test modules) and has its memory sampled during its first timed run.
+Runs are paired and interleaved with equal counts: a warm-up round (every side once, untimed: it
+compiles the generated modules, warms the sandboxes and samples peak memory), then ``--runs``
+rounds in which every side runs once, in an order rotated each round so the machine's noise
+spreads over all of them. Ratios are taken within a round (each side's time over the lab's time
+in the same round) and the table gives the median and range of those per-round ratios; "without
+pytest's start-up" subtracts the harness's time of the same round.
 
 SSH connections and sessions per sandbox per run are counted from each sandbox's sshd log
 (LogLevel VERBOSE: "Accepted publickey", "Starting session"). Peak memory is sampled every 20 ms
-over each side's process tree (plus the ssh ControlMasters that daemonize out of it; the sampler
-costs this process about 7% of one core): the largest process's VmHWM and the peak of the summed
-RSS (shared pages count once per process: an upper bound). The lab and the floor are sampled in
-a child process (for the floor only its ssh clients count). ``wait4``'s ru_maxrss is not used: a
-child forked from this process inherits its peak RSS. Both tools must pass all 200 checks, check
-by check, in every run; the targets are lab >= 10x the default testinfra ssh backend, >= 2x its
-ControlPath variant, and within 1.3x of the floor.
+over each side's process tree (plus the ssh ControlMasters that daemonize out of it) in the
+warm-up round: the largest process's VmHWM and the peak of the summed RSS (shared pages count
+once per process: an upper bound). ``wait4``'s ru_maxrss is not used: a child forked from this
+process inherits its peak RSS. Every side must pass all 200 checks, check by check, in every run;
+the targets are lab >= 10x the default testinfra ssh backend, >= 2x its ControlPath variant, and
+within 1.3x of the floor.
 
 Reproduce (root, Debian 12 with openssh-server; from the repository root)::
 
@@ -56,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import json
 import os
 import platform
 import re
@@ -73,9 +74,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks.ssh_vs_testinfra_backends import Run, Target, Testinfra, run_floor, run_lab, sampled
+from benchmarks.ssh_vs_testinfra_backends import Floor, Run, Target, Testinfra, run_lab, write_plan
 from benchmarks.ssh_vs_testinfra_checks import checks, write_lab_suite
-from lab.config.labfile import load_suite
 from lab.errors import LabError
 from lab.model import SandboxSpec
 from lab.sandboxes.namespace.provider import NamespaceProvider
@@ -85,17 +85,17 @@ ACCEPTED = re.compile(r"^Accepted publickey for root from 127\.0\.0\.1 port \d+ 
 SESSION = re.compile(r"^Starting session: ", re.M)
 BEGIN, END = "<!-- ssh_vs_testinfra:begin -->", "<!-- ssh_vs_testinfra:end -->"
 TARGETS = {"ti-ssh": 10.0, "ti-controlpath": 2.0, "floor": 1.3}
-PAIRS = 3  # lab and floor runs per round: they take about a second, and their ratio is the tightest target
+PEERS = ("ti-ssh", "ti-controlpath", "ti-paramiko")
 
 
 @dataclass
 class Backend:
-    """One side of the comparison, the runs it made and its peak memory."""
+    """One side of the comparison, the runs it made (one per round, in round order) and its peak memory."""
 
     key: str
     label: str
     parallelism: str
-    run: Callable[[bool], Run]  # sample: measure peak memory (lab and floor: in a child process)
+    run: Callable[[bool], Run]  # sample: measure peak memory
     runs: list[Run] = field(default_factory=list)
     memory: tuple[int, int] | None = None  # (largest process, sum over the tree), KiB
 
@@ -104,7 +104,7 @@ class Backend:
         return statistics.median(r.seconds for r in self.runs)
 
 
-# --- sandboxes, counting, memory -------------------------------------------------------------
+# --- sandboxes, counting ---------------------------------------------------------------------
 
 @contextmanager
 def sandboxes(state_dir: Path) -> Iterator[tuple[NamespaceProvider, list[SandboxSpec], list[Target]]]:
@@ -130,37 +130,18 @@ def sshd_counts(provider: NamespaceProvider, specs: list[SandboxSpec]) -> list[t
     return counts
 
 
-def in_child(kind: str, plan: Path, work: Path) -> Run:
-    """One run of the lab or the floor in a child process, for its peak memory (time: informative only).
+# --- paired ratios and the report ----------------------------------------------------------------
 
-    For the floor only its ssh clients count, not the Python that starts them.
-    """
-    tmp = work / f"tmp-{kind}"  # the lab's ControlMaster sockets go here: the marker of its masters
-    tmp.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "benchmarks.ssh_vs_testinfra", "--child", kind, str(plan)]
-    started = time.perf_counter()
-    done = sampled(command, str(tmp), include_root=kind == "lab", env={**os.environ, "TMPDIR": str(tmp)})
-    seconds = time.perf_counter() - started
-    try:
-        passed = json.loads(done.output.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        passed = None
-    if done.exit_code != 0 or not isinstance(passed, dict):
-        raise RuntimeError(f"{kind} in a child process failed (exit {done.exit_code}): {done.output[-2000:]}")
-    return Run(seconds, passed, memory=done.memory)
+def ratios(over: Backend, under: Backend, minus: Backend | None = None) -> list[float]:
+    """Per round: ``over``'s time (less ``minus``'s time of the same round) over ``under``'s time."""
+    cut = [r.seconds for r in minus.runs] if minus is not None else [0.0] * len(over.runs)
+    return [(o.seconds - c) / u.seconds for o, u, c in zip(over.runs, under.runs, cut, strict=True)]
 
 
-def child(kind: str, plan: Path) -> int:
-    """``--child lab|floor PLAN``: one run in this process; its verdicts as JSON on the last line."""
-    data = json.loads(plan.read_text())
-    targets = [Target(t["name"], t["facts"]) for t in data["targets"]]
-    suite = load_suite(Path(data["suite"]))
-    run = run_lab(targets, suite) if kind == "lab" else run_floor(targets, suite)
-    print(json.dumps(run.passed))
-    return 0
+def ratio_text(values: list[float], digits: int = 1) -> str:
+    """``median (low-high)`` of per-round ratios."""
+    return f"{statistics.median(values):.{digits}f}x ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
-
-# --- the report ------------------------------------------------------------------------------
 
 def spread(values: list[int]) -> str:
     low, high = min(values), max(values)
@@ -168,60 +149,66 @@ def spread(values: list[int]) -> str:
 
 
 def table(backends: dict[str, Backend]) -> list[str]:
-    lab = backends["lab"].median
+    lab = backends["lab"]
     total_checks = SANDBOXES * len(checks())
-    rows = ["| backend | parallelism | median s (runs) | checks/s | vs lab | SSH connections per sandbox "
-            "per run | SSH sessions per sandbox per run | peak RSS, largest process | peak RSS, all processes |",
+    rows = ["| side (one whole process each) | parallelism | median s (runs) | checks/s | per-round ratio, "
+            "median (range) | SSH connections per sandbox per run | SSH sessions per sandbox per run | "
+            "peak RSS, largest process | peak RSS, all processes |",
             "|---|---|--:|--:|---|--:|--:|--:|--:|"]
     for key, b in backends.items():
-        median = b.median
         if key == "lab":
             ratio = "1.0x"
         elif key == "floor":
-            ratio = f"lab takes {lab / median:.2f}x the floor's time"
+            ratio = f"lab takes {ratio_text(ratios(lab, b), 2)} the floor's time"
         elif key == "harness":
             ratio = "(inside every testinfra time)"
         else:
-            ratio = f"lab {median / lab:.1f}x faster"
+            ratio = f"lab {ratio_text(ratios(b, lab))} faster"
         conns = spread([c for r in b.runs for c in r.connections]) if key != "harness" else "0"
         sess = spread([c for r in b.runs for c in r.sessions]) if key != "harness" else "0"
         mem = (f"{b.memory[0] / 1024:.0f} MiB", f"{b.memory[1] / 1024:.0f} MiB") if b.memory else ("-", "-")
-        rate = f"{total_checks / median:.0f}" if key != "harness" else "-"
-        rows.append(f"| {b.label} | {b.parallelism} | {median:.2f} ({len(b.runs)}) | {rate} | {ratio} | {conns} | "
+        rate = f"{total_checks / b.median:.0f}" if key != "harness" else "-"
+        rows.append(f"| {b.label} | {b.parallelism} | {b.median:.2f} ({len(b.runs)}) | {rate} | {ratio} | {conns} | "
                     f"{sess} | {mem[0]} | {mem[1]} |")
     return rows
 
 
 def targets_met(backends: dict[str, Backend]) -> list[tuple[str, bool]]:
-    """Each target of the issue, as text with the measured ratio, and whether it is met."""
-    lab = backends["lab"].median
-    ssh, cp, floor = (backends[k].median for k in ("ti-ssh", "ti-controlpath", "floor"))
-    return [(f"lab >= {TARGETS['ti-ssh']:g}x testinfra ssh:// (default): {ssh / lab:.1f}x",
-             ssh / lab >= TARGETS["ti-ssh"]),
-            (f"lab >= {TARGETS['ti-controlpath']:g}x testinfra ssh:// + ControlPath: {cp / lab:.1f}x",
-             cp / lab >= TARGETS["ti-controlpath"]),
-            (f"lab within {TARGETS['floor']:g}x of the floor: {lab / floor:.2f}x", lab / floor <= TARGETS["floor"])]
+    """Each target, as text with the median per-round ratio, and whether it is met."""
+    lab = backends["lab"]
+    ssh = statistics.median(ratios(backends["ti-ssh"], lab))
+    cp = statistics.median(ratios(backends["ti-controlpath"], lab))
+    floor = statistics.median(ratios(lab, backends["floor"]))
+    return [(f"lab >= {TARGETS['ti-ssh']:g}x testinfra ssh:// (default): {ssh:.1f}x", ssh >= TARGETS["ti-ssh"]),
+            (f"lab >= {TARGETS['ti-controlpath']:g}x testinfra ssh:// + ControlPath: {cp:.1f}x",
+             cp >= TARGETS["ti-controlpath"]),
+            (f"lab within {TARGETS['floor']:g}x of the floor: {floor:.2f}x", floor <= TARGETS["floor"])]
 
 
-def report(backends: dict[str, Backend]) -> list[str]:
+def report(backends: dict[str, Backend], runs: int) -> list[str]:
     """The markdown block for the README: the table, the targets, how to read it, the machine."""
-    lab, harness = backends["lab"].median, backends["harness"].median
-    bare = "; ".join(f"{backends[k].label.split(' (')[0]} {backends[k].median - harness:.2f} s "
-                     f"(lab {(backends[k].median - harness) / lab:.1f}x faster)"
-                     for k in ("ti-ssh", "ti-controlpath", "ti-paramiko"))
+    lab, harness = backends["lab"], backends["harness"]
+    bare = "; ".join(f"{backends[k].label.split(' (')[0]} {ratio_text(ratios(backends[k], lab, harness))}"
+                     for k in PEERS)
     return [
         *table(backends), "",
         "Targets: " + "; ".join(f"{text} ({'met' if ok else 'MISSED'})" for text, ok in targets_met(backends)) + ".",
-        f"Without pytest's own start-up (the harness's median subtracted): {bare}.", "",
-        f"{SANDBOXES} namespace sandboxes x {len(checks())} checks; both tools passed all "
+        f"Lab's speed-up without pytest's own start-up (each round's harness time subtracted from that round's "
+        f"testinfra time): {bare}.", "",
+        f"Every side is one whole process timed from spawn to exit; {runs} rounds after an untimed warm-up, every "
+        "side once per round in a rotated order; ratios are taken within each round. The floor is one `/bin/sh` "
+        "running a plain `ssh` per sandbox (one connection, one session with the runner and manifest on stdin, "
+        "compiled beforehand), 4 at once. "
+        f"{SANDBOXES} namespace sandboxes x {len(checks())} checks; every side passed all "
         f"{SANDBOXES * len(checks())}, check by check, in every run. Connections and sessions are counted in "
         "each sandbox's sshd log; testinfra opens a session per remote command (some checks take several, and "
         "it detects the OS and its tools once per host). Its `--ssh-extra-args` option never reaches the ssh "
         "backend (pytest-testinfra 10.2.2), so the ControlPath goes in the ssh config. Its paramiko backend "
         "ignores `UserKnownHostsFile` and `StrictHostKeyChecking` and accepts any host key (with a warning); "
-        "the other rows verify the pinned key. Peak RSS is sampled every 20 ms over each side's process tree: "
-        "the largest process's high-water mark, and the summed RSS (shared pages counted per process).",
-        f"Machine: {environment()}. Reproduce: `sudo .venv/bin/python -m benchmarks.ssh_vs_testinfra`.",
+        "the other rows verify the pinned key. Peak RSS is sampled every 20 ms over each side's process tree "
+        "in the warm-up round: the largest process's high-water mark, and the summed RSS (shared pages counted "
+        "per process).",
+        f"Machine: {environment()}. Reproduce: `sudo .venv/bin/python -m benchmarks.ssh_vs_testinfra --runs {runs}`.",
     ]
 
 
@@ -236,24 +223,27 @@ def environment() -> str:
 
 # --- main ------------------------------------------------------------------------------------
 
+def rounds(keys: list[str], runs: int) -> list[list[str]]:
+    """The warm-up round (every side once), then ``runs`` rounds of every side once, each rotated by one."""
+    return [list(keys), *[keys[r % len(keys):] + keys[:r % len(keys)] for r in range(runs)]]
+
+
 def measure(args: argparse.Namespace, state_dir: Path) -> int:
     with sandboxes(state_dir) as (provider, specs, targets):
         work = state_dir / "bench"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         infra = Testinfra(work, targets)
-        plan = work / "targets.json"
         suite = write_lab_suite(work / "ssh-vs-testinfra.yml")
-        plan.write_text(json.dumps({"suite": str(suite.path),
-                                    "targets": [{"name": t.name, "facts": t.facts} for t in targets]}))
+        plan = write_plan(work / "targets.json", targets, suite)
+        floor = Floor(work, targets, suite)
         test = "pytest -n 4 --dist loadfile"
         backends = {b.key: b for b in (
-            Backend("lab", "lab `SSHTransport` (ControlMaster, 1 round trip per suite)", "4 threads",
-                    lambda sample: in_child("lab", plan, work) if sample else run_lab(targets, suite)),
-            Backend("floor", "floor: 1 plain `ssh` per sandbox, runner on stdin", "4 processes",
-                    lambda sample: in_child("floor", plan, work) if sample else run_floor(targets, suite)),
-            Backend("ti-ssh", "testinfra `ssh://` (default backend)", test,
-                    lambda sample: infra.run("ssh", sample)),
+            Backend("lab", "lab (`SSHTransport`, ControlMaster, 1 round trip per suite)", "4 threads",
+                    lambda sample: run_lab(plan, work, sample)),
+            Backend("floor", "floor: `sh` starting 1 plain `ssh` per sandbox, runner on stdin", "4 processes",
+                    floor.run),
+            Backend("ti-ssh", "testinfra `ssh://` (default backend)", test, lambda sample: infra.run("ssh", sample)),
             Backend("ti-controlpath", "testinfra `ssh://` + ControlPath", test,
                     lambda sample: infra.run("controlpath", sample)),
             Backend("ti-paramiko", "testinfra `paramiko://`", test, lambda sample: infra.run("paramiko", sample)),
@@ -261,19 +251,11 @@ def measure(args: argparse.Namespace, state_dir: Path) -> int:
                     lambda sample: infra.run("harness", sample)),
         )}
         expected = {f"{t.name}/{check_id}" for t in targets for check_id, _, _ in checks()}
-        # Round 0 warms up and samples memory. The default ssh backend, a third of the whole run, is
-        # not warmed up (the ControlPath variant compiles the same modules): its first timed run is
-        # sampled instead. Each timed round runs the lab and the floor PAIRS times, alternately.
-        order = ["pair", "ti-ssh", "ti-controlpath", "ti-paramiko", "harness"]
-        rounds = [[key for key in backends if key != "ti-ssh"]]
-        for r in range(args.runs):
-            rotated = order[r % len(order):] + order[:r % len(order)]
-            rounds.append([k for key in rotated for k in (["lab", "floor"] * PAIRS if key == "pair" else [key])])
-        for number, keys in enumerate(rounds):
+        for number, keys in enumerate(rounds(list(backends), args.runs)):
             for key in keys:
                 backend = backends[key]
                 before = sshd_counts(provider, specs)
-                run = backend.run(backend.memory is None)
+                run = backend.run(number == 0)
                 after = sshd_counts(provider, specs)
                 run.connections = [a[0] - b[0] for a, b in zip(after, before, strict=True)]
                 run.sessions = [a[1] - b[1] for a, b in zip(after, before, strict=True)]
@@ -291,20 +273,16 @@ def measure(args: argparse.Namespace, state_dir: Path) -> int:
                     backend.runs.append(run)
     for key, b in backends.items():
         print(f"{key:<15} runs (s): {', '.join(f'{r.seconds:.2f}' for r in b.runs)}")
-    print("\n".join(["", BEGIN, *report(backends), END]))
+    print("\n".join(["", BEGIN, *report(backends, args.runs), END]))
     return 0 if all(ok for _, ok in targets_met(backends)) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5,
-                        help=f"measured rounds: every backend runs once per round, lab and floor {PAIRS} times (5)")
+    parser.add_argument("--runs", type=int, default=5, help="measured rounds: every side runs once per round (5)")
     parser.add_argument("--state-dir", type=Path, default=Path(tempfile.gettempdir()) / "lab-bench-svt",
                         help="where the sandboxes live while it runs (removed afterwards)")
-    parser.add_argument("--child", nargs=2, metavar=("KIND", "PLAN"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        return child(args.child[0], Path(args.child[1]))
     if os.geteuid() != 0:
         print("this benchmark needs root: namespace sandboxes mount overlayfs and create namespaces; "
               "run it as `sudo .venv/bin/python -m benchmarks.ssh_vs_testinfra`", file=sys.stderr)

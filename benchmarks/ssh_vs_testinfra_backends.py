@@ -1,7 +1,8 @@
 """How ``benchmarks.ssh_vs_testinfra`` runs each side: the lab, the floor, testinfra under pytest.
 
-Each function or method does one run over all sandboxes and returns its wall time and the
-verdict of every check (``<sandbox>/<check id>`` -> passed). ``sampled`` runs a command while
+Each side is one whole process, timed from its spawn to its exit (the same way for every side):
+each function or method does one run over all sandboxes and returns that time and the verdict
+of every check (``<sandbox>/<check id>`` -> passed). ``sampled`` runs a command while
 sampling the memory of its whole process tree.
 """
 
@@ -16,16 +17,14 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.ssh_vs_testinfra_checks import harness_module, module_for_testinfra
-from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_payload, run_runner
-from lab.checks.manifest import compile_suite, parse_results, suite_budget
-from lab.model import Status, Suite
-from lab.transports.ssh import SSHTransport
+from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_payload
+from lab.checks.manifest import compile_suite
+from lab.model import Suite
 
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = 4  # sandboxes at a time, on every side
@@ -62,21 +61,61 @@ class Run:
     memory: tuple[int, int] | None = None  # peak RSS in KiB: (largest process, all processes)
 
 
-# --- the two tools and the floor -------------------------------------------------------------
+# --- the two tools and the floor, each one whole process ---------------------------------------
 
-def run_lab(targets: list[Target], suite: Suite) -> Run:
-    """The lab's verify step: per sandbox one SSHTransport, one runner round trip; 4 in parallel."""
+# The lab's verify step as a process of its own: load the suite, then per sandbox one SSHTransport
+# (ControlMaster) and one runner round trip, 4 sandboxes in parallel, as a campaign verifies. It
+# imports only lab, so its time is the interpreter's start, lab's imports and the work.
+LAB_VERIFY = r"""
+import json, sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from lab.checks.delivery import run_runner
+from lab.checks.manifest import compile_suite, parse_results, suite_budget
+from lab.config.labfile import load_suite
+from lab.model import Status
+from lab.transports.ssh import SSHTransport
 
-    def verify(target: Target) -> dict[str, bool]:
-        manifest = compile_suite(suite, "/", target.facts)
-        with SSHTransport(target.name, target.facts) as transport:
-            output = run_runner(transport, manifest, suite_budget(suite, BUDGET_S))
-        return {f"{target.name}/{r.check_id}": r.status is Status.PASS for r in parse_results(suite, output)}
+plan = json.loads(Path(sys.argv[1]).read_text())
+suite = load_suite(Path(plan["suite"]))
 
+def verify(target):
+    manifest = compile_suite(suite, "/", target["facts"])
+    with SSHTransport(target["name"], target["facts"]) as transport:
+        output = run_runner(transport, manifest, suite_budget(suite, float(plan["budget"])))
+    return {f"{target['name']}/{r.check_id}": r.status is Status.PASS for r in parse_results(suite, output)}
+
+with ThreadPoolExecutor(max_workers=len(plan["targets"])) as pool:
+    print(json.dumps({k: v for part in pool.map(verify, plan["targets"]) for k, v in part.items()}))
+"""
+
+
+def write_plan(path: Path, targets: list[Target], suite: Suite) -> Path:
+    """What the lab's process reads: the suite file, the sandboxes' names and facts, the time budget."""
+    path.write_text(json.dumps({"suite": str(suite.path), "budget": BUDGET_S,
+                                "targets": [{"name": t.name, "facts": t.facts} for t in targets]}))
+    return path
+
+
+def run_lab(plan: Path, work: Path, sample: bool) -> Run:
+    """One run of the lab's verify step as a whole process (``LAB_VERIFY``): spawn to exit.
+
+    Its ControlMasters daemonize out of the process tree; their command lines hold the private
+    TMPDIR given here, which is how the memory sampler finds them."""
+    tmp = work / "tmp-lab"
+    tmp.mkdir(exist_ok=True)
+    command = [sys.executable, "-c", LAB_VERIFY, str(plan)]
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        verdicts = list(pool.map(verify, targets))
-    return Run(time.perf_counter() - started, {k: v for part in verdicts for k, v in part.items()})
+    done = sampled(command, str(tmp), sample=sample, cwd=work, env={**os.environ, "TMPDIR": str(tmp)},
+                   timeout=BUDGET_S)
+    seconds = time.perf_counter() - started
+    try:
+        passed = json.loads(done.output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        passed = None
+    if done.exit_code != 0 or not isinstance(passed, dict):
+        raise RuntimeError(f"the lab's process failed (exit {done.exit_code}): {done.output[-2000:]}")
+    return Run(seconds, passed, memory=done.memory)
 
 
 def floor_command(target: Target) -> list[str]:
@@ -88,28 +127,42 @@ def floor_command(target: Target) -> list[str]:
             "--", str(f["ansible_host"]), remote]
 
 
-def run_floor(targets: list[Target], suite: Suite) -> Run:
-    """One raw ssh per sandbox, 4 in parallel, runner + manifest on stdin (payloads built beforehand)."""
-    payloads = {t.name: python_runner_payload(compile_suite(suite, "/", t.facts)) for t in targets}
-    outputs: dict[str, bytes] = {}
+class Floor:
+    """The least work any tool must do to judge the checks: per sandbox, open one SSH connection, run
+    one session with the runner and its manifest on stdin, close. One ``/bin/sh`` process starts a
+    plain ``ssh`` per sandbox, 4 at once, and waits for them; the payloads (runner + compiled
+    manifest) are written beforehand, so no tool's own start-up or compiling is in its time."""
 
-    def one(target: Target) -> None:
-        proc = subprocess.Popen(floor_command(target), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
-        outputs[target.name], _ = proc.communicate(payloads[target.name], timeout=BUDGET_S)
+    def __init__(self, work: Path, targets: list[Target], suite: Suite) -> None:
+        self.work = work / "floor"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.targets = targets
+        jobs = []
+        for target in targets:
+            payload = self.work / f"{target.name}.in"
+            payload.write_bytes(python_runner_payload(compile_suite(suite, "/", target.facts)))
+            jobs.append(f"{shlex.join(floor_command(target))} <{shlex.quote(str(payload))} "
+                        f">{shlex.quote(str(self.output(target)))} 2>/dev/null &")
+        self.script = "\n".join([*jobs, "wait"])
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(t,)) for t in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    passed = {}
-    for target in targets:
-        lines = [json.loads(line) for line in outputs.get(target.name, b"").splitlines() if line.strip()]
-        passed.update({f"{target.name}/{line['id']}": line["status"] == "pass" for line in lines if "id" in line})
-    return Run(seconds, passed)
+    def output(self, target: Target) -> Path:
+        return self.work / f"{target.name}.out"
+
+    def run(self, sample: bool) -> Run:
+        """One timed run: the shell's whole life, spawn to exit; the verdicts from the runners' lines."""
+        for target in self.targets:
+            self.output(target).unlink(missing_ok=True)
+        started = time.perf_counter()
+        done = sampled(["/bin/sh", "-c", self.script], None, sample=sample, cwd=self.work, timeout=BUDGET_S)
+        seconds = time.perf_counter() - started
+        if done.exit_code != 0:
+            raise RuntimeError(f"the floor's shell exited {done.exit_code}: {done.output[-2000:]}")
+        passed = {}
+        for target in self.targets:
+            text = self.output(target).read_bytes() if self.output(target).exists() else b""
+            lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+            passed.update({f"{target.name}/{line['id']}": line["status"] == "pass" for line in lines if "id" in line})
+        return Run(seconds, passed, memory=done.memory)
 
 
 class Testinfra:
