@@ -198,10 +198,10 @@ def table(lab: Measured, ps1: Measured, infra: Measured, sandboxes: int, checks:
     paired = statistics.median(t / o for t, o in zip(infra.seconds, lab.seconds, strict=True))
     rows.append((f"wall time, median of {len(lab.seconds)}", f"{lab.median:.2f} s", "(not Windows)",
                  f"{infra.median:.2f} s", f"{paired:.1f}x vs python runner"))
-    header = ("", "lab, python runner", "lab, runner.ps1 path", "testinfra winrm://", "testinfra / lab")
+    header = ("", "lab, python runner", "lab, runner.ps1 path", "testinfra winrm://", "testinfra / lab (ps1)")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row))
-             for row in [header, *rows]]
+    lines = ["  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                       for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
