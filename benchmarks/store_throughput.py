@@ -12,7 +12,7 @@ calls (``lab.evidence``, ``lab.rollout.records``, ``lab.decision.records``); the
 repository's own waves (agreement.yml: 1%, 10%, 50%, 100%, planned by ``plan_waves``). The
 store calls are those the rollout engine makes for a rollout that passes, in the same order,
 reads included:
-  - the promotion row;
+  - the promotion row, with its ``promotion`` entry;
   - ``RolloutStore.create``, with its ``rollout-start`` entry;
   - per wave:
     - the dispatch: the wave and all its hosts to ``deploying``, with a ``rollout-wave-start`` entry;
@@ -154,7 +154,7 @@ def record_rollout(store: Store, settings: RolloutSettings, checks: tuple[str, .
     final = rollouts.get(record.id)
     healthy = sum(1 for w in final.waves for h in w.hosts if h.state is HostState.HEALTHY)
     chain = verify(store)
-    expected_entries = 2 + 2 * len(settings.waves)
+    expected_entries = 1 + 2 + 2 * len(settings.waves)  # the promotion's; the start and end; 2 per wave
     if final.state is not RolloutState.COMPLETE or healthy != len(settings.hosts) or not chain.ok \
             or chain.entries != expected_entries:
         raise SystemExit(f"{store.backend}: the recorded rollout is wrong: {final.state.value}, {healthy} of "
