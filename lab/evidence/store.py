@@ -32,6 +32,7 @@ from lab.model import (
     StepRecord,
 )
 from lab.util.clock import now
+from lab.util.crashpoint import committed
 
 CORE_TABLES = """
     CREATE TABLE builds (
@@ -149,6 +150,7 @@ class Store:
                 self._materialise()
             with self._begin() as db:
                 yield db
+        committed()  # a crash test's kill point ($LAB_CRASH_AFTER_COMMIT); nothing otherwise
 
     @contextmanager
     def _begin(self, statements: tuple[str, ...] | None = None) -> Iterator[Connection]:

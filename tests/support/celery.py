@@ -107,6 +107,12 @@ def kill_group(proc: subprocess.Popen[bytes], marker: str) -> None:
     names ``marker`` (their run directory): a machine that died."""
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    kill_orphans(marker)
+
+
+def kill_orphans(marker: str) -> None:
+    """SIGKILL every process whose command line names ``marker`` (a run directory), until none is left:
+    what a killed controller or worker had started in sessions of their own (ansible-playbook and its forks)."""
     for _ in range(50):
         found = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and marker in cmdline(p)]
         if not found:
