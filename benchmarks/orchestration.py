@@ -25,7 +25,11 @@ share) and publishing them; every store write transaction counted and timed.
 Halt: a second run of each configuration whose agreement halts a wave on any failed host, the dry
 step reporting every host of shard S of wave W (``--breach W:S``) unhealthy. Every dry shard that
 runs is logged (wave, shard, hosts); the table gives how many shards of that wave still ran after
-the breaching one, and checks that no host of a later wave was touched. A passing run is checked
+the breaching one, and checks that no host of a later wave was touched. In the halt runs each dry
+shard's deploy takes ``--halt-shard-s`` (default 1 s), as a real shard takes seconds: the halt is
+judged per shard outcome, so the shards run after the breach are those already started when the
+controller recorded it (instant shards would let a worker finish a wave within one poll of the
+controller's, 0.2 s, and say nothing about a real rollout). A passing run is checked
 too: complete, every host healthy, each host deployed exactly once.
 """
 
@@ -56,7 +60,7 @@ from lab.config.labfile import LabConfig, load_lab
 from lab.config.rollout_plan import load_rollout_settings
 from lab.decision.records import record_promotion
 from lab.evidence.store import Store
-from lab.executors.base import InProcess, Outcome, Task
+from lab.executors.base import ROLLBACK, InProcess, Outcome, Task
 from lab.executors.celery import CeleryExecutor
 from lab.executors.codec import result_to_json
 from lab.executors.worker import serve
@@ -95,15 +99,17 @@ class Control:
 
     log: Path
     breach: tuple[int, int] | None
+    shard_s: float = 0.0  # how long a dry shard's deploy takes (halt runs: see --halt-shard-s)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps({"log": str(self.log), "breach": self.breach}))
+        path.write_text(json.dumps({"log": str(self.log), "breach": self.breach, "shard_s": self.shard_s}))
 
     @staticmethod
     def read(path: Path) -> Control:
         data = json.loads(path.read_text())
         breach = data["breach"]
-        return Control(Path(data["log"]), (int(breach[0]), int(breach[1])) if breach else None)
+        return Control(Path(data["log"]), (int(breach[0]), int(breach[1])) if breach else None,
+                       float(data["shard_s"]))
 
 
 def dry_shard(control_file: Path, task: Task) -> Outcome:
@@ -112,6 +118,7 @@ def dry_shard(control_file: Path, task: Task) -> Outcome:
     payload = task.payload
     failing = control.breach == (payload["wave"], payload["shard"])
     log_shard(control.log, int(payload["wave"]), int(payload["shard"]), list(payload["deploy"]))
+    time.sleep(control.shard_s)
     checks = [str(c["id"]) for c in payload["suite"]["checks"]]
     return {"deployed": {h: {"ok": True, "detail": DRY} for h in payload["deploy"]},
             "health": {h: [result_to_json(r) for r in dry_results(checks, failing)]
@@ -119,10 +126,19 @@ def dry_shard(control_file: Path, task: Task) -> Outcome:
             "suite": payload["suite"]["name"]}
 
 
+def dry_rollback(task: Task) -> Outcome:
+    """A ``rollout-rollback`` task answered as ``lab.rollout.shards.run_rollback`` answers it, without a host."""
+    payload = task.payload
+    checks = [str(c["id"]) for c in payload["suite"]["checks"]]
+    return {"rolled_back": {h: {"ok": True, "detail": DRY} for h in payload["hosts"]},
+            "health": {h: [result_to_json(r) for r in dry_results(checks, False)] for h in payload["check"]},
+            "suite": payload["suite"]["name"]}
+
+
 def dry_worker(lab_yml: Path, control_file: Path) -> None:
-    """A zone worker of ``lab_yml`` (the real ``lab.executors.worker``) whose shards are dry."""
+    """A zone worker of ``lab_yml`` (the real ``lab.executors.worker``) whose shards and rollbacks are dry."""
     config = load_lab(lab_yml)
-    serve(config.executor, "production", {SHARD: lambda task: dry_shard(control_file, task)})
+    serve(config.executor, "production", {SHARD: lambda task: dry_shard(control_file, task), ROLLBACK: dry_rollback})
 
 
 class DryRunner(RolloutRunner):
@@ -144,6 +160,7 @@ class DryRunner(RolloutRunner):
             shard = self.shard_of[wave.index]
             self.shard_of[wave.index] += 1
             log_shard(self.control.log, wave.index, shard, hosts)
+            time.sleep(self.control.shard_s)
             if self.control.breach == (wave.index, shard):
                 self.failing.update(hosts)
         return PlaybookOutcome(str(path), "successful", 0, {h: HostOutcome(h, True, False, (), 1, True) for h in hosts})
@@ -239,14 +256,14 @@ def shards_run(log: Path) -> list[dict[str, Any]]:
 
 
 def rollout(target: Path, hosts: int, broker: str, cluster: Cluster | None, remote: bool, control_file: Path,
-            breach: tuple[int, int] | None) -> Measured:
+            breach: tuple[int, int] | None, shard_s: float = 0.0) -> Measured:
     """One rollout of build A to ``hosts`` dry hosts (see the module docstring), checked."""
     lab_yml = production_lab(target, hosts, provider="static")
     celery_and_store(lab_yml, broker, cluster)
     if breach is not None:  # this run's agreement: any failed host halts its wave
         agreement = target / "agreement.yml"
         agreement.write_text(re.sub(r"max_failure_rate: [0-9.]+", "max_failures: 0", agreement.read_text()))
-    control = Control(target / "shards.jsonl", breach)
+    control = Control(target / "shards.jsonl", breach, shard_s if breach is not None else 0.0)
     control.write(control_file)
     config = load_lab(lab_yml)
     store = CountingStore(config.store)
@@ -286,7 +303,8 @@ def rollout(target: Path, hosts: int, broker: str, cluster: Cluster | None, remo
         raise SystemExit(f"{target.name}: the rollout ended {record.state.value}, {len(later)} shard(s) of later "
                          f"waves ran, breached shard run: {shard in in_wave}; expected halted, none, yes")
     measured.after_breach = sum(1 for s in in_wave if s > shard)
-    measured.left = max(in_wave) - shard
+    planned = -(-len(record.wave(wave).hosts) // runner.settings.forks)  # the wave's shards (one zone)
+    measured.left = planned - shard - 1
     return measured
 
 
@@ -299,11 +317,11 @@ def median_of(runs: list[Measured], name: str) -> float:
 
 
 def print_tables(hosts: int, passing: dict[tuple[str, int, str], list[Measured]],
-                 halted: dict[tuple[str, int, str], list[Measured]], breach: tuple[int, int]) -> None:
+                 halted: dict[tuple[str, int, str], list[Measured]], breach: tuple[int, int], shard_s: float) -> None:
     """The Markdown table: one row per executor, workers and store (medians of the rounds)."""
     baseline = {store: median_of(runs, "wall") for (kind, _, store), runs in passing.items() if kind == "inprocess"}
     print(f"\n{hosts} hosts, dry host step; halt: any failed host halts its wave, shard {breach[1]} of wave "
-          f"{breach[0]} fails\n")
+          f"{breach[0]} fails, each dry shard of the halt runs taking {shard_s:g} s\n")
     print("| executor | workers | store | wall s | wall / in-process | ms per shard | planning s | publishing s | "
           "store writes | writes/s | s in store writes | shards run after the breach (of those left in its wave) |")
     print("|---|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -325,6 +343,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stores", default="sqlite,postgresql")
     parser.add_argument("--breach", default="2:10", help="WAVE:SHARD whose hosts the halt run fails (0-based shard)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--halt-shard-s", type=float, default=1.0,
+                        help="seconds a dry shard's deploy takes in the halt runs (real shards take seconds)")
     parser.add_argument("--dry-worker", nargs=2, type=Path, metavar=("LAB_YML", "CONTROL"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -363,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                             runs += 1
                             measured = rollout(root / f"run-{runs}", args.hosts, broker,
                                                cluster if store == "postgresql" else None, kind == "celery",
-                                               control_file, breach)
+                                               control_file, breach, args.halt_shard_s)
                             key = (kind, count, store)
                             (passing if breach is None else halted).setdefault(key, []).append(measured)
                             print(f"{kind:<9} {count or '-':>2} {store:<10} {'halt' if breach else 'pass'}: "
@@ -374,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                                   flush=True)
     ordered = {key: passing[key] for kind, count in configurations(counts) for store in stores
                if (key := (kind, count, store)) in passing}
-    print_tables(args.hosts, ordered, halted, (wave, shard))
+    print_tables(args.hosts, ordered, halted, (wave, shard), args.halt_shard_s)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 

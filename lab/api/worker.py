@@ -7,14 +7,14 @@ from pathlib import Path
 from lab.api.session import Lab
 from lab.campaign.remote import CELLS, run_cells
 from lab.errors import ConfigError
-from lab.executors.base import Outcome, Task
+from lab.executors.base import ROLLBACK, Outcome, Task
 from lab.executors.share import fetch
 from lab.executors.worker import serve
-from lab.rollout.shards import SHARD, run_shard
+from lab.rollout.shards import SHARD, run_rollback, run_shard
 
 
 def worker(lab: Lab, zone: str) -> None:
-    """Run a worker for ``zone``'s tasks (campaign cells, rollout shards) until it is stopped, with
+    """Run a worker for ``zone``'s tasks (campaign cells, rollout shards and rollbacks) until it is stopped, with
     this machine's lab (its inventory, secrets, vault and sandbox leases): builds come from the
     artifact share by sha256, checked; outcomes go back to the controller, which records them in
     its store. ConfigError when lab.yml has no celery executor section."""
@@ -35,4 +35,10 @@ def worker(lab: Lab, zone: str) -> None:
     def cells(task: Task) -> Outcome:
         return run_cells(config, task.payload, artifact(task))
 
-    serve(settings, zone, {SHARD: shard, CELLS: cells})
+    def rollback(task: Task) -> Outcome:
+        cache = config.state_dir / "worker" / "artifacts"
+        previous = {host: fetch(share, str(found["lab_previous_digest"]), cache, str(found["artifact"]))
+                    for host, found in task.payload["previous"].items() if "artifact" in found}
+        return run_rollback(config, task.payload, artifact(task), previous)
+
+    serve(settings, zone, {SHARD: shard, CELLS: cells, ROLLBACK: rollback})

@@ -32,6 +32,8 @@ PRODUCTION_ZONE = "production"  # production hosts without lab_zone
 ZONE_VARIABLE = "lab_zone"
 
 Outcome = dict[str, Any]
+ROLLBACK = "rollout-rollback"  # a task kind that undoes: a halt stops deploys, never the rollback it calls for
+UNSTOPPABLE = frozenset({ROLLBACK})
 
 
 def task_id(*parts: str | int) -> str:

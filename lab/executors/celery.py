@@ -23,7 +23,7 @@ from typing import Any
 from lab.config.executor import ExecutorSettings
 from lab.errors import InfrastructureError
 from lab.evidence.store import Store
-from lab.executors.base import Outcome, Task
+from lab.executors.base import UNSTOPPABLE, Outcome, Task
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import publish
 from lab.executors.signing import read_key, seal
@@ -87,7 +87,8 @@ class CeleryExecutor:
         """Reattach to or publish every task, then hand each outcome to ``each`` as it arrives; a task
         whose worker's claim lapsed without an outcome (the worker died) is published again.
         InfrastructureError when a task failed on its worker, or none answered within the time
-        limit plus the visibility timeout (its dispatch row stays for ``resume``)."""
+        limit plus the visibility timeout (its dispatch row stays for ``resume``). A task revoked by
+        its subject's halt is answered ``{"halted": True}``, as a worker answers one it got after the halt."""
         waiting = {task.id: task for task in tasks}
         claimed = {task.id for task in tasks if self.reattach(task)}
         deadline = time.monotonic() + self.settings.time_limit + self.settings.visibility_timeout
@@ -97,6 +98,9 @@ class CeleryExecutor:
                 if result.state == "SUCCESS":
                     del waiting[task_id]
                     each(task, dict(result.result))
+                elif result.state == "REVOKED" and self.redis.exists(halt_key(task.subject)):
+                    del waiting[task_id]  # revoked by a halt before it started: no host touched
+                    each(task, {"halted": True})
                 elif result.state in ("FAILURE", "REVOKED"):
                     raise InfrastructureError(f"task {task_id} ({task.kind}, zone {task.zone}) failed on its worker: "
                                               f"{result.result!r}; fix it, then resume")
@@ -131,9 +135,11 @@ class CeleryExecutor:
         self.app.send_task(TASK_NAME, args=[seal(task, self.key)], task_id=task.id, queue=task.zone)
 
     def halt(self, subject: str) -> None:
-        """Set ``subject``'s halt flag (workers check it before each task) and revoke its queued tasks."""
+        """Set ``subject``'s halt flag (workers check it before each task) and revoke its queued tasks,
+        rollbacks excepted (the halt calls for them)."""
         self.redis.set(halt_key(subject), "1", ex=KEPT_S)
-        queued = [task_id for task_id, _, state in Dispatches(self.store).of(subject) if state != "done"]
+        queued = [task_id for task_id, _, state, kind in Dispatches(self.store).of(subject)
+                  if state != "done" and kind not in UNSTOPPABLE]
         if queued:
             self.app.control.revoke(queued)
 

@@ -80,9 +80,9 @@ class Dispatches:
                              (subject, scope)).fetchone()
         return int(row[0] or 0)
 
-    def of(self, subject: str) -> list[tuple[str, str, str]]:
-        """Every row of ``subject``: (task id, scope, state)."""
+    def of(self, subject: str) -> list[tuple[str, str, str, str]]:
+        """Every row of ``subject``: (task id, scope, state, kind)."""
         with self.store.reading() as db:
-            rows = db.execute("SELECT task_id, scope, state FROM dispatches WHERE subject=? ORDER BY rowid",
+            rows = db.execute("SELECT task_id, scope, state, kind FROM dispatches WHERE subject=? ORDER BY rowid",
                               (subject,)).fetchall()
-        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]

@@ -2,7 +2,8 @@
 
 Before running a task the worker checks, in order: the envelope's HMAC (an unsigned or tampered
 task is refused and logged, never run), that the task is for this zone, the subject's halt flag
-(a halted rollout's task is answered ``halted`` without touching a host), whether the task id
+(a halted rollout's task is answered ``halted`` without touching a host; a rollback task is
+run all the same: the halt calls for it), whether the task id
 was done already (its outcome is answered again: a task delivered twice runs once), and a
 claim on the task id (another worker on the same id: wait for its outcome). A claim lives 30 s
 unless its worker renews it while the task runs, so a worker killed mid-task frees it soon. The work itself is
@@ -22,7 +23,7 @@ from typing import Any
 
 from lab.config.executor import ExecutorSettings
 from lab.errors import ConfigError
-from lab.executors.base import Outcome, Task
+from lab.executors.base import UNSTOPPABLE, Outcome, Task
 from lab.executors.celery import KEPT_S, TASK_NAME, celery_app, claim_key, done_key, halt_key, redis_client
 from lab.executors.signing import Refused, open_envelope, read_key
 
@@ -62,7 +63,7 @@ class Worker:
         if task.zone != self.zone or task.kind not in self.handlers:
             LOG.error("refused task %s: zone %s, kind %s", task.id, task.zone, task.kind)
             raise TaskRefused(f"refused by worker {self.name}: a {task.kind} task of zone {task.zone}")
-        if self.redis.exists(halt_key(task.subject)):
+        if task.kind not in UNSTOPPABLE and self.redis.exists(halt_key(task.subject)):
             LOG.info("task %s: %s is halted; not run", task.id, task.subject)
             return {"halted": True}
         while True:

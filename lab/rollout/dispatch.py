@@ -5,17 +5,23 @@ rollout/wave/shard/attempt) and committed as a dispatch row before it is publish
 On resume the tasks of the wave still without a recorded outcome are taken up again under
 their own ids (the executor takes a finished one's outcome, waits for a running one, publishes
 a lost one again); only hosts none of them covers get new shards, in a new attempt.
+
+A wave's rollback goes to the same zones' workers (the controller may reach no production host):
+``rollbacks`` gives the ``rollout-rollback`` tasks of the hosts to restore, ``forks`` at a time
+per zone, under the scope ``wave-N-rollback``; the build each host ran before is put into the
+share too, for rollback playbooks that reinstall it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lab.config.labfile import LabConfig
 from lab.config.rollout_plan import RolloutSettings
 from lab.evidence.store import Store
-from lab.executors.base import PRODUCTION_ZONE, Executor, Task, task_id, zone_chunks, zone_of
+from lab.executors.base import PRODUCTION_ZONE, ROLLBACK, Executor, Task, task_id, zone_chunks, zone_of
 from lab.executors.codec import suite_to_json
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import sha256_of
@@ -72,23 +78,57 @@ class ShardPlanner:
                 found[first] = (zone, found[first][1], checked)
         return found
 
+    def rollbacks(self, hosts: list[str], check: list[str]) -> list[Task]:
+        """The rollback tasks still to be done for ``hosts`` (reattached, then new ones committed before
+        this returns): the rollback playbook over each, then the health suite on those in ``check``
+        (hosts that ran an earlier build) that it restored."""
+        self.executor.share(self.build.artifact, self.build.digest)
+        scope = f"{self.scope}-rollback"
+
+        def fresh(covered: set[str], attempt: int) -> list[Task]:
+            chunks = zone_chunks([h for h in hosts if h not in covered], self.zone, self.settings.forks)
+            return [self.rollback(index, attempt, zone, chunk, [h for h in chunk if h in check])
+                    for index, (zone, chunk) in enumerate(chunks)]
+
+        return self.dispatches.take_up(self.record.id, scope, lambda task: task.payload["hosts"], fresh)
+
+    def rollback(self, index: int, attempt: int, zone: str, hosts: list[str], check: list[str]) -> Task:
+        """Rollback task ``index`` of ``attempt``: restore ``hosts``, then check ``check``."""
+        record, wave = self.record, self.wave
+        previous = {}
+        for host in hosts:
+            found = dict(self.previous(host))
+            artifact = found.pop("lab_previous_artifact", None)
+            if artifact is not None:  # a rollback variant may reinstall it: the worker fetches it by digest
+                self.executor.share(Path(artifact), str(found["lab_previous_digest"]))
+                found["artifact"] = Path(artifact).name
+            previous[host] = found
+        payload = {**self.common(), "shard": index, "attempt": attempt, "hosts": hosts, "check": check,
+                   "previous": previous, "playbook_sha256": sha256_of(self.settings.rollback_playbook)}
+        return Task(ROLLBACK, task_id("rollout", record.id, "wave", wave.index, "rollback", index, "attempt", attempt),
+                    zone, record.id, payload)
+
+    def common(self) -> dict[str, Any]:
+        """What every task of the wave carries: ids, the build, the health suite, limits, the install note."""
+        config, settings, record, wave, build = self.config, self.settings, self.record, self.wave, self.build
+        return {"rollout": record.id, "wave": wave.index,
+                "build": {"product": build.product, "version": build.version, "digest": build.digest,
+                          "artifact": build.artifact.name},
+                "suite": suite_to_json(config.suites[settings.health_suite]),
+                "note": f"rollout={record.id} wave={wave.index}", "forks": settings.forks,
+                "timeout": config.timeouts.playbook, "suite_cap": config.timeouts.suite}
+
     def zone(self, host: str) -> str:
         return zone_of(endpoint(self.config, host).host_vars, PRODUCTION_ZONE)
 
     def task(self, index: int, attempt: int, zone: str, hosts: list[str], check: list[str]) -> Task:
         """Shard ``index`` of ``attempt``: deploy ``hosts``; check ``check``."""
-        config, settings = self.config, self.settings
         record, wave, build = self.record, self.wave, self.build
         previous = {h: {k: v for k, v in self.previous(h).items()
                         if k != "lab_previous_artifact"} for h in hosts}
         payload: dict[str, Any] = {
-            "rollout": record.id, "wave": wave.index, "shard": index, "attempt": attempt, "epoch": attempt,
+            **self.common(), "shard": index, "attempt": attempt, "epoch": attempt,
             "deploy": hosts, "check": check, "previous": previous,
-            "build": {"product": build.product, "version": build.version, "digest": build.digest,
-                      "artifact": build.artifact.name},
-            "playbook_sha256": sha256_of(config.products[build.product].deploy_playbook),
-            "suite": suite_to_json(config.suites[settings.health_suite]),
-            "note": f"rollout={record.id} wave={wave.index}", "forks": settings.forks,
-            "timeout": config.timeouts.playbook, "suite_cap": config.timeouts.suite}
+            "playbook_sha256": sha256_of(self.config.products[build.product].deploy_playbook)}
         return Task(SHARD, task_id("rollout", record.id, "wave", wave.index, "shard", index, "attempt", attempt),
                     zone, record.id, payload)

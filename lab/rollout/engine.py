@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from lab.ansible.playbook import PlaybookOutcome, run_playbook_on
 from lab.config.labfile import LabConfig
@@ -278,17 +278,24 @@ class RolloutRunner:
         suite of a shard's deployed hosts runs while the next shard deploys. Each host's deploy and
         health are recorded as they are known; after a crash, hosts still ``deploying`` are deployed
         again (the install is idempotent) and deployed ones not yet judged are checked. The shards
-        run here or on zone workers, as the executor says (``lab.rollout.dispatch``)."""
-        names = [h.host for h in wave.hosts if h.state is HostState.DEPLOYING]
-        unjudged = [h.host for h in wave.hosts if h.state is HostState.DEPLOYED]
-        self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s) in shards of at most "
-                  f"{self.settings.forks}: {', '.join(names)}", len(wave.hosts))
-        tasks = ShardPlanner(self.config, self.settings, self.executor, self.store,
-                             lambda host: self.previous_vars(record, wave, host), record, wave,
-                             build).tasks(names, unjudged) if self.executor.remote else []
-        self.executor.run(tasks, lambda: self.deploy_here(record, wave, build, names, unjudged),
-                          lambda task, outcome: self.record_shard(record, wave, build, task, outcome))
+        run here or on zone workers, as the executor says (``lab.rollout.dispatch``). As soon as the
+        failures recorded breach the wave's threshold no further shard starts (``WaveWatch``): the
+        wave is halted there, its hosts never reached cancelled."""
+        watch = WaveWatch(wave)
+        if not watch.breached:  # (breached already: a controller died between the breach and the halt)
+            names = [h.host for h in wave.hosts if h.state is HostState.DEPLOYING]
+            unjudged = [h.host for h in wave.hosts if h.state is HostState.DEPLOYED]
+            self.emit(record, wave.index, "deploy", True, f"deploying to {len(names)} host(s) in shards of at most "
+                      f"{self.settings.forks}: {', '.join(names)}", len(wave.hosts))
+            tasks = ShardPlanner(self.config, self.settings, self.executor, self.store,
+                                 lambda host: self.previous_vars(record, wave, host), record, wave,
+                                 build).tasks(names, unjudged) if self.executor.remote else []
+            self.executor.run(tasks, lambda: self.deploy_here(record, wave, build, names, unjudged, watch),
+                              lambda task, outcome: self.record_shard(record, wave, build, task, outcome, watch))
         after = self.rollouts.get(record.id).wave(wave.index)
+        if watch.breached:
+            self.halt(record, after, watch.untouched)
+            return
         deployed = sum(1 for h in after.hosts if h.state not in (HostState.DEPLOYING, HostState.DEPLOY_FAILED))
         self.rollouts.set_wave(record.id, wave.index, WaveState.VERIFYING,
                                f"deployed to {deployed} of {len(after.hosts)}")
@@ -296,43 +303,55 @@ class RolloutRunner:
                   f"deployed to {deployed} of {len(after.hosts)}")
 
     def deploy_here(self, record: RolloutRecord, wave: WaveRecord, build: Build, names: list[str],
-                    unjudged: list[str]) -> None:
+                    unjudged: list[str], watch: WaveWatch) -> None:
         """The wave's shards in this process: deployed one after another, each shard's health
-        checked in threads while the next deploys."""
+        checked in threads while the next deploys, until the failures breach the threshold."""
         product = self.config.products[build.product]
         extravars = {"lab_artifact": str(build.artifact), "lab_digest": build.digest,
                      "lab_product": build.product, "lab_version": build.version,
                      "lab_rollout": f"rollout={record.id} wave={wave.index}"}
-        with HealthStream(self, record, wave) as health:
+        planned = shards(names, self.settings.forks)
+        with HealthStream(self, record, wave, watch) as health:
             health.check(unjudged)
-            for shard in shards(names, self.settings.forks):
+            for index, shard in enumerate(planned):
+                if watch.breached:
+                    watch.untouched += [host for rest in planned[index:] for host in rest]
+                    health.cancel_queued()
+                    break
                 scope = replace(wave, hosts=tuple(h for h in wave.hosts if h.host in shard))
                 outcome = self.playbook(record, scope, product.deploy_playbook, "deploy", extravars)
                 for host in shard:
-                    ok = outcome.host_ok(host)
-                    self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
-                                           outcome.detail(host), deployed_digest=build.digest if ok else None)
+                    self.record_deploy(record, build, host, outcome.host_ok(host), outcome.detail(host), watch)
                 health.check([host for host in shard if outcome.host_ok(host)])
 
+    def record_deploy(self, record: RolloutRecord, build: Build, host: str, ok: bool, detail: str,
+                      watch: WaveWatch) -> None:
+        """One host's deploy recorded: deployed (with the build's digest) or failed."""
+        state = HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED
+        self.rollouts.set_host(record.id, host, state, detail, deployed_digest=build.digest if ok else None)
+        watch.saw(host, state)
+
     def record_shard(self, record: RolloutRecord, wave: WaveRecord, build: Build, task: Task,
-                     outcome: Outcome) -> None:
+                     outcome: Outcome, watch: WaveWatch) -> None:
         """A shard's outcome from a worker, recorded as ``deploy_here`` records its own: each host's
         deploy, then its health; InfrastructureError (wave left as it is, for ``resume``) when its
-        playbook reached none of its hosts. A shard a halt stopped before it began changes nothing."""
+        playbook reached none of its hosts. A shard a halt stopped before it began changed no host
+        (they are left for the halt to cancel). The first outcome that breaches the threshold halts
+        the rest of the wave's shards on the workers."""
         if outcome.get("halted"):
+            watch.untouched += [str(h) for h in task.payload["deploy"]]
+            finished(self.store, task)
             return
         if "infrastructure" in outcome:
-            detail = str(outcome["infrastructure"])
-            self.rollouts.set_wave(record.id, wave.index, wave.state, f"deploy: {detail}")
-            raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
-                                      f"resume {record.build_ref}` (or `lab rollout abort`)")
+            self.unreached(record, wave, "deploy", str(outcome["infrastructure"]))
+        was_breached = watch.breached
         for host, item in outcome["deployed"].items():
-            ok = bool(item["ok"])
-            self.rollouts.set_host(record.id, host, HostState.DEPLOYED if ok else HostState.DEPLOY_FAILED,
-                                   str(item["detail"]), deployed_digest=build.digest if ok else None)
+            self.record_deploy(record, build, host, bool(item["ok"]), str(item["detail"]), watch)
         for health in health_of(outcome):
-            self.record_health(record, wave, health)
+            self.record_health(record, wave, health, watch)
         finished(self.store, task)
+        if watch.breached and not was_breached:
+            self.executor.halt(record.id)
 
     def playbook(self, record: RolloutRecord, wave: WaveRecord, path: Any, step: str,
                  extravars: dict[str, Any]) -> PlaybookOutcome:
@@ -351,10 +370,15 @@ class RolloutRunner:
             raise
         detail = unreached(outcome, list(hosts))
         if detail is not None:
-            self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
-            raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
-                                      f"resume {record.build_ref}` (or `lab rollout abort`)")
+            self.unreached(record, wave, step, detail)
         return outcome
+
+    def unreached(self, record: RolloutRecord, wave: WaveRecord, step: str, detail: str) -> NoReturn:
+        """A ``step`` that reached none of its hosts: said in the wave's detail (the wave left as it is,
+        for ``resume``), and raised as InfrastructureError."""
+        self.rollouts.set_wave(record.id, wave.index, wave.state, f"{step}: {detail}")
+        raise InfrastructureError(f"rollout {record.id}, wave {wave.index}: {detail}; fix it, then `lab rollout "
+                                  f"resume {record.build_ref}` (or `lab rollout abort`)")
 
     def previous_vars(self, record: RolloutRecord, wave: WaveRecord, host: str) -> dict[str, Any]:
         """The build ``host`` ran before (for rollback variants that reinstall it)."""
@@ -373,10 +397,13 @@ class RolloutRunner:
                         lambda health: self.record_health(record, wave, health))
         return self.rollouts.get(record.id).wave(wave.index)
 
-    def record_health(self, record: RolloutRecord, wave: WaveRecord, health: HostHealth) -> None:
-        """A deployed host judged: healthy or unhealthy, with the failing checks."""
+    def record_health(self, record: RolloutRecord, wave: WaveRecord, health: HostHealth,
+                      watch: WaveWatch | None = None) -> None:
+        """A deployed host judged: healthy or unhealthy, with the failing checks (told to ``watch``)."""
         state = HostState.HEALTHY if health.healthy else HostState.UNHEALTHY
         self.rollouts.set_host(record.id, health.host, state, health.detail(), health=health.summary())
+        if watch is not None:
+            watch.saw(health.host, state)
         self.emit(record, wave.index, "host", health.healthy, f"{health.host} {health.detail()}")
 
     def run_health(self, items: list[Endpoint], each: Callable[[HostHealth], None]) -> None:
@@ -396,11 +423,7 @@ class RolloutRunner:
         plan = wave.plan()
         summary = f"{len(wave.hosts) - len(failed)} of {len(wave.hosts)} host(s) healthy; {plan.threshold()}"
         if plan.breached(len(failed)):
-            detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {summary}"
-            self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail, cancel_later=True,
-                                   audit=lambda after: [wave_halted(after, wave.index, failed)])
-            self.executor.halt(record.id)
-            self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
+            self.halt(record, wave, [])
         elif failed:
             self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK_HOSTS,
                                    f"{summary}; rolling back {failed_hosts(len(failed))}: {', '.join(failed)}",
@@ -409,6 +432,25 @@ class RolloutRunner:
                       f"individually with {self.settings.rollback_playbook.name}: {', '.join(failed)}")
         else:
             self.finish_wave(record, wave)
+
+    def halt(self, record: RolloutRecord, wave: WaveRecord, untouched: list[str]) -> None:
+        """Record the wave halted over its threshold, its ``untouched`` hosts (shards that never
+        started) cancelled and the later waves cancelled, in one transaction; stop its tasks."""
+        failed = [h.host for h in wave.hosts if h.state in FAILED_HOST]
+        healthy = sum(1 for h in wave.hosts if h.state is HostState.HEALTHY)
+        unchecked = sum(1 for h in wave.hosts if h.state in (HostState.DEPLOYING, HostState.DEPLOYED)
+                        and h.host not in untouched)
+        parts = [f"{healthy} of {len(wave.hosts)} host(s) healthy", wave.plan().threshold()]
+        if untouched:
+            parts.append(f"{len(untouched)} host(s) not deployed: the wave stopped at the breach")
+        if unchecked:
+            parts.append(f"{unchecked} host(s) touched but not judged")
+        detail = f"{len(failed)} host(s) failed ({', '.join(failed)}): {'; '.join(parts)}"
+        self.rollouts.set_wave(record.id, wave.index, WaveState.HALTED, detail, cancel_later=True,
+                               hosts=(HostState.CANCELLED, untouched) if untouched else None,
+                               audit=lambda after: [wave_halted(after, wave.index, failed)])
+        self.executor.halt(record.id)
+        self.emit(record, wave.index, "halt", False, f"HALTED: {detail}; later waves are not touched")
 
     def finish_wave(self, record: RolloutRecord, wave: WaveRecord) -> None:
         """Record the wave done (its failed hosts, if any, rolled back on their own), then its pause."""
@@ -450,14 +492,17 @@ class RolloutRunner:
                   f"{', '.join(failed)}; the rollout stops here")
 
     def roll_back(self, record: RolloutRecord, wave: WaveRecord, build: Build, why: str) -> None:
-        """Roll the wave's touched hosts back (one rollback run), verify them, record the outcome."""
+        """Roll the wave's touched hosts back (one rollback run), verify them, record the outcome. Resumed
+        (the wave already rolling back), the hosts whose rollback was recorded are not rolled back again."""
         touched = [h for h in wave.hosts if h.state not in (HostState.PLANNED, HostState.CANCELLED)]
         names = [h.host for h in touched]
+        resumed = wave.state is WaveState.ROLLING_BACK
+        todo = [h for h in touched if not (resumed and h.state in RESTORED)]
         self.rollouts.set_wave(record.id, wave.index, WaveState.ROLLING_BACK, None,
-                               hosts=(HostState.ROLLING_BACK, names))
-        self.emit(record, wave.index, "rollback", True, f"rolling back {len(touched)} host(s) with "
+                               hosts=(HostState.ROLLING_BACK, [h.host for h in todo]))
+        self.emit(record, wave.index, "rollback", True, f"rolling back {len(todo)} host(s) with "
                   f"{self.settings.rollback_playbook.name}")
-        self.restore(record, replace(wave, state=WaveState.ROLLING_BACK, hosts=tuple(touched)), build, {})
+        self.restore(record, replace(wave, state=WaveState.ROLLING_BACK, hosts=tuple(todo)), build, {})
         after = self.rollouts.get(record.id).wave(wave.index)
         failed = [h.host for h in after.hosts if h.state is HostState.ROLLBACK_FAILED]
         state = WaveState.ROLLBACK_FAILED if failed else WaveState.ROLLED_BACK
@@ -471,38 +516,62 @@ class RolloutRunner:
     def restore(self, record: RolloutRecord, scope: WaveRecord, build: Build, reasons: dict[str, str]) -> None:
         """One rollback run over the hosts of ``scope`` (each host's restore point put back), then the
         health suite on each that ran an earlier build; each host recorded rolled back or rollback
-        failed, its detail led by ``reasons[host]`` when given."""
+        failed, its detail led by ``reasons[host]`` when given. On zone workers the rollback and its
+        checks run there, in ``rollout-rollback`` tasks (``lab.rollout.dispatch``), as the deploys did."""
         if not scope.hosts:
             return
         extravars = {"lab_product": build.product, "lab_version": build.version, "lab_digest": record.digest,
                      "lab_artifact": str(build.artifact), "lab_rollout": f"rollout={record.id} wave={scope.index}"}
-        outcome = self.playbook(record, scope, self.settings.rollback_playbook, "rollback", extravars)
+        previous = {h.host: h.previous for h in scope.hosts}
 
         def why(host: str, text: str) -> str:
             return f"{reasons[host]}; {text}" if host in reasons else text
 
-        to_check = []
-        for host in scope.hosts:
-            if not outcome.host_ok(host.host):
-                self.rollouts.set_host(record.id, host.host, HostState.ROLLBACK_FAILED,
-                                       why(host.host, outcome.detail(host.host)))
-            elif host.previous is None:
-                self.rollouts.set_host(record.id, host.host, HostState.ROLLED_BACK, why(
-                    host.host, f"{build.product} removed: the host ran no earlier build of it through lab, so "
+        def rolled(host: str, ok: bool, detail: str) -> bool:
+            """The rollback of ``host`` recorded; whether its health is to be checked."""
+            if not ok:
+                self.rollouts.set_host(record.id, host, HostState.ROLLBACK_FAILED, why(host, detail))
+            elif previous[host] is None:
+                self.rollouts.set_host(record.id, host, HostState.ROLLED_BACK, why(
+                    host, f"{build.product} removed: the host ran no earlier build of it through lab, so "
                     "there is nothing to verify"))
-            else:
-                to_check.append(endpoint(self.config, host.host))
+            return ok and previous[host] is not None
 
         def recorded(health: HostHealth) -> None:
             state = HostState.ROLLED_BACK if health.healthy else HostState.ROLLBACK_FAILED
-            previous = next(h.previous for h in scope.hosts if h.host == health.host) or {}
-            back = f"back on {previous.get('version')}: {health.detail()}"
+            back = f"back on {(previous[health.host] or {}).get('version')}: {health.detail()}"
             before = next((h.health for h in scope.hosts if h.host == health.host and h.health), None)
             kept = health.summary() | ({"before_rollback": before} if before else {})  # why it was rolled back
             self.rollouts.set_host(record.id, health.host, state, why(health.host, back), health=kept)
             self.emit(record, scope.index, "restored", health.healthy, f"{health.host} {back}")
 
-        self.run_health(to_check, recorded)
+        if self.executor.remote:
+            self.restore_on_workers(record, scope, build, rolled, recorded)
+            return
+        outcome = self.playbook(record, scope, self.settings.rollback_playbook, "rollback", extravars)
+        self.run_health([endpoint(self.config, h.host) for h in scope.hosts
+                         if rolled(h.host, outcome.host_ok(h.host), outcome.detail(h.host))], recorded)
+
+    def restore_on_workers(self, record: RolloutRecord, scope: WaveRecord, build: Build,
+                           rolled: Callable[[str, bool, str], bool], recorded: Callable[[HostHealth], None]) -> None:
+        """``restore`` through the zone workers: each task's hosts recorded as its outcome arrives;
+        InfrastructureError (the wave left as it is, for ``resume``) when one reached none of its hosts."""
+        names = [h.host for h in scope.hosts]
+        check = [h.host for h in scope.hosts if h.previous is not None]
+        tasks = ShardPlanner(self.config, self.settings, self.executor, self.store,
+                             lambda host: self.previous_vars(record, scope, host), record, scope,
+                             build).rollbacks(names, check)
+
+        def each(task: Task, outcome: Outcome) -> None:
+            if "infrastructure" in outcome:
+                self.unreached(record, scope, "rollback", str(outcome["infrastructure"]))
+            for host, item in outcome["rolled_back"].items():
+                rolled(host, bool(item["ok"]), str(item["detail"]))
+            for health in health_of(outcome):
+                recorded(health)
+            finished(self.store, task)
+
+        self.executor.run(tasks, lambda: None, each)
 
     def emit(self, record: RolloutRecord, wave: int, what: str, ok: bool, detail: str, hosts: int = 0) -> None:
         self.events(RolloutEvent(record.id, wave, len(record.waves), what, ok, detail, hosts))
@@ -523,10 +592,11 @@ class HealthStream:
     health is recorded in the caller's thread (as it deploys on, and at the end), never lost on the way
     out: leaving the block waits for every check and records it, also when a deploy raised."""
 
-    def __init__(self, runner: RolloutRunner, record: RolloutRecord, wave: WaveRecord) -> None:
+    def __init__(self, runner: RolloutRunner, record: RolloutRecord, wave: WaveRecord, watch: WaveWatch) -> None:
         self.runner = runner
         self.record = record
         self.wave = wave
+        self.watch = watch
         self.pool = ThreadPoolExecutor(max_workers=max(1, runner.settings.forks), thread_name_prefix="health")
         self.running: list[Future[list[HostHealth]]] = []
 
@@ -544,13 +614,39 @@ class HealthStream:
             if wait or future.done():
                 self.running.remove(future)
                 for health in future.result():
-                    self.runner.record_health(self.record, self.wave, health)
+                    self.runner.record_health(self.record, self.wave, health, self.watch)
+
+    def cancel_queued(self) -> None:
+        """Drop the checks that have not started (the wave halted: its deployed hosts are rolled back
+        unjudged); record those that have ended."""
+        self.running = [future for future in self.running if not future.cancel()]
+        self.record_ended(wait=False)
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.record_ended(wait=True)
         finally:
             self.pool.shutdown(wait=True)
+
+
+class WaveWatch:
+    """A wave's failed hosts as they are recorded while it deploys, and the hosts it never got to.
+    Failures only grow, so a threshold breached mid-wave is breached at its end too: the deploy
+    stops at the breach instead of deploying (and then rolling back) the rest of the wave."""
+
+    def __init__(self, wave: WaveRecord) -> None:
+        self.plan = wave.plan()
+        self.failed = {h.host for h in wave.hosts if h.state in FAILED_HOST}
+        self.untouched: list[str] = []  # hosts of shards that never started
+
+    def saw(self, host: str, state: HostState) -> None:
+        """``host`` was recorded in ``state``."""
+        if state in FAILED_HOST:
+            self.failed.add(host)
+
+    @property
+    def breached(self) -> bool:
+        return self.plan.breached(len(self.failed))
 
 
 def failed_hosts(count: int) -> str:

@@ -4,7 +4,8 @@ real `lab worker` processes (zones `lab` and `production`: half the production h
 
 - build A rolls out through the workers: every host deployed exactly once (read from each host's
   own deploy log), the waves and audit chain as in-process, one dispatch row per shard, done;
-- build C halts in its first wave: no host of a later wave is touched;
+- build C halts in its first wave: no host of a later wave is touched, and the wave's rollback
+  and its health check run on the host's zone worker (the controller runs no playbook);
 - a task with a wrong HMAC, or without an envelope, is refused by the worker and never run;
 - a secret canary in a worker's environment (and so in its inventory, through a lookup) never
   reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts.
@@ -26,7 +27,7 @@ from lab.evidence.store import Store
 from lab.executors.base import Task
 from lab.executors.celery import TASK_NAME, celery_app
 from lab.executors.signing import seal
-from tests.integration.test_rollout import OPEN, deploys, production_lab, query, snapshot
+from tests.integration.test_rollout import OPEN, deploys, host_log, production_lab, query, snapshot
 from tests.support.celery import (
     KEY,
     NEEDS_REDIS,
@@ -116,6 +117,16 @@ def test_a_halt_touches_no_host_of_a_later_wave(lab: Path) -> None:
     assert {host: snapshot(lab, host) for host in HOSTS[1:]} == before
     assert deploys(lab, "prod-ts-01", "2.2.0") != []
     assert query(lab, "SELECT state FROM rollouts WHERE version='2.2.0'") == [("halted",)]
+    # the rollback and its health check ran on prod-ts-01's zone worker (zone lab), not in the controller
+    (rollout,) = query(lab, "SELECT id FROM rollouts WHERE version='2.2.0'")
+    assert query(lab, f"SELECT scope, zone, kind, state FROM dispatches WHERE subject='{rollout[0]}' ORDER BY rowid") \
+        == [("wave-1", "lab", "rollout-shard", "done"), ("wave-1-rollback", "lab", "rollout-rollback", "done")]
+    assert [e[1] for e in host_log(lab, "prod-ts-01") if e[1] == "rollback"] == ["rollback"]
+    assert list((lab.parent / ".lab" / "worker" / "runs" / str(rollout[0])).glob("wave-1-rollback")) != []
+    assert not (lab.parent / ".lab" / "runs" / str(rollout[0])).exists()  # the controller ran no playbook
+    (host,) = query(lab, "SELECT state, detail FROM rollout_hosts WHERE host='prod-ts-01' AND "
+                         f"rollout_id='{rollout[0]}'")
+    assert host[0] == "rolled_back" and "back on 2.0.0: healthy" in str(host[1])  # checked after, on the worker
 
 
 def test_a_tampered_or_unsigned_task_is_refused_and_never_run(lab: Path, redis_url: str) -> None:

@@ -110,7 +110,7 @@ def test_dispatch_rows_give_back_the_tasks_without_a_recorded_outcome(store_back
     assert rows.unfinished("r1", "wave-2") == [TASK, other] and rows.attempts("r1", "wave-2") == 1
     rows.finish(TASK.id)
     assert rows.unfinished("r1", "wave-2") == [other]
-    assert rows.of("r1") == [(TASK.id, "wave-2", "done"), (other.id, "wave-2", "published")]
+    assert rows.of("r1") == [(TASK.id, "wave-2", "done", TASK.kind), (other.id, "wave-2", "published", other.kind)]
     assert rows.unfinished("r1", "wave-3") == [] and rows.attempts("r1", "wave-3") == 0
 
 

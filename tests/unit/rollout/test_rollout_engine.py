@@ -23,6 +23,9 @@ from lab.decision.records import record_promotion
 from lab.errors import GateBlocked, InfrastructureError
 from lab.evidence import audit
 from lab.evidence.store import Store
+from lab.executors.base import ROLLBACK
+from lab.executors.codec import result_to_json
+from lab.executors.dispatches import Dispatches
 from lab.model import Build, Campaign, CampaignState, Result, Status, Suite
 from lab.rollout.endpoints import Endpoint, marker
 from lab.rollout.engine import RolloutRunner, outcome_code
@@ -351,3 +354,153 @@ def test_a_wave_deploys_in_shards_of_forks_and_checks_a_shard_while_the_next_dep
     assert states["prod-ts-07"] is HostState.ROLLED_BACK
     assert [h for h, st in states.items() if st is HostState.HEALTHY] == \
         [f"prod-ts-{i:02d}" for i in range(1, 25) if i != 7]
+
+
+HALT_WAVES = "    - {hosts: 1}\n    - {hosts: 10, max_failures: 0}\n    - {hosts: 100%}\n"
+WAVE2 = [f"prod-ts-{i:02d}" for i in range(2, 11)]  # in shards of 2 (forks 2): 02-03, 04-05, 06-07, 08-09, 10
+
+
+def halt_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, production: Production,
+           workers: Callable[[Production], Any] | None = None) -> tuple[RolloutRunner, Any]:
+    """A rollout over ``HALT_WAVES`` in shards of 2 (here, or on ``workers``), which must halt."""
+    runner, build, _ = setup(tmp_path, HALT_WAVES, production, monkeypatch, forks=2)
+    if workers is not None:
+        runner.executor = workers(production)
+    record = runner.start(build)
+    assert record.state is RolloutState.HALTED, record.detail
+    return runner, record
+
+
+def test_a_deploy_failure_halts_the_wave_at_its_shard_and_its_later_shards_never_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(deploy_fails={"prod-ts-04"})
+    runner, record = halt_run(tmp_path, monkeypatch, production)
+    # the failure is recorded as its shard ends: the third shard (06-07) and those after it never start
+    assert production.runs == [("deploy", ("prod-ts-01",)), ("deploy", ("prod-ts-02", "prod-ts-03")),
+                               ("deploy", ("prod-ts-04", "prod-ts-05")),
+                               ("rollback", ("prod-ts-02", "prod-ts-03", "prod-ts-04", "prod-ts-05"))]
+    states = {h.host: h.state for h in record.waves[1].hosts}
+    assert [h for h in WAVE2 if states[h] is HostState.CANCELLED] == WAVE2[4:]
+    assert [h for h in WAVE2 if states[h] is HostState.ROLLED_BACK] == WAVE2[:4]
+    assert [w.state for w in record.waves] == [WaveState.DONE, WaveState.ROLLED_BACK, WaveState.CANCELLED]
+    # prod-ts-05's check may or may not have ended when the halt dropped the checks not started
+    stopped = r"at most 0 of 9 host\(s\) may fail; 5 host\(s\) not deployed: the wave stopped at the breach"
+    either = (rf"2 of 9 host\(s\) healthy; {stopped}; 1 host\(s\) touched but not judged",
+              rf"3 of 9 host\(s\) healthy; {stopped}")
+    assert re.fullmatch(rf"1 host\(s\) failed \(prod-ts-04\): ({'|'.join(either)}); rolled back 4 host\(s\); "
+                        "every one verified", record.waves[1].detail), record.waves[1].detail
+    assert not set(production.checked) & set(WAVE2[4:])  # no health suite on a host never deployed
+    halted = next(e for e in audit.entries(runner.store) if e.kind == "rollout-wave-halted").data()
+    assert [f["host"] for f in halted["failed"]] == ["prod-ts-04"]
+    assert audit.verify(runner.store).ok
+
+
+def test_an_unhealthy_host_halts_the_wave_within_a_shard_of_its_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(unhealthy={"prod-ts-02"})
+    _, record = halt_run(tmp_path, monkeypatch, production)
+    deployed = [hosts for name, hosts in production.runs[1:] if name == "deploy"]
+    # the check of shard 1 runs while shard 2 deploys: the halt comes before shard 3 at the latest
+    assert deployed in ([("prod-ts-02", "prod-ts-03")], [("prod-ts-02", "prod-ts-03"), ("prod-ts-04", "prod-ts-05")])
+    touched = [h for hosts in deployed for h in hosts]
+    assert production.runs[-1] == ("rollback", tuple(touched))
+    states = {h.host: h.state for h in record.waves[1].hosts}
+    assert [h for h in WAVE2 if states[h] is HostState.CANCELLED] == WAVE2[len(touched):]
+
+
+class Workers:
+    """A remote executor whose zone workers answer each task from ``Production``'s fakes, in order:
+    shards (``halted`` once the subject is halted, as ``lab worker`` does) and rollbacks (run all
+    the same)."""
+
+    kind = "fake-workers"
+    remote = True
+
+    def __init__(self, production: Production) -> None:
+        self.production = production
+        self.halted: list[str] = []
+        self.shards: list[list[str]] = []
+        self.rollbacks: list[tuple[list[str], list[str]]] = []  # (hosts, hosts to check after)
+        self.dark_rollbacks: set[int] = set()  # the rollback tasks (1-based, in order) that reach no host, once
+
+    def run(self, tasks: Sequence[Any], here: Callable[[], None], each: Callable[[Any, dict[str, Any]], None]) -> None:
+        for task in tasks:
+            if task.kind == ROLLBACK:
+                hosts, check = [str(h) for h in task.payload["hosts"]], [str(h) for h in task.payload["check"]]
+                self.rollbacks.append((hosts, check))
+                if self.dark_rollbacks and len(self.rollbacks) in self.dark_rollbacks:
+                    self.dark_rollbacks.discard(len(self.rollbacks))
+                    each(task, {"infrastructure": f"{hosts[0]} unreachable: Connection refused"})
+                    continue
+                ok = [h for h in hosts if h not in self.production.rollback_fails]
+                each(task, {"rolled_back": {h: {"ok": h in ok, "detail": "ok"} for h in hosts},
+                            **self.health([h for h in check if h in ok])})
+                continue
+            if task.subject in self.halted:
+                each(task, {"halted": True})
+                continue
+            hosts = [str(h) for h in task.payload["deploy"]]
+            self.shards.append(hosts)
+            ok = [h for h in hosts if h not in self.production.deploy_fails]
+            each(task, {"deployed": {h: {"ok": h in ok, "detail": "ok" if h in ok else "task failed"} for h in hosts},
+                        **self.health(ok)})
+
+    def health(self, hosts: list[str]) -> dict[str, Any]:
+        return {"health": {h: [result_to_json(Result("plans-a-route", Status.FAIL if h in self.production.unhealthy
+                                                     else Status.PASS, "", {}, 1))] for h in hosts},
+                "suite": "production-health"}
+
+    def halt(self, subject: str) -> None:
+        self.halted.append(subject)
+
+    def share(self, artifact: Path, digest: str) -> None:
+        """The fake workers read nothing."""
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+def test_on_workers_the_breaching_shard_halts_the_shards_queued_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(unhealthy={"prod-ts-05"})
+    runner, record = halt_run(tmp_path, monkeypatch, production, Workers)
+    workers = runner.executor
+    assert isinstance(workers, Workers)
+    assert workers.shards == [["prod-ts-01"], ["prod-ts-02", "prod-ts-03"], ["prod-ts-04", "prod-ts-05"]]
+    assert len(workers.halted) >= 1 and set(workers.halted) == {record.id}
+    states = {h.host: h.state for h in record.waves[1].hosts}
+    assert [h for h in WAVE2 if states[h] is HostState.CANCELLED] == WAVE2[4:]
+    assert production.runs == []  # nothing ran on the controller: the rollback went to the workers too
+    # in tasks of forks (2) hosts; none ran an earlier build, so there is nothing to check after
+    assert workers.rollbacks == [(WAVE2[:2], []), (WAVE2[2:4], [])]
+    rows = Dispatches(runner.store).of(record.id)
+    assert [(scope, state, kind) for _, scope, state, kind in rows] == [("wave-1", "done", "rollout-shard")] + [
+        ("wave-2", "done", "rollout-shard")] * 5 + [("wave-2-rollback", "done", "rollout-rollback")] * 2
+
+
+def test_a_wave_rollback_cut_short_on_the_workers_is_finished_by_resume_without_redoing_restored_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    production = Production(unhealthy={"prod-ts-05"})
+    runner, build, rollouts = setup(tmp_path, HALT_WAVES, production, monkeypatch, forks=2)
+    workers = Workers(production)
+    workers.dark_rollbacks = {2}
+    runner.executor = workers
+    with pytest.raises(InfrastructureError, match=re.escape("wave 2: prod-ts-04 unreachable: Connection refused")):
+        runner.start(build)
+    stuck = rollouts.latest("care-planner")
+    assert stuck is not None and stuck.waves[1].state is WaveState.ROLLING_BACK
+    assert [(h.host, h.state) for h in stuck.waves[1].hosts][:4] == [
+        ("prod-ts-02", HostState.ROLLED_BACK), ("prod-ts-03", HostState.ROLLED_BACK),
+        ("prod-ts-04", HostState.ROLLING_BACK), ("prod-ts-05", HostState.ROLLING_BACK)]
+    done = runner.resume(build)
+    assert done.state is RolloutState.HALTED and done.waves[1].state is WaveState.ROLLED_BACK
+    # the resumed rollback covers only the two hosts whose rollback was never recorded
+    assert workers.rollbacks == [(WAVE2[:2], []), (WAVE2[2:4], []), (WAVE2[2:4], [])]
+    assert {h.host: h.state for h in done.waves[1].hosts if h.host in WAVE2[:4]} == dict.fromkeys(
+        WAVE2[:4], HostState.ROLLED_BACK)
+    rollback = audit.entries(runner.store, "rollout-rollback")[0].data()
+    assert rollback["hosts"] == WAVE2[:4] and rollback["rolled_back"] == WAVE2[:4]
