@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from functools import cache
+from importlib.metadata import version
 from itertools import chain
 from pathlib import Path
 from typing import BinaryIO
@@ -44,10 +45,10 @@ CHUNK = 1 << 20
 
 @cache
 def code_digest() -> str:
-    """The sha256 of lab's own source, every module and template: a results section rendered by
-    other code is never kept."""
+    """The sha256 of lab's own source, every module and template, and of the template engine's
+    versions: a results section rendered by other code is never kept."""
     root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"jinja2 {version('jinja2')}, markupsafe {version('markupsafe')}\0".encode())
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".j2", ".css") and p.is_file()):
         content = path.read_bytes()
         digest.update(f"{path.relative_to(root).as_posix()}\0{len(content)}\0".encode())
@@ -164,7 +165,8 @@ def write_report(config: LabConfig, summary: ReportSummary, fmt: ReportFormat, k
         except (OSError, Mismatch):
             kept = None  # rendered anew below
         if kept is not None:
-            keep_record(config, kept)
+            if kept != record:
+                keep_record(config, kept)
             return report
     results = fmt.results(whole()).encode("utf-8")
     write_chunks(report, (before, results, after))

@@ -71,6 +71,8 @@ def test_an_approval_rewrites_the_page_and_the_export_around_results_it_does_not
     assert decoded == [seeded.campaign.id]
     junit = paths[1]
     written = (junit.stat().st_ino, junit.stat().st_mtime_ns, junit.read_bytes())
+    junit_record = parts.record_path(seeded.config, junit)
+    recorded = (junit_record.stat().st_ino, junit_record.read_bytes())
     decoded.clear()
 
     with api.Lab(str(seeded.lab_yml)) as lab:
@@ -83,6 +85,7 @@ def test_an_approval_rewrites_the_page_and_the_export_around_results_it_does_not
     assert [(s["kind"], s["principal"], s["verified"]) for s in exported["promotion_path"]["signed"]] == [
         ("approval", PRINCIPALS["kari"], True)]
     assert (junit.stat().st_ino, junit.stat().st_mtime_ns, junit.read_bytes()) == written  # not written again
+    assert (junit_record.stat().st_ino, junit_record.read_bytes()) == recorded  # nor its record
     assert [p.read_bytes() for p in paths] == whole(seeded)  # each file exactly what a whole render gives
     record = read_record(seeded.config, paths[0])
     assert record is not None and record.size == paths[0].stat().st_size
