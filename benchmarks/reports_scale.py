@@ -26,29 +26,28 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from lab.model import CellRecord, CellState, Result, Status
+from lab.model import CellOutcomes, CellRecord, CellState, Result, Status
 
 STATUSES = [Status.PASS] * 90 + [Status.FAIL] * 5 + [Status.ERROR] * 2 + [Status.SKIP] * 2 + [Status.FLAKY]
 
 
 def synthetic_cells(campaign_id: str, results: int, cells: int = 20) -> tuple[CellRecord, ...]:
     """``results`` results spread over ``cells`` done cells, statuses in STATUSES' proportions."""
-    out = []
     per = results // cells
-    for c in range(cells):
-        rows = []
-        for n in range(per):
-            status = STATUSES[n % len(STATUSES)]
-            evidence: dict[str, object] = {"path": f"/opt/app/file-{n}", "mode": "0644", "owner": "root",
-                                           "exists": True, "stdout": f"line {n} of the check's output"}
-            if status is Status.FLAKY:
-                evidence["earlier_attempts"] = [{"status": "fail", "message": "connection refused"}]
-            rows.append(Result(f"check-{n:05d}", status, f"file-{n} is as expected" if status is Status.PASS
-                               else f"file-{n}: mode 0600, expected 0644", evidence, 3 + n % 7,
-                               2 if status is Status.FLAKY else 1))
-        out.append(CellRecord(campaign_id, f"sbx-{c:02d}", "care-planner-smoke", CellState.DONE,
-                              "2026-12-01T10:00:00+00:00", "2026-12-01T10:05:00+00:00", tuple(rows)))
-    return tuple(out)
+    return tuple(CellRecord(campaign_id, f"sbx-{c:02d}", "care-planner-smoke", CellState.DONE,
+                            "2026-12-01T10:00:00+00:00", "2026-12-01T10:05:00+00:00",
+                            tuple(synthetic_result(n, STATUSES[n % len(STATUSES)]) for n in range(per)))
+                 for c in range(cells))
+
+
+def synthetic_result(n: int, status: Status) -> Result:
+    """The ``n``th result of a cell, with ``status`` and a little evidence (a flaky one's earlier attempt)."""
+    evidence: dict[str, object] = {"path": f"/opt/app/file-{n}", "mode": "0644", "owner": "root",
+                                   "exists": True, "stdout": f"line {n} of the check's output"}
+    if status is Status.FLAKY:
+        evidence["earlier_attempts"] = [{"status": "fail", "message": "connection refused"}]
+    return Result(f"check-{n:05d}", status, f"file-{n} is as expected" if status is Status.PASS
+                  else f"file-{n}: mode 0600, expected 0644", evidence, 3 + n % 7, 2 if status is Status.FLAKY else 1)
 
 
 def report_data(results: int, scratch: Path) -> object:
@@ -64,7 +63,8 @@ def report_data(results: int, scratch: Path) -> object:
     campaign = store.create_campaign(build, [("ts-sbx-01", "care-planner-smoke")], config.path)
     store.finish_cell(campaign.id, "ts-sbx-01", "care-planner-smoke", [Result("c", Status.PASS, "ok", {}, 1, 1)])
     data = gather(config, store, store.campaign(campaign.id))
-    return replace(data, cells=synthetic_cells(campaign.id, results))
+    cells = synthetic_cells(campaign.id, results)
+    return replace(data, cells=cells, outcomes=tuple(CellOutcomes.of(c) for c in cells))
 
 
 def rss_kib() -> int:

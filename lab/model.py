@@ -153,6 +153,29 @@ class CellRecord:
 
 
 @dataclass(frozen=True)
+class CellOutcomes:
+    """A cell as the store keeps it, with each result's check id, status and message in order, but
+    not its evidence: what a gate decides on and a headline names, read without decoding any result."""
+
+    campaign_id: str
+    sandbox: str
+    suite: str
+    state: CellState
+    started_at: str | None
+    finished_at: str | None
+    check_ids: tuple[str, ...] = ()
+    statuses: tuple[Status, ...] = ()
+    messages: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, cell: CellRecord) -> CellOutcomes:
+        """The outcomes of a cell read whole."""
+        return cls(cell.campaign_id, cell.sandbox, cell.suite, cell.state, cell.started_at, cell.finished_at,
+                   tuple(r.check_id for r in cell.results), tuple(r.status for r in cell.results),
+                   tuple(r.message for r in cell.results))
+
+
+@dataclass(frozen=True)
 class StepRecord:
     """One sandbox step of a campaign (reset, baseline, deploy) and how it ended per host."""
 

@@ -122,8 +122,8 @@ class WrittenReport:
 
 @dataclass(frozen=True)
 class ReportsRefresh:
-    """The reports of ``build_ref``'s latest campaign, re-written after something changed where it
-    stands. ``paths`` is empty when the build has no campaign; ``problem`` says why they could not be
+    """The reports of ``build_ref``'s latest campaign, brought up to date after something changed
+    where it stands. ``paths`` is empty when the build has no campaign; ``problem`` says why they could not be
     written (what was recorded before stands all the same)."""
 
     build_ref: str
@@ -141,9 +141,10 @@ def outcome_code(data: ReportData) -> int:
 
 
 def refresh_reports(lab: Lab, build: Build, at: datetime | None = None) -> ReportsRefresh:
-    """Re-write the HTML, JUnit and JSON reports of ``build``'s latest campaign, decided at ``at``
-    (default: the clock), so they show where the build stands now. Never raises for a report that
-    cannot be written: the result names the problem instead."""
+    """Bring the HTML, JUnit and JSON reports of ``build``'s latest campaign up to date, decided at
+    ``at`` (default: the clock), so they show where the build stands now (``lab.reports.refresh``:
+    only what changed is rendered). Never raises for a report that cannot be written: the result
+    names the problem instead."""
     try:
         paths = refresh(lab.config, lab.store, build, at)
     except OSError as exc:

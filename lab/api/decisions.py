@@ -161,12 +161,12 @@ def waive(lab: Lab, build_ref: str, target: str, reason: str, expires: str, key:
     campaign = latest_campaign(lab.store, build)
     if campaign is None:
         raise ConfigError(f"nothing to waive: {build.ref} has no campaign")
-    cell = next((c for c in lab.store.cells(campaign.id) if c.sandbox == sandbox and c.suite == suite), None)
+    cell = next((c for c in lab.store.outcomes(campaign.id) if c.sandbox == sandbox and c.suite == suite), None)
     if cell is None or cell.state is not CellState.DONE:
         raise ConfigError(f"campaign {campaign.id} has no finished cell {sandbox}/{suite}")
-    result = next((r for r in cell.results if r.check_id == check), None)
-    if result is None or result.status is not Status.FAIL:
-        found = "no such check" if result is None else f"its result is {result.status.value}"
+    status = next((s for i, s in zip(cell.check_ids, cell.statuses, strict=True) if i == check), None)
+    if status is not Status.FAIL:
+        found = "no such check" if status is None else f"its result is {status.value}"
         raise ConfigError(f"{target} cannot be waived ({found}); only a failed check can be")
     allowed = config.agreement.allowed_signers
     who = signer_identity(key.expanduser(), allowed, principal)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from lab.model import CellState, Status
@@ -101,10 +102,15 @@ class Evidence:
     approvals: tuple[ApprovalFacts, ...] = ()
     waivers: tuple[WaiverFacts, ...] = ()
 
+    @cached_property
+    def signed_digest(self) -> str:
+        """``evidence_digest`` of this evidence, computed once (every gate decided on it uses it)."""
+        return digest_of(evidence_document(self))
+
 
 def evidence_digest(evidence: Evidence) -> str:
     """The sha256 of the canonical JSON of ``evidence_document``: what approvers sign."""
-    return digest_of(evidence_document(evidence))
+    return evidence.signed_digest
 
 
 def evidence_document(evidence: Evidence) -> dict[str, Any]:

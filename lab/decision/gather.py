@@ -18,7 +18,7 @@ from lab.decision.evaluate import ApprovalFacts, CellFacts, Evidence, SuiteFacts
 from lab.decision.records import promotions
 from lab.errors import ConfigError
 from lab.evidence.store import Store, campaign_from_row
-from lab.model import Build, Campaign, CampaignState, CellRecord, Stage, Verdict
+from lab.model import Build, Campaign, CampaignState, CellOutcomes, Stage, Verdict
 from lab.signoff.approvals import payload_problem
 from lab.signoff.records import signed
 from lab.signoff.signing import verify
@@ -42,10 +42,11 @@ def promotions_of(store: Store, build: Build) -> list[dict[str, Any]]:
 
 
 def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaign | None,
-                cells: Sequence[CellRecord] | None = None) -> Evidence:
+                cells: Sequence[CellOutcomes] | None = None) -> Evidence:
     """The evidence a gate may use: ``campaign``'s cells, steps and digests (or none at all), the
     build's stage entries, and its verified approvals, rejections and waivers. ``cells``: the
-    campaign's cells when the caller read them already (each read decodes every result)."""
+    campaign's cells' outcomes when the caller read them already (no result's evidence is decoded
+    either way: a gate looks at check ids and statuses only)."""
     suites = {
         name: SuiteFacts(name, config.suites[name].mandatory, config.suites[name].platforms)
         for name in config.products[build.product].suites
@@ -61,8 +62,8 @@ def evidence_of(config: LabConfig, store: Store, build: Build, campaign: Campaig
         if step.step == "deploy" and step.ok:
             digests[step.sandbox] = step.deployed_digest
     facts = tuple(
-        CellFacts(c.sandbox, c.suite, c.state, tuple(r.status for r in c.results), tuple(r.check_id for r in c.results))
-        for c in (store.cells(campaign.id) if cells is None else cells)
+        CellFacts(c.sandbox, c.suite, c.state, c.statuses, c.check_ids)
+        for c in (store.outcomes(campaign.id) if cells is None else cells)
     )
     return Evidence(build.ref, build.digest, campaign.id, campaign.state is CampaignState.FINISHED,
                     platforms, digests, suites, facts, entered, approvals, waivers)
@@ -121,14 +122,15 @@ def gated_stage(config: LabConfig, stage: str) -> Stage:
 
 def verdict_for(config: LabConfig, store: Store, build: Build, stage: str,
                 campaign: Campaign | None = None, now: datetime | None = None,
-                cells: Sequence[CellRecord] | None = None) -> Verdict:
+                evidence: Evidence | None = None) -> Verdict:
     """The gate into ``stage`` evaluated at ``now`` (default: ``lab.util.clock.current()``) on
-    ``campaign`` (default: the build's latest campaign); ``cells``: that campaign's cells, if
-    already read."""
+    ``campaign`` (default: the build's latest campaign); ``evidence``: that campaign's evidence
+    (``evidence_of``), if the caller gathered it already."""
     target = gated_stage(config, stage)
     assert target.gate is not None
-    chosen = campaign or latest_campaign(store, build)
-    return evaluate(target.gate, target, evidence_of(config, store, build, chosen, cells), now or current())
+    if evidence is None:
+        evidence = evidence_of(config, store, build, campaign or latest_campaign(store, build))
+    return evaluate(target.gate, target, evidence, now or current())
 
 
 def first_gate_stage(config: LabConfig) -> str:

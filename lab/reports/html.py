@@ -6,6 +6,10 @@ signed records, its production rollout with each failed host's failing health ch
 output, the sandbox x suite matrix, every failing check with its evidence, the campaigns of the
 build and the timings. One stylesheet (``templates/common.css``) serves screen and print (A4, a
 page header with build, digest and page numbers, all evidence expanded).
+
+The matrix and the failing checks are the page's results section (``templates/results.html.j2``,
+``html_results``), rendered from the decoded results; the rest (``templates/report.html.j2``,
+``html_around``) from the campaign's summary alone, so a decision re-renders only that part.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from lab.model import CellRecord, CellState, Result, Status
-from lab.reports.data import ReportData, printable, seconds_between, visible
+from lab.reports.data import ReportData, ReportSummary, printable, seconds_between, visible
 from lab.reports.standing import anchor_for, failed_hosts
 from lab.util.clipping import clip, clipped_parts
 
@@ -159,21 +163,41 @@ def evidence_items(evidence: dict[str, Any]) -> list[EvidenceItem]:
     return items
 
 
-def html_report(data: ReportData) -> str:
-    """The HTML page for a campaign."""
+RESULTS = "<!-- the campaign's results -->"  # where the page's results section goes; escaping keeps it unique
+
+
+def html_around(summary: ReportSummary) -> tuple[str, str]:
+    """The page but its results section: the text before it (headline, gate, promotion path,
+    rollout) and after it (campaigns, steps, audit seal)."""
+    page = environment().get_template("report.html.j2").render(
+        data=summary,
+        results=RESULTS,
+        steps=[(s, seconds_between(s.started_at, s.finished_at)) for s in summary.steps],
+        failed_hosts=failed_hosts(summary.path.rollout) if summary.path.rollout else [],
+    )
+    before, found, after = page.partition(RESULTS)
+    if not found or RESULTS in after:
+        raise ValueError("the page template must place its results section exactly once")
+    return before, after
+
+
+def html_results(data: ReportData) -> str:
+    """The page's results section: the sandbox x suite matrix and every failing, erroring or flaky
+    check with its evidence."""
     sandboxes = sorted({c.sandbox for c in data.cells})
     suites = sorted({c.suite for c in data.cells}, key=lambda s: (not data.mandatory.get(s, True), s))
-    matrix = {(c.sandbox, c.suite): cell_summary(c, data) for c in data.cells}
-    problems = group_problems(data)
-    template = environment().get_template("report.html.j2")
-    return template.render(
+    return environment().get_template("results.html.j2").render(
         data=data,
         counts=data.counts(),
         sandboxes=sandboxes,
         suites=suites,
-        matrix=matrix,
-        problems=problems,
-        steps=[(s, seconds_between(s.started_at, s.finished_at)) for s in data.steps],
+        matrix={(c.sandbox, c.suite): cell_summary(c, data) for c in data.cells},
+        problems=group_problems(data),
         unfinished=[c for c in data.cells if c.state is not CellState.DONE],
-        failed_hosts=failed_hosts(data.path.rollout) if data.path.rollout else [],
     )
+
+
+def html_report(data: ReportData) -> str:
+    """The HTML page for a campaign."""
+    before, after = html_around(data)
+    return before + html_results(data) + after

@@ -8,16 +8,17 @@ the same functions ``lab gate`` uses, nothing is recorded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from lab.config import allowed_signers as signers
 from lab.config.labfile import LabConfig
+from lab.decision.evaluate import Evidence
 from lab.decision.gather import latest_campaign, promotions_of, signoffs, verdict_for
 from lab.evidence.store import Store
-from lab.model import Build, CellRecord, Verdict
+from lab.model import Build, Verdict
 from lab.rollout.records import RolloutRecord, RolloutStore
 from lab.util.clock import iso
 
@@ -111,9 +112,9 @@ def rollout_json(rollout: RolloutRecord) -> dict[str, Any]:
 
 
 def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime,
-               cells: dict[str, Sequence[CellRecord]] | None = None) -> tuple[StageRow, ...]:
-    """Every stage of the agreement, in order, as ``build`` stands in it at ``now``; ``cells``: the
-    cells the caller read already, by campaign id (each read decodes every result)."""
+               known: Mapping[str, Evidence] | None = None) -> tuple[StageRow, ...]:
+    """Every stage of the agreement, in order, as ``build`` stands in it at ``now``; ``known``: the
+    evidence of campaigns the caller gathered already, by campaign id."""
     promoted = {row["stage"]: row for row in promotions_of(store, build)}
     rows: list[StageRow] = []
     for position, stage in enumerate(config.agreement.stages):
@@ -126,9 +127,9 @@ def stage_rows(config: LabConfig, store: Store, build: Build, now: datetime,
             rows.append(StageRow(stage.name, "later"))
         else:
             campaign = latest_campaign(store, build)
-            known = (cells or {}).get(campaign.id) if campaign else None
+            evidence = (known or {}).get(campaign.id) if campaign else None
             decision = None if stage.gate is None else verdict_for(config, store, build, stage.name, campaign, now,
-                                                                   known)
+                                                                   evidence)
             rows.append(StageRow(stage.name, "next", None, campaign.id if campaign else None, decision))
     return tuple(rows)
 
@@ -151,10 +152,10 @@ def latest_rollout(store: Store, build: Build) -> RolloutRecord | None:
 
 
 def promotion_path(config: LabConfig, store: Store, build: Build, now: datetime,
-                   cells: dict[str, Sequence[CellRecord]] | None = None) -> PromotionPath:
+                   known: Mapping[str, Evidence] | None = None) -> PromotionPath:
     """Where ``build`` stands at ``now``: its stages (the next one decided as ``lab gate`` would,
     on its latest campaign), its signed records and its latest rollout, read from ``store``;
-    ``cells``: campaigns' cells the caller read already, by campaign id."""
-    return PromotionPath(iso(now), stage_rows(config, store, build, now, cells),
+    ``known``: the evidence of campaigns the caller gathered already, by campaign id."""
+    return PromotionPath(iso(now), stage_rows(config, store, build, now, known),
                          signed_rows(config, store, build), signers.signers_source(config.agreement),
                          signers.describe(config.agreement), latest_rollout(store, build))

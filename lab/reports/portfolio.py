@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from lab.config.labfile import LabConfig
+from lab.decision.gather import evidence_of
 from lab.evidence.store import Store
 from lab.evidence.tallies import (
     CampaignTally,
@@ -25,7 +26,7 @@ from lab.evidence.tallies import (
     troubled_checks,
 )
 from lab.model import Build
-from lab.reports.data import ReportData
+from lab.reports.data import ReportSummary
 from lab.reports.html import environment
 from lab.reports.path import PromotionPath, promotion_path
 from lab.reports.standing import Standing, failing_checks, standing
@@ -70,20 +71,21 @@ class Portfolio:
 
 
 def build_row(config: LabConfig, store: Store, build: Build, latest: CampaignTally | None,
-              at: datetime, known: ReportData | None = None) -> BuildRow:
+              at: datetime, known: ReportSummary | None = None) -> BuildRow:
     """Where ``build`` stands at ``at``, with its latest campaign's counts (not judged when its
     product is no longer in the lab file: the gates need the product's suites). The latest
-    campaign's cells are read once, for its gate and for the failing checks its headline names;
-    not at all when ``known`` is that campaign's report data, decided at ``at``: its standing is
-    the row's."""
+    campaign's outcomes are read once (no result's evidence), for its gate and for the failing
+    checks its headline names; not at all when ``known`` is that campaign's report summary,
+    decided at ``at``: its standing is the row's."""
     if (known is not None and latest is not None and known.campaign.id == latest.campaign.id
             and known.build == build and known.path.evaluated_at == iso(at)):
         return BuildRow(build, known.standing, known.path, latest)
     if build.product not in config.products:
         gone = Standing("NOT JUDGED", f"NOT JUDGED: {build.product} is not in {config.path.name}", "warn", "lab")
         return BuildRow(build, gone, None, latest)
-    cells = store.cells(latest.campaign.id) if latest else []
-    path = promotion_path(config, store, build, at, {latest.campaign.id: cells} if latest else None)
+    cells = store.outcomes(latest.campaign.id) if latest else []
+    gathered = {latest.campaign.id: evidence_of(config, store, build, latest.campaign, cells)} if latest else None
+    path = promotion_path(config, store, build, at, gathered)
     nxt = path.next_stage
     waived = nxt.decision.waived if nxt is not None and nxt.decision is not None else ()
     mandatory = {name: suite.mandatory for name, suite in config.suites.items()}
@@ -91,9 +93,9 @@ def build_row(config: LabConfig, store: Store, build: Build, latest: CampaignTal
 
 
 def gather_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
-                     known: ReportData | None = None) -> Portfolio:
+                     known: ReportSummary | None = None) -> Portfolio:
     """Every product of the lab and of the store, its builds as they stand at ``at`` (default: the
-    clock), its campaigns' trends and troubled checks; ``known``: a build's report data the caller
+    clock), its campaigns' trends and troubled checks; ``known``: a build's report summary the caller
     gathered already (its build's row is taken from it rather than decided again)."""
     at = at or current()
     campaigns = store.campaigns()
@@ -118,7 +120,7 @@ def portfolio_html(portfolio: Portfolio) -> str:
 
 
 def write_portfolio(config: LabConfig, store: Store, at: datetime | None = None,
-                    known: ReportData | None = None) -> Path:
+                    known: ReportSummary | None = None) -> Path:
     """Write ``index.html`` in the lab's reports directory atomically (``known`` as for
     ``gather_portfolio``); its path."""
     target = config.reports_dir / PAGE

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from lab.model import CellRecord, ClauseOutcome, Status
+from lab.model import CellOutcomes, ClauseOutcome, Status
 from lab.reports.path import PromotionPath
 from lab.rollout.records import HostRecord, HostState, RolloutRecord, RolloutState, WaveRecord, WaveState
 
@@ -68,7 +68,7 @@ def one_line(text: str, limit: int = MESSAGE) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
-def failing_checks(cells: Iterable[CellRecord], mandatory: dict[str, bool],
+def failing_checks(cells: Iterable[CellOutcomes], mandatory: dict[str, bool],
                    waived: Iterable[str]) -> list[FailingCheck]:
     """The mandatory checks that failed or errored and no valid waiver covers, one per (suite,
     check, status) with every sandbox it did so on; failures before errors, then by suite and check."""
@@ -77,11 +77,11 @@ def failing_checks(cells: Iterable[CellRecord], mandatory: dict[str, bool],
     for cell in cells:
         if not mandatory.get(cell.suite, True):
             continue
-        for result in cell.results:
-            if result.status not in BAD or f"{cell.sandbox}/{cell.suite}/{result.check_id}" in skip:
+        for check_id, status, message in zip(cell.check_ids, cell.statuses, cell.messages, strict=True):
+            if status not in BAD or f"{cell.sandbox}/{cell.suite}/{check_id}" in skip:
                 continue
-            key = (cell.suite, result.check_id, result.status.value)
-            found.setdefault(key, ([], one_line(result.message)))[0].append(cell.sandbox)
+            key = (cell.suite, check_id, status.value)
+            found.setdefault(key, ([], one_line(message)))[0].append(cell.sandbox)
     checks = [FailingCheck(suite, check, status, tuple(sorted(places)), message)
               for (suite, check, status), (places, message) in found.items()]
     return sorted(checks, key=lambda c: (c.status != "fail", c.suite, c.check_id))

@@ -18,7 +18,7 @@ from lab.evidence import audit
 from lab.evidence.migrations import registered
 from lab.evidence.store import Store
 from lab.evidence.tallies import campaign_tallies, troubled_checks
-from lab.model import Build, CampaignState, CellState, Result, Status, StepRecord
+from lab.model import Build, CampaignState, CellOutcomes, CellState, Result, Status, StepRecord
 from lab.rollout.records import HostState, RolloutState, RolloutStore, WaveState
 from lab.signoff.records import add_signed, signed
 from tests.support.postgres import Backend, postgres_cluster, store_backend
@@ -57,6 +57,11 @@ def test_builds_campaigns_cells_results_and_steps_round_trip(store_backend: Back
     assert cells["sbx-1"].state is CellState.DONE and cells["sbx-2"].state is CellState.PENDING
     assert [r.check_id for r in cells["sbx-1"].results] == ["b-check", "a-check"]  # insertion order kept
     assert cells["sbx-1"].results[0].evidence == {"out": "x"} and cells["sbx-1"].results[0].message == "100% broken"
+    # the same cells without evidence: check ids, statuses and messages in recording order
+    assert store.outcomes(campaign_id) == [CellOutcomes.of(c) for c in store.cells(campaign_id)]
+    assert [(c.sandbox, c.state, c.check_ids, c.statuses, c.messages) for c in store.outcomes(campaign_id)] == [
+        ("sbx-1", CellState.DONE, ("b-check", "a-check"), (Status.FAIL, Status.PASS), ("100% broken", "")),
+        ("sbx-2", CellState.PENDING, (), (), ())]
     step = StepRecord(campaign_id, "sbx-1", "deploy", True, False, "ok", "d" * 64, "t1", "t2")
     store.record_step(step)
     store.record_step(StepRecord(campaign_id, "sbx-1", "deploy", False, True, "again", None, "t3", "t4"))

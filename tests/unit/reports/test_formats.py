@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from lab.cli.app import cli
-from lab.reports import FORMATS, REPORT_FORMATS, SUFFIX, WRITTEN, json_report, render
-from lab.reports.html import html_report
+from lab.reports import FORMATS, REPORT_FORMATS, SUFFIX, WRITTEN, render
+from lab.reports.export import json_around, json_results
+from lab.reports.formats import nothing_around
+from lab.reports.html import html_around, html_results
 from lab.reports.junit import junit_gitlab_xml, junit_xml
 
 
@@ -18,7 +20,9 @@ def test_the_table_gives_names_suffixes_and_renderers() -> None:
     assert FORMATS == ("html", "junit", "json", "junit-gitlab")
     assert WRITTEN == ("html", "junit", "json")
     assert SUFFIX == {"html": ".html", "junit": ".junit.xml", "json": ".json", "junit-gitlab": ".gitlab.junit.xml"}
-    assert [f.render for f in REPORT_FORMATS] == [html_report, junit_xml, json_report, junit_gitlab_xml]
+    assert [(f.around, f.results) for f in REPORT_FORMATS] == [
+        (html_around, html_results), (nothing_around, junit_xml), (json_around, json_results),
+        (nothing_around, junit_gitlab_xml)]
 
 
 def test_lab_report_offers_exactly_the_formats_of_the_table() -> None:

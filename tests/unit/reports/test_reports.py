@@ -15,7 +15,7 @@ from lab.decision.evaluate import ApprovalFacts, WaiverFacts, evaluate
 from lab.decision.gather import evidence_of, verdict_for
 from lab.evidence.store import Store
 from lab.model import Result, Status, StepRecord
-from lab.reports import render, write_reports
+from lab.reports import render, write_build_pages
 from lab.reports.data import ReportData, gather
 from lab.util.clock import now, parse_instant
 from tests.support.labfiles import JUNIT_XSD, copy_default_lab, needs_junit_xsd
@@ -133,7 +133,9 @@ def test_html_is_self_contained_and_escapes_everything(data: ReportData) -> None
 
 
 def test_json_export_has_the_whole_campaign(data: ReportData) -> None:
-    exported = json.loads(render(data, "json"))
+    text = render(data, "json")  # written member by member: the same text as one dump of the whole
+    assert text == json.dumps(data.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    exported = json.loads(text)
     assert exported["build"] == {"product": "care-planner", "version": "2.0.0", "digest": "ab" * 32,
                                  "artifact": "a.tgz"}
     assert exported["verdict"]["allowed"] is False
@@ -145,11 +147,13 @@ def test_json_export_has_the_whole_campaign(data: ReportData) -> None:
 
 
 def test_reports_are_written_atomically(data: ReportData, tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    paths = write_reports(data, out)
+    config = load_lab(tmp_path / "lab" / "lab.yml")
+    paths = write_build_pages(config, Store(config.state_dir / "lab.sqlite3"), data)
     assert [p.name for p in paths] == [f"{data.campaign.id}.html", f"{data.campaign.id}.junit.xml",
                                        f"{data.campaign.id}.json"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in paths)  # no temp files left
+    # no temp files left
+    assert sorted(p.name for p in config.reports_dir.iterdir()) == sorted([p.name for p in paths] + ["index.html"])
+    assert [p.read_text(encoding="utf-8") for p in paths] == [render(data, f) for f in ("html", "junit", "json")]
 
 
 def test_a_waived_failure_is_shown_as_waived_in_every_report(tmp_path: Path) -> None:
@@ -207,7 +211,6 @@ def test_a_report_decodes_the_campaigns_results_once(tmp_path: Path, monkeypatch
 def test_the_portfolio_row_of_a_build_just_reported_is_the_one_it_would_decide_itself(tmp_path: Path) -> None:
     from datetime import datetime
 
-    from lab.reports import write_build_pages
     from lab.reports.portfolio import gather_portfolio
 
     config: LabConfig = load_lab(copy_default_lab(tmp_path / "lab"))
