@@ -113,6 +113,21 @@ def running_cluster(durable: bool = False) -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def table_dumps(dsn: str) -> dict[str, str]:
+    """Every table of the schema the store at ``dsn`` works in, each row as PostgreSQL writes the
+    row as text, one a line."""
+    import psycopg
+
+    dumps = {}
+    with psycopg.connect(dsn) as db:
+        names = [str(r[0]) for r in db.execute("SELECT table_name FROM information_schema.tables "
+                                               "WHERE table_schema = current_schema() ORDER BY 1")]
+        for name in names:
+            row = db.execute(f'SELECT string_agg(t::text, chr(10)) FROM "{name}" t').fetchone()
+            dumps[name] = str(row[0] or "") if row else ""
+    return dumps
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """One cluster per test process (per xdist worker), started on first use; the test is skipped,
