@@ -7,7 +7,10 @@ real `lab worker` processes (zones `lab` and `production`: half the production h
 - build C halts in its first wave: no host of a later wave is touched;
 - a task with a wrong HMAC, or without an envelope, is refused by the worker and never run;
 - a secret canary in a worker's environment (and so in its inventory, through a lookup) never
-  reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts.
+  reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts;
+  with the store on SQLite (the module's lab) and on PostgreSQL (a lab of its own, with workers
+  and a Redis database of its own, rolling out A and halting C: every table of its store, and
+  the cluster's data files and server log).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from tests.support.celery import (
     use_celery,
 )
 from tests.support.labfiles import files_holding, lab_command, run_lab, stop_local_sandboxes
+from tests.support.postgres import Cluster, postgres_cluster, table_dumps
 
+__all__ = ["postgres_cluster"]
 pytestmark = [pytest.mark.integration, NEEDS_REDIS]
 
 HOSTS = [f"prod-ts-{i:02d}" for i in range(1, 5)]
@@ -53,11 +58,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def celery_lab(root: Path, url: str) -> Path:
+def celery_lab(root: Path, url: str, store: str | None = None) -> Path:
     """The rollout tests' lab (4 production hosts, waves 1 / 50% / 100%) on the celery executor;
     prod-ts-01 and -03 in zone `lab`, the others in `production`; each host carries the canary as
-    a variable the worker's environment fills."""
-    lab_yml = production_lab(root, 4)
+    a variable the worker's environment fills. Its store on PostgreSQL when ``store`` (a DSN) is given."""
+    lab_yml = production_lab(root, 4, store)
     use_celery(lab_yml, url)
     inventory = root / "inventory" / "hosts.yml"
     text = inventory.read_text()
@@ -213,3 +218,51 @@ def test_a_worker_and_its_controller_killed_mid_shard_then_resume_deploys_every_
         assert audit.verify(store).ok
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_lab(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
+                 postgres_cluster: Cluster) -> Iterator[tuple[Path, str, str]]:
+    """The module's lab again with its store on a new database of the test process's PostgreSQL
+    cluster, a Redis database and two zone workers of its own: A rolled out, C halted in wave 1.
+    (lab.yml, the store's DSN, the broker's URL)."""
+    url, dsn = redis_url.replace("/0", "/2"), postgres_cluster.create_database()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_NOW", OPEN)
+        patch.delenv("LAB_STORE", raising=False)
+        root = tmp_path_factory.mktemp("celery-pg-lab")
+        lab_yml = celery_lab(root / "lab", url, dsn)
+        workers = [worker(lab_yml, zone, root / f"worker-{zone}.log") for zone in ("lab", "production")]
+        try:
+            done = run_lab(lab_yml, "rollout", "start", "care-planner@2.0.0")
+            assert done.returncode == 0, done.stdout + done.stderr
+            halted = run_lab(lab_yml, "rollout", "start", "care-planner@2.2.0")
+            assert halted.returncode == 1 and "HALTED" in halted.stdout, halted.stdout + halted.stderr
+            yield lab_yml, dsn, url
+        finally:
+            stop_workers(workers)
+            stop_local_sandboxes(lab_yml)
+
+
+def test_on_a_postgresql_store_too_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_artifacts(
+        postgres_lab: tuple[Path, str, str], postgres_cluster: Cluster) -> None:
+    lab, dsn, url = postgres_lab
+    the_secret_stayed_with_the_workers(lab, url)
+    assert not (lab.parent / ".lab" / "lab.sqlite3").exists()  # the store is PostgreSQL's
+    import psycopg
+
+    with psycopg.connect(dsn) as db:  # what the two rollouts left there, through the workers
+        rollouts = db.execute("SELECT id, version, state FROM rollouts ORDER BY created_at").fetchall()
+        assert [row[1:] for row in rollouts] == [("2.0.0", "complete"), ("2.2.0", "halted")]
+        assert db.execute("SELECT scope, zone, state FROM dispatches ORDER BY rowid").fetchall() == [
+            ("wave-1", "lab", "done"), ("wave-2", "production", "done"), ("wave-3", "lab", "done"),
+            ("wave-3", "production", "done"), ("wave-1", "lab", "done")]
+    dumps = table_dumps(dsn)
+    assert {"rollouts", "rollout_hosts", "dispatches", "audit"} <= set(dumps)
+    assert [table for table, dump in dumps.items() if CANARY in dump] == []
+    # the server's own files, every change written out: the database's (live rows and the dead versions an
+    # UPDATE leaves until a vacuum, which the tables no longer show), the WAL, and the server's log
+    postgres_cluster.checkpoint()
+    files = postgres_cluster.files_of(dsn)
+    assert [path for path in files if str(rollouts[0][0]).encode() in path.read_bytes()]  # the scan sees the rows
+    assert [path for path in files if CANARY.encode() in path.read_bytes()] == []

@@ -40,6 +40,27 @@ class Cluster:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@/{database}?host={self.socket_dir}"
 
+    def checkpoint(self) -> None:
+        """Write every changed page and the WAL out to the data directory's files now."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as db:
+            db.execute("CHECKPOINT")
+
+    def files_of(self, dsn: str) -> list[Path]:
+        """The server's files that can hold what the database at ``dsn`` stored: the database's own
+        directory (its tables, indexes, TOAST), the write-ahead log, and the server's log."""
+        import psycopg
+
+        with psycopg.connect(dsn) as db:
+            row = db.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+        assert row is not None
+        root = self.socket_dir.parent
+        found = [root / "log"]
+        for where in (root / "data" / "base" / str(row[0]), root / "data" / "pg_wal"):
+            found += sorted(path for path in where.rglob("*") if path.is_file())
+        return found
+
     def create_database(self) -> str:
         """A new, empty database; its DSN."""
         import psycopg
