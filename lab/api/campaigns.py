@@ -199,7 +199,7 @@ def run(lab: Lab, build_ref: str, reports: bool = True, events: RunEvents | None
     handler = events or (lambda event: None)
     handler(CampaignStarting(registered.ref, registered.digest, len(config.sandboxes), config.parallel))
     with opened(lab.config.executor, lab.store) as executor:
-        campaign = CampaignRunner(config, lab.store, handler, executor).start(registered)
+        campaign = CampaignRunner(config, lab.store, handler, executor, f"lab run {registered.ref}").start(registered)
     return finished(lab, campaign, reports, outputs)
 
 
@@ -212,7 +212,8 @@ def resume(lab: Lab, campaign_id: str, reports: bool = True,
     refuse_finished(campaign)
     registered = verified_build(build_spec(lab, campaign.build_ref), lab.store)
     with opened(lab.config.executor, lab.store) as executor:
-        campaign = CampaignRunner(lab.config, lab.store, events, executor).resume(campaign.id, registered)
+        campaign = CampaignRunner(lab.config, lab.store, events, executor,
+                                  f"lab resume {campaign.id}").resume(campaign.id, registered)
     return finished(lab, campaign, reports, outputs)
 
 

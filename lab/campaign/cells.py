@@ -6,6 +6,10 @@ without it (one of each golden key is then kept as that image) -> one deploy run
 sandbox ready for it (``lab.campaign.batch``, Ansible's forks = ``parallel``) -> verify each
 sandbox as soon as its own deploy is settled (one transport session; one round trip per suite).
 
+A sandbox another campaign holds is waited for (up to lab.yml's ``timeouts: lease:``); the wait
+is said once, as a ``wait`` progress event naming the holder as it describes itself (its campaign,
+command, host and pid), so the one waiting sees who it waits for.
+
 Everything is recorded through a ``Recorder`` as it ends: the controller's store when the cells
 run in its own process, or a ``lab.campaign.remote`` collector on a zone worker, whose outcome the
 controller then records the same way. The work is the same wherever it runs.
@@ -28,6 +32,7 @@ from lab.errors import InfrastructureError, LabError
 from lab.evidence.leases import lease
 from lab.model import Build, Result, SandboxSpec, Status, StepRecord, Suite
 from lab.sandboxes.base import Golden, HostHandle
+from lab.sandboxes.lease import this_process, waiting_for
 from lab.transports.base import transport_for
 from lab.util.clock import now
 
@@ -38,7 +43,9 @@ class Progress:
 
     campaign_id: str
     sandbox: str
-    what: str  # "start" (a step or a suite begins), "step" (a step ended) or "cell" (a suite's results are in)
+    # "start" (a step or a suite begins), "step" (a step ended), "cell" (a suite's results are in), or
+    # "wait" (another holds the sandbox's lease; detail names it; said once, when the wait begins)
+    what: str
     name: str  # step name or suite name
     ok: bool
     detail: str
@@ -80,7 +87,7 @@ class CellWork:
 
     def __init__(self, config: LabConfig, records: Recorder, campaign_id: str, baseline: Baseline,
                  suites: Mapping[str, Suite], progress: ProgressHandler | None = None,
-                 done: int = 0, total: int = 0) -> None:
+                 done: int = 0, total: int = 0, command: str = "lab") -> None:
         self.config = config
         self.records = records
         self.campaign_id = campaign_id
@@ -89,6 +96,8 @@ class CellWork:
         self.progress = progress or (lambda event: None)
         self.done = done
         self.total = total
+        # the lease holder as others are shown it: campaign, command (``lab run REF``), host and pid
+        self.holder = f"campaign {campaign_id} ({this_process(command)})"
         self._count_lock = threading.Lock()
 
     def run(self, build: Build, pending: Mapping[str, list[str]]) -> None:
@@ -119,9 +128,14 @@ class CellWork:
 
     def take_lease(self, spec: SandboxSpec, leases: ExitStack) -> bool:
         """Hold the sandbox's lease for the rest of the run; False (recorded) if it cannot be had."""
+        timeout = self.config.timeouts.lease
+
+        def waiting(holder: str | None) -> None:
+            self.progress(Progress(self.campaign_id, spec.name, "wait", "lease", True,
+                                   waiting_for(spec.name, holder, timeout), self.done, self.total))
+
         try:
-            leases.enter_context(lease(self.config, spec.name, f"campaign {self.campaign_id}",
-                                       self.config.timeouts.lease))
+            leases.enter_context(lease(self.config, spec.name, self.holder, timeout, waiting))
         except LabError as exc:
             self.step(spec.name, "lease", now(), False, True, str(exc), None)
             return False

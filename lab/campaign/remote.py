@@ -144,7 +144,7 @@ def run_cells(config: LabConfig, payload: dict[str, Any], artifact: Path) -> Out
     suites = {name: suite_from_json(data, config.suites[name].path.parent if name in config.suites else config.root)
               for name, data in payload["suites"].items()}
     collected = Collected()
-    CellWork(config, collected, str(payload["campaign"]), baseline, suites).run(
+    CellWork(config, collected, str(payload["campaign"]), baseline, suites, command="lab worker").run(
         Build(build["product"], build["version"], artifact, build["digest"], ""), cells)
     return collected.outcome()
 

@@ -49,11 +49,12 @@ class CampaignRunner:
     """Runs (or resumes) campaigns of one lab, recording everything in the store."""
 
     def __init__(self, config: LabConfig, store: Store, progress: ProgressHandler | None = None,
-                 executor: Executor = HERE) -> None:
+                 executor: Executor = HERE, command: str = "lab") -> None:
         self.config = config
         self.store = store
         self.progress = progress or (lambda event: None)
         self.executor = executor  # where the cells run: here (threads) or on zone workers
+        self.command = command  # what runs the campaign (``lab run REF``), as its leases tell whoever waits
         self._baseline = Baseline({}, {})
 
     def start(self, build: Build) -> Campaign:
@@ -105,7 +106,8 @@ class CampaignRunner:
             if cell.state is not CellState.DONE:
                 pending.setdefault(cell.sandbox, []).append(cell.suite)
         work = CellWork(self.config, self.store, campaign.id, self._baseline, self.config.suites, self.progress,
-                        done=sum(1 for c in cells if c.state is CellState.DONE), total=len(cells))
+                        done=sum(1 for c in cells if c.state is CellState.DONE), total=len(cells),
+                        command=self.command)
         tasks = CellPlanner(self.config, self.executor, self.store, campaign.id, build,
                             self._baseline).tasks(pending) if self.executor.remote and pending else []
         self.executor.run(tasks, lambda: work.run(build, pending),

@@ -66,8 +66,9 @@ class LiveLines:
             self.display = Live(self, console=console, refresh_per_second=4, transient=True)
             self.display.start()
 
-    def line(self, text: str, keep: bool = False) -> None:
-        """A plain line with its time (not live); above the live table when ``keep`` (failures)."""
+    def line(self, text: str, keep: bool = False, style: str = "bold red") -> None:
+        """A plain line with its time (not live); above the live table, in ``style``, when ``keep``
+        (failures, and what the engineer must know, such as a wait for another campaign)."""
         with self.lock:
             if self.display is None:
                 self.stream.write(f"{time.strftime('%H:%M:%S')} {text}\n")
@@ -75,7 +76,7 @@ class LiveLines:
             elif keep:
                 from rich.text import Text
 
-                self.display.console.print(Text(f"{time.strftime('%H:%M:%S')} {text}", style="bold red"))
+                self.display.console.print(Text(f"{time.strftime('%H:%M:%S')} {text}", style=style))
 
     def cells(self, name: str, row: Row) -> list[str]:
         raise NotImplementedError
@@ -123,6 +124,11 @@ class ProgressPrinter(LiveLines):
             if event.what == "start":
                 row.start(event.name)
                 self.line(f"[{event.cells_done}/{event.cells_total}] {event.sandbox}: {event.name} started")
+                return
+            if event.what == "wait":  # another holds the sandbox: said once, and kept above a live table
+                row.start(f"waiting for its {event.name}")
+                self.line(f"[{event.cells_done}/{event.cells_total}] {visible(event.detail)}", keep=True,
+                          style="bold yellow")
                 return
             if event.what == "cell":
                 row.done += 1

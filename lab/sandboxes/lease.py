@@ -1,7 +1,9 @@
 """Leases: one campaign at a time holds a sandbox; and the plain lock providers serialise their state with.
 
 A lease is an advisory ``flock`` on a file per sandbox. The kernel drops it when the holder
-dies, however it dies, so a crashed campaign never blocks a sandbox forever.
+dies, however it dies, so a crashed campaign never blocks a sandbox forever. The file holds the
+holder's own description (``this_process``: what it runs, on which host, its pid), so a process
+that has to wait is told who it waits for (``Waiting``), once, when its wait begins.
 """
 
 from __future__ import annotations
@@ -9,17 +11,29 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from lab.errors import InfrastructureError
 
+Waiting = Callable[[str | None], None]
+"""Told once, when a lease has to be waited for: who holds it now (None if it was let go meanwhile)."""
+
+
+def this_process(command: str) -> str:
+    """What ``command`` (say ``lab run care-planner@2.0.0``) is as a lease holder: the command, this
+    host and this process, e.g. ``lab run care-planner@2.0.0 on host lab-ci-2, pid 4711``."""
+    return f"{command} on host {socket.gethostname()}, pid {os.getpid()}"
+
 
 @contextmanager
-def lease(state_dir: Path, sandbox: str, holder: str, timeout: float) -> Iterator[None]:
-    """Hold ``sandbox`` for ``holder``; wait up to ``timeout`` seconds for another holder to let go."""
+def lease(state_dir: Path, sandbox: str, holder: str, timeout: float,
+          waiting: Waiting | None = None) -> Iterator[None]:
+    """Hold ``sandbox`` for ``holder``; wait up to ``timeout`` seconds for another holder to let go,
+    telling ``waiting`` who that is when the wait begins."""
     lock_dir = state_dir / "leases"
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / f"{sandbox}.lock"
@@ -33,6 +47,9 @@ def lease(state_dir: Path, sandbox: str, holder: str, timeout: float) -> Iterato
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise InfrastructureError(held_by(sandbox, current_holder(path), timeout)) from None
+                if waiting is not None:
+                    waiting(current_holder(path))
+                    waiting = None  # once
                 time.sleep(0.2)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode())
@@ -46,6 +63,11 @@ def held_by(sandbox: str, holder: str | None, timeout: float) -> str:
     return (f"sandbox {sandbox} is held by {holder or 'another campaign'}; waited {timeout:.0f}s. Wait for it to "
             "finish, or wait longer: timeouts: lease: (seconds) in lab.yml; the lab sandbox commands also take "
             "--lease-timeout")
+
+
+def waiting_for(sandbox: str, holder: str | None, timeout: float) -> str:
+    """What a process that has to wait for ``sandbox`` says, once: who holds it, and how long it waits."""
+    return f"sandbox {sandbox} is held by {holder or 'another campaign'}; waiting (up to {timeout:.0f}s)"
 
 
 def current_holder(path: Path) -> str | None:

@@ -8,7 +8,10 @@ real `lab worker` processes (zones `lab` and `production`: half the production h
   and its health check run on the host's zone worker (the controller runs no playbook);
 - a task with a wrong HMAC, or without an envelope, is refused by the worker and never run;
 - a secret canary in a worker's environment (and so in its inventory, through a lookup) never
-  reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts.
+  reaches Redis (every key and value), the store, or the controller's ansible-runner artifacts;
+  with the store on SQLite (the module's lab) and on PostgreSQL (a lab of its own, with workers
+  and a Redis database of its own, rolling out A and halting C: every table of its store, and
+  the cluster's data files and server log).
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ from tests.support.celery import (
     cmdline,
     kill_group,
     redis_cli,
+    redis_dump,
     redis_server,
     start_worker,
     stop_workers,
     use_celery,
 )
-from tests.support.labfiles import lab_command, run_lab, stop_local_sandboxes
+from tests.support.labfiles import files_holding, lab_command, run_lab, stop_local_sandboxes
+from tests.support.postgres import Cluster, postgres_cluster, table_dumps
 
+__all__ = ["postgres_cluster"]
 pytestmark = [pytest.mark.integration, NEEDS_REDIS]
 
 HOSTS = [f"prod-ts-{i:02d}" for i in range(1, 5)]
@@ -53,11 +59,11 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def celery_lab(root: Path, url: str) -> Path:
+def celery_lab(root: Path, url: str, store: str | None = None) -> Path:
     """The rollout tests' lab (4 production hosts, waves 1 / 50% / 100%) on the celery executor;
     prod-ts-01 and -03 in zone `lab`, the others in `production`; each host carries the canary as
-    a variable the worker's environment fills."""
-    lab_yml = production_lab(root, 4)
+    a variable the worker's environment fills. Its store on PostgreSQL when ``store`` (a DSN) is given."""
+    lab_yml = production_lab(root, 4, store)
     use_celery(lab_yml, url)
     inventory = root / "inventory" / "hosts.yml"
     text = inventory.read_text()
@@ -152,25 +158,30 @@ def test_a_tampered_or_unsigned_task_is_refused_and_never_run(lab: Path, redis_u
     assert snapshot(lab, "prod-ts-04") == before
 
 
+def the_secret_stayed_with_the_workers(lab: Path, url: str) -> None:
+    """What the canary tests check whatever the store, once A rolled out and C halted: the canary is
+    in no Redis key or value (the workers' done markers and task results are there), in no file of
+    the controller's ansible-runner artifacts (among them its rollback of C's first wave), and it is
+    where the workers could use it: in the environment of this lab's workers (their inventory's
+    lookup reads it)."""
+    dump = redis_dump(url)
+    assert any(k.startswith("lab:done:") for k in dump) and any(k.startswith("celery-task-meta-") for k in dump)
+    assert [key for key, value in dump.items() if CANARY in key + value] == []
+    runs = lab.parent / ".lab" / "runs"
+    assert list(runs.glob("r*/wave-1/rollback-*/artifacts"))
+    assert files_holding(runs, CANARY.encode()) == []
+    workers = [p for p in Path("/proc").iterdir()
+               if p.name.isdigit() and f"{lab} worker --queue" in cmdline(p)]  # this lab's workers only
+    assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
+
+
 def test_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_artifacts(
         lab: Path, redis_url: str) -> None:
-    keys = [k for k in redis_cli(redis_url, "--scan").splitlines() if k]
-    assert any(k.startswith("lab:done:") for k in keys) and any(k.startswith("celery-task-meta-") for k in keys)
-    for key in keys:
-        kind = redis_cli(redis_url, "type", key).strip()
-        value = {"string": ("get", key), "list": ("lrange", key, "0", "-1"), "hash": ("hgetall", key),
-                 "set": ("smembers", key), "zset": ("zrange", key, "0", "-1")}.get(kind)
-        if value is not None:
-            assert CANARY not in redis_cli(redis_url, *value), key
-    assert CANARY.encode() not in (lab.parent / ".lab" / "lab.sqlite3").read_bytes()
-    runs = lab.parent / ".lab" / "runs"
-    for path in runs.rglob("*") if runs.exists() else ():
-        if path.is_file():
-            assert CANARY.encode() not in path.read_bytes(), path
-    # the canary is where the workers could use it: in their environment (their inventory's lookup reads it)
-    workers = [p for p in Path("/proc").iterdir()
-               if p.name.isdigit() and f"{lab} worker --queue" in cmdline(p)]  # this module's workers only
-    assert workers and all(CANARY.encode() in (p / "environ").read_bytes() for p in workers)
+    the_secret_stayed_with_the_workers(lab, redis_url)
+    # the store's file and its write-ahead log: a value written and overwritten since the last checkpoint is there
+    store_files = sorted((lab.parent / ".lab").glob("lab.sqlite3*"))
+    assert lab.parent / ".lab" / "lab.sqlite3" in store_files
+    assert [path for path in store_files if CANARY.encode() in path.read_bytes()] == []
 
 
 @pytest.fixture
@@ -219,3 +230,50 @@ def test_a_worker_and_its_controller_killed_mid_shard_then_resume_deploys_every_
     finally:
         store.close()
 
+
+@pytest.fixture(scope="module")
+def postgres_lab(tmp_path_factory: pytest.TempPathFactory, redis_url: str,
+                 postgres_cluster: Cluster) -> Iterator[tuple[Path, str, str]]:
+    """The module's lab again with its store on a new database of the test process's PostgreSQL
+    cluster, a Redis database and two zone workers of its own: A rolled out, C halted in wave 1.
+    (lab.yml, the store's DSN, the broker's URL)."""
+    url, dsn = redis_url.replace("/0", "/2"), postgres_cluster.create_database()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LAB_NOW", OPEN)
+        patch.delenv("LAB_STORE", raising=False)
+        root = tmp_path_factory.mktemp("celery-pg-lab")
+        lab_yml = celery_lab(root / "lab", url, dsn)
+        workers = [worker(lab_yml, zone, root / f"worker-{zone}.log") for zone in ("lab", "production")]
+        try:
+            done = run_lab(lab_yml, "rollout", "start", "care-planner@2.0.0")
+            assert done.returncode == 0, done.stdout + done.stderr
+            halted = run_lab(lab_yml, "rollout", "start", "care-planner@2.2.0")
+            assert halted.returncode == 1 and "HALTED" in halted.stdout, halted.stdout + halted.stderr
+            yield lab_yml, dsn, url
+        finally:
+            stop_workers(workers)
+            stop_local_sandboxes(lab_yml)
+
+
+def test_on_a_postgresql_store_too_the_workers_secret_never_reaches_redis_the_store_or_the_controllers_artifacts(
+        postgres_lab: tuple[Path, str, str], postgres_cluster: Cluster) -> None:
+    lab, dsn, url = postgres_lab
+    the_secret_stayed_with_the_workers(lab, url)
+    assert not (lab.parent / ".lab" / "lab.sqlite3").exists()  # the store is PostgreSQL's
+    import psycopg
+
+    with psycopg.connect(dsn) as db:  # what the two rollouts left there, through the workers
+        rollouts = db.execute("SELECT id, version, state FROM rollouts ORDER BY created_at").fetchall()
+        assert [row[1:] for row in rollouts] == [("2.0.0", "complete"), ("2.2.0", "halted")]
+        assert db.execute("SELECT scope, zone, state FROM dispatches ORDER BY rowid").fetchall() == [
+            ("wave-1", "lab", "done"), ("wave-2", "production", "done"), ("wave-3", "lab", "done"),
+            ("wave-3", "production", "done"), ("wave-1", "lab", "done")]
+    dumps = table_dumps(dsn)
+    assert {"rollouts", "rollout_hosts", "dispatches", "audit"} <= set(dumps)
+    assert [table for table, dump in dumps.items() if CANARY in dump] == []
+    # the server's own files, every change written out: the database's (live rows and the dead versions an
+    # UPDATE leaves until a vacuum, which the tables no longer show), the WAL, and the server's log
+    postgres_cluster.checkpoint()
+    files = postgres_cluster.files_of(dsn)
+    assert [path for path in files if str(rollouts[0][0]).encode() in path.read_bytes()]  # the scan sees the rows
+    assert [path for path in files if CANARY.encode() in path.read_bytes()] == []

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.config.store_location import StoreLocation
 from lab.decision.records import record_promotion
 from lab.evidence import audit
 from lab.evidence.store import Store
@@ -52,10 +53,14 @@ WAVES = """rollout:
 """
 
 
-def production_lab(root: Path, hosts: int) -> Path:
+def production_lab(root: Path, hosts: int, store: str | None = None) -> Path:
     """A copy of the default lab with ``hosts`` production hosts and three waves, A and C built
-    and promoted into production, the production hosts provisioned."""
+    and promoted into production, the production hosts provisioned; its store the PostgreSQL
+    ``store`` (a DSN, as lab.yml's ``store:``) when given, else SQLite in its state_dir."""
     lab_yml = copy_default_lab(root, sandboxes=1)
+    if store is not None:
+        with lab_yml.open("a") as handle:
+            handle.write(f"store: {store}\n")
     inventory = root / "inventory" / "hosts.yml"
     kept = [line for line in inventory.read_text().splitlines()
             if not (m := re.match(r"\s+prod-ts-(\d+):", line)) or int(m.group(1)) <= hosts]
@@ -64,15 +69,16 @@ def production_lab(root: Path, hosts: int) -> Path:
     for ref in (A, C):
         built = run_lab(lab_yml, "build", ref)
         assert built.returncode == 0, built.stderr
-    promote_to_production(root)
+    promote_to_production(root, location=None if store is None else StoreLocation(dsn=store))
     up = run_lab(lab_yml, "production", "up")
     assert up.returncode == 0, up.stdout + up.stderr
     assert f"production: {hosts} host(s) provisioned, 0 already up" in up.stdout
     return lab_yml
 
 
-def promote_to_production(root: Path, versions: tuple[str, ...] = ("2.0.0", "2.2.0")) -> None:
-    store = Store(root / ".lab" / "lab.sqlite3")
+def promote_to_production(root: Path, versions: tuple[str, ...] = ("2.0.0", "2.2.0"),
+                          location: StoreLocation | None = None) -> None:
+    store = Store(location or root / ".lab" / "lab.sqlite3")
     try:
         for version in versions:
             build = store.build("care-planner", version)

@@ -54,6 +54,24 @@ def redis_cli(url: str, *args: str) -> str:
     return subprocess.run(["redis-cli", "-p", port, "-n", db, *args], capture_output=True, text=True, check=True).stdout
 
 
+READ = {"string": ("get",), "list": ("lrange", "0", "-1"), "hash": ("hgetall",), "set": ("smembers",),
+        "zset": ("zrange", "0", "-1")}
+
+
+def redis_dump(url: str) -> dict[str, str]:
+    """Every key of the database at ``url`` with its value as redis-cli prints it (strings, lists,
+    hashes, sets, sorted sets); a key of another type fails the test rather than go unread."""
+    dump = {}
+    for key in filter(None, redis_cli(url, "--scan").splitlines()):
+        kind = redis_cli(url, "type", key).strip()
+        if kind == "none":  # gone (expired) between the scan and now
+            continue
+        assert kind in READ, f"redis key {key} of type {kind}: read it too"
+        command, *args = READ[kind]
+        dump[key] = redis_cli(url, command, key, *args)
+    return dump
+
+
 def use_celery(lab_yml: Path, url: str) -> None:
     """Put the celery executor in ``lab_yml``: broker ``url``, a share and a signing key beside it."""
     root = lab_yml.parent

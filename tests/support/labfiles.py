@@ -149,6 +149,11 @@ def stop_local_sandboxes(lab_yml: Path) -> None:
             done.result()
 
 
+def files_holding(root: Path, needle: bytes) -> list[Path]:
+    """Every file under ``root`` (none when it does not exist) whose bytes hold ``needle``."""
+    return sorted(path for path in root.rglob("*") if path.is_file() and needle in path.read_bytes())
+
+
 def processes_naming(root: Path) -> dict[int, str]:
     """The processes running now whose command line names a path under ``root``: pid -> command line.
     Zombies are left out: they run nothing, and their parent reaps them late."""

@@ -40,6 +40,27 @@ class Cluster:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@/{database}?host={self.socket_dir}"
 
+    def checkpoint(self) -> None:
+        """Write every changed page and the WAL out to the data directory's files now."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as db:
+            db.execute("CHECKPOINT")
+
+    def files_of(self, dsn: str) -> list[Path]:
+        """The server's files that can hold what the database at ``dsn`` stored: the database's own
+        directory (its tables, indexes, TOAST), the write-ahead log, and the server's log."""
+        import psycopg
+
+        with psycopg.connect(dsn) as db:
+            row = db.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+        assert row is not None
+        root = self.socket_dir.parent
+        found = [root / "log"]
+        for where in (root / "data" / "base" / str(row[0]), root / "data" / "pg_wal"):
+            found += sorted(path for path in where.rglob("*") if path.is_file())
+        return found
+
     def create_database(self) -> str:
         """A new, empty database; its DSN."""
         import psycopg
@@ -111,6 +132,21 @@ def running_cluster(durable: bool = False) -> Iterator[Cluster]:
         subprocess.run(as_user(run_as, [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                        capture_output=True, timeout=60, check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def table_dumps(dsn: str) -> dict[str, str]:
+    """Every table of the schema the store at ``dsn`` works in, each row as PostgreSQL writes the
+    row as text, one a line."""
+    import psycopg
+
+    dumps = {}
+    with psycopg.connect(dsn) as db:
+        names = [str(r[0]) for r in db.execute("SELECT table_name FROM information_schema.tables "
+                                               "WHERE table_schema = current_schema() ORDER BY 1")]
+        for name in names:
+            row = db.execute(f'SELECT string_agg(t::text, chr(10)) FROM "{name}" t').fetchone()
+            dumps[name] = str(row[0] or "") if row else ""
+    return dumps
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,29 @@ def test_the_live_table_has_a_row_per_sandbox_with_the_step_now_and_keeps_failur
     assert "campaign of care-planner@2.1.0 (sha256 c8c8c8c8c8c8…) [1/4 cells]" in text  # the table as it ended
 
 
+WAIT = Progress("c2", "ts-sbx-01", "wait", "lease", True, "sandbox ts-sbx-01 is held by campaign c1 (lab run "
+                "care-planner@2.0.0 on host lab-ci-2, pid 4711); waiting (up to 120s)", 0, 4)
+
+
+def test_a_wait_for_another_campaign_is_said_once_naming_the_holder() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, live=False)
+    printer(WAIT)
+    printer(Progress("c2", "ts-sbx-01", "start", "reset", True, "", 0, 4))
+    assert [line[9:] for line in out.getvalue().splitlines()] == [
+        "[0/4] sandbox ts-sbx-01 is held by campaign c1 (lab run care-planner@2.0.0 on host lab-ci-2, pid 4711); "
+        "waiting (up to 120s)",
+        "[0/4] ts-sbx-01: reset started"]
+    live = io.StringIO()
+    printer = ProgressPrinter(live, live=True)
+    printer(WAIT)
+    assert printer.rows["ts-sbx-01"].now == "waiting for its lease"
+    printer.finish()
+    text = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", live.getvalue()).split())  # unwrapped
+    assert re.search(STAMP + r"\[0/4\] sandbox ts-sbx-01 is held by campaign c1 \(lab run care-planner@2.0.0 on "
+                     r"host lab-ci-2, pid 4711\); waiting \(up to 120s\)", text)  # kept above the table
+
+
 def test_rollout_lines_and_wave_rows() -> None:
     out = io.StringIO()
     printer = RolloutPrinter(out, live=False)
