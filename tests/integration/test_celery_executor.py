@@ -161,14 +161,15 @@ def test_a_tampered_or_unsigned_task_is_refused_and_never_run(lab: Path, redis_u
 def the_secret_stayed_with_the_workers(lab: Path, url: str) -> None:
     """What the canary tests check whatever the store, once A rolled out and C halted: the canary is
     in no Redis key or value (the workers' done markers and task results are there), in no file of
-    the controller's ansible-runner artifacts (among them its rollback of C's first wave), and it is
+    the controller's ansible-runner artifacts (it runs none for a rollout: C's rollback ran on a worker), and it is
     where the workers could use it: in the environment of this lab's workers (their inventory's
     lookup reads it)."""
     dump = redis_dump(url)
     assert any(k.startswith("lab:done:") for k in dump) and any(k.startswith("celery-task-meta-") for k in dump)
     assert [key for key, value in dump.items() if CANARY in key + value] == []
     runs = lab.parent / ".lab" / "runs"
-    assert list(runs.glob("r*/wave-1/rollback-*/artifacts"))
+    assert not list(runs.glob("r*/wave-*"))  # the controller ran no playbook: C's rollback ran on its worker
+    assert list((lab.parent / ".lab" / "worker" / "runs").glob("r*/wave-1-rollback"))
     assert files_holding(runs, CANARY.encode()) == []
     workers = [p for p in Path("/proc").iterdir()
                if p.name.isdigit() and f"{lab} worker --queue" in cmdline(p)]  # this lab's workers only
