@@ -268,7 +268,8 @@ def test_on_a_postgresql_store_too_the_workers_secret_never_reaches_redis_the_st
         assert [row[1:] for row in rollouts] == [("2.0.0", "complete"), ("2.2.0", "halted")]
         assert db.execute("SELECT scope, zone, state FROM dispatches ORDER BY rowid").fetchall() == [
             ("wave-1", "lab", "done"), ("wave-2", "production", "done"), ("wave-3", "lab", "done"),
-            ("wave-3", "production", "done"), ("wave-1", "lab", "done")]
+            ("wave-3", "production", "done"), ("wave-1", "lab", "done"),
+            ("wave-1-rollback", "lab", "done")]  # C halted in wave 1: its rollback ran on the worker too
     dumps = table_dumps(dsn)
     assert {"rollouts", "rollout_hosts", "dispatches", "audit"} <= set(dumps)
     assert [table for table, dump in dumps.items() if CANARY in dump] == []
