@@ -140,8 +140,8 @@ class Result:
 
 
 @dataclass(frozen=True)
-class CellRecord:
-    """A cell as the store keeps it, with its results once it is done."""
+class CellHeader:
+    """Which cell of which campaign, and where it stands."""
 
     campaign_id: str
     sandbox: str
@@ -149,20 +149,20 @@ class CellRecord:
     state: CellState
     started_at: str | None
     finished_at: str | None
+
+
+@dataclass(frozen=True)
+class CellRecord(CellHeader):
+    """A cell as the store keeps it, with its results once it is done."""
+
     results: tuple[Result, ...] = ()
 
 
 @dataclass(frozen=True)
-class CellOutcomes:
+class CellOutcomes(CellHeader):
     """A cell as the store keeps it, with each result's check id, status and message in order, but
     not its evidence: what a gate decides on and a headline names, read without decoding any result."""
 
-    campaign_id: str
-    sandbox: str
-    suite: str
-    state: CellState
-    started_at: str | None
-    finished_at: str | None
     check_ids: tuple[str, ...] = ()
     statuses: tuple[Status, ...] = ()
     messages: tuple[str, ...] = ()

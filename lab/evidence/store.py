@@ -321,15 +321,20 @@ class Store:
         """Every cell of the campaign with each result's check id, status and message, in the order
         of ``cells``, from one snapshot; no evidence is read or decoded (what a gate and a headline
         need, at a fraction of the cost)."""
-        cells = []
         with self.snapshot() as db:
-            for r in db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
-                                (campaign_id,)).fetchall():
-                found = db.execute("SELECT check_id, status, message FROM results WHERE campaign_id=? AND sandbox=? "
-                                   "AND suite=? ORDER BY rowid", (campaign_id, r["sandbox"], r["suite"])).fetchall()
-                check_ids, statuses, messages = tuple(zip(*found, strict=True)) or ((), (), ())  # columns
-                cells.append(CellOutcomes(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
-                                          r["finished_at"], check_ids, tuple(STATUSES[s] for s in statuses), messages))
+            rows = db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
+                              (campaign_id,)).fetchall()
+            result_rows = db.execute("SELECT sandbox, suite, check_id, status, message FROM results WHERE "
+                                     "campaign_id=? ORDER BY sandbox, suite, rowid", (campaign_id,)).fetchall()
+        by_cell: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        for r in result_rows:
+            by_cell.setdefault((r[0], r[1]), []).append((r[2], r[3], r[4]))
+        cells = []
+        for r in rows:
+            found = by_cell.get((r["sandbox"], r["suite"]), [])
+            check_ids, statuses, messages = tuple(zip(*found, strict=True)) or ((), (), ())  # columns
+            cells.append(CellOutcomes(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
+                                      r["finished_at"], check_ids, tuple(STATUSES[s] for s in statuses), messages))
         return cells
 
     def start_cell(self, campaign_id: str, sandbox: str, suite: str) -> None:
