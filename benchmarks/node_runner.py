@@ -7,7 +7,8 @@ group; users from /etc/passwd; packages from the dpkg database), then runs it ex
 sandbox does (``python3 -c PYTHON_BOOTSTRAP`` with the runner and the manifest on stdin, see
 lab.checks.delivery) and times that whole process from start to exit. The runner of
 ``--baseline`` (a git revision, default ``main``; ``--baseline ''`` skips it) runs the same
-manifest the same way, interleaved with this tree's runner run for run, equal counts, so the
+manifest the same way (its source compiled on the node, as runner.py travelled before it was sent
+precompiled), interleaved with this tree's runner run for run, equal counts, so the
 ratio compares like with like under the same load. ``--python`` defaults to Debian's
 /usr/bin/python3, what a Debian sandbox runs.
 
@@ -28,7 +29,7 @@ import sys
 import time
 
 from lab.checks import runner
-from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_source
+from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_source, runner_frame
 
 GOSS_CHECKS, GOSS_SECONDS = 1122, 0.052
 GOSS_RATE = GOSS_CHECKS / GOSS_SECONDS
@@ -82,11 +83,6 @@ def manifest(files: int = 900, users: int = 100, packages: int = 22) -> dict[str
     return {"format": runner.FORMAT, "suite": "node-bench", "root": "/", "checks": checks}
 
 
-def payload(source: bytes, data: bytes) -> bytes:
-    """The stdin a sandbox's ``python3 -c PYTHON_BOOTSTRAP`` gets: the runner, then the manifest."""
-    return str(len(source)).encode("ascii") + b"\n" + source + data
-
-
 def run_once(python: str, stdin: bytes) -> tuple[float, dict[str, int]]:
     """One whole runner process as a sandbox runs it: wall seconds and the statuses it printed."""
     started = time.perf_counter()
@@ -119,10 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = json.dumps(manifest(), sort_keys=True).encode()
     count = len(json.loads(data)["checks"])
-    contenders = {"runner.py (this tree)": payload(python_runner_source(), data)}
+    contenders = {"runner.py (this tree)": runner_frame(python_runner_source(), data)}
     old = baseline_runner(args.baseline) if args.baseline else None
     if old is not None:
-        contenders[f"runner.py ({args.baseline})"] = payload(old, data)
+        # as it travelled before the runner was sent precompiled: source only, compiled on the node
+        contenders[f"runner.py ({args.baseline})"] = runner_frame(old, data, precompiled=False)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     verdicts: dict[str, dict[str, int]] = {}
     start_up: list[float] = []

@@ -17,22 +17,35 @@ then a last line {"end": true, "checks": n}.
 """
 
 import errno
-import glob
-import hashlib
 import json
 import os
 import queue
 import re
-import shlex
-import shutil
 import signal
-import socket
 import stat
 import struct
-import subprocess
 import sys
 import threading
 import time
+
+
+class LazyModule:
+    """A stdlib module imported on its first use. Most manifests need few of these, and importing
+    them all at start-up took longer than judging a thousand file checks."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __getattr__(self, attribute):
+        return getattr(__import__(self.name), attribute)
+
+
+glob = LazyModule("glob")
+hashlib = LazyModule("hashlib")
+shlex = LazyModule("shlex")
+shutil = LazyModule("shutil")
+socket = LazyModule("socket")
+subprocess = LazyModule("subprocess")
 
 MAX_TEXT = 64 * 1024
 HEAD_BYTES = 48 * 1024  # clip(): what is kept of a long output's start and end (as lab/util/clipping.py)

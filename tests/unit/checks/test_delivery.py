@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_payload, python_runner_source, run_runner
+from lab.checks.delivery import PYTHON_BOOTSTRAP, python_runner_payload, python_runner_source, run_runner, runner_frame
 from lab.checks.powershell import POWERSHELL_ARGV, powershell_payload, split_payload
 from lab.transports.base import CommandResult, RunnerKind, Transport
 
@@ -43,8 +48,12 @@ def test_a_python_host_gets_the_bootstrap_and_the_framed_runner(variables: dict[
     assert (argv, timeout) == ([interpreter, "-c", PYTHON_BOOTSTRAP], 12.5)
     source = python_runner_source()
     header, _, rest = stdin.partition(b"\n")
-    assert int(header) == len(source) and rest[:len(source)] == source
-    assert json.loads(rest[len(source):]) == dict(MANIFEST, deadline=14.5)  # the runner's own deadline
+    size, code_size, magic = header.split()
+    assert int(size) == len(source) and rest[:len(source)] == source
+    assert magic == importlib.util.MAGIC_NUMBER.hex().encode()
+    code = marshal.loads(rest[len(source):len(source) + int(code_size)])
+    assert code.co_filename == "lab-runner.py" and "run_manifest" in code.co_names
+    assert json.loads(rest[len(source) + int(code_size):]) == dict(MANIFEST, deadline=14.5)  # the runner's own deadline
     assert stdin == python_runner_payload(dict(MANIFEST, deadline=14.5))
 
 
@@ -55,3 +64,44 @@ def test_a_powershell_host_gets_the_powershell_bootstrap_and_runner_ps1() -> Non
     assert (argv, timeout) == (list(POWERSHELL_ARGV), 30)
     assert stdin == powershell_payload(dict(MANIFEST, deadline=32.0))
     assert split_payload(stdin)[1] == dict(MANIFEST, deadline=32.0)
+
+
+SAYS_SOURCE = b"def main(data):\n    print('source', data.decode())\n    return 3\n"
+SAYS_COMPILED = b"def main(data):\n    print('compiled', data.decode())\n    return 4\n"
+
+
+def bootstrap(stdin: bytes) -> tuple[int, str]:
+    """Run PYTHON_BOOTSTRAP in a fresh interpreter on ``stdin``: its exit code and output."""
+    done = subprocess.run([sys.executable, "-c", PYTHON_BOOTSTRAP], input=stdin, capture_output=True, check=False)
+    return done.returncode, done.stdout.decode()
+
+
+def test_the_bootstrap_runs_the_precompiled_runner_when_the_bytecode_magic_matches() -> None:
+    frame = runner_frame(SAYS_COMPILED, b"{}")
+    # the same frame with another runner's source in front: only the marshalled code may run
+    size, code_size, magic = frame.partition(b"\n")[0].split()
+    code = frame[frame.index(b"\n") + 1 + int(size):][:int(code_size)]
+    stdin = b" ".join([str(len(SAYS_SOURCE)).encode(), code_size, magic]) + b"\n" + SAYS_SOURCE + code + b"{}"
+    assert bootstrap(stdin) == (4, "compiled {}\n")
+
+
+def test_the_bootstrap_compiles_the_source_when_the_magic_differs_or_no_code_came() -> None:
+    code = marshal.dumps(compile(SAYS_COMPILED, "x", "exec"))
+    other = (b"%d %d 00000000\n" % (len(SAYS_SOURCE), len(code))) + SAYS_SOURCE + code + b"[1]"
+    assert bootstrap(other) == (3, "source [1]\n")  # another interpreter's bytecode is never loaded
+    assert bootstrap(runner_frame(SAYS_SOURCE, b"[2]", precompiled=False)) == (3, "source [2]\n")
+
+
+def test_a_manifest_of_file_checks_imports_no_network_process_or_hash_module(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "motd").write_text("hello\n")
+    manifest = {"format": 1, "root": str(tmp_path), "checks": [
+        {"id": "f1", "type": "file", "params": {"path": "/etc/motd"}},
+        {"id": "f2", "type": "file", "params": {"path": "/etc/absent", "exists": False}}]}
+    done = subprocess.run([sys.executable, "-S", "-X", "importtime", "-c", PYTHON_BOOTSTRAP],
+                          input=python_runner_payload(manifest), capture_output=True, check=True)
+    statuses = [json.loads(line).get("status") for line in done.stdout.decode().splitlines()]
+    assert statuses == ["pass", "pass", None]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.decode().splitlines() if "|" in line}
+    assert "json" in imported  # the import log is read right
+    assert imported.isdisjoint({"socket", "subprocess", "hashlib", "glob", "shlex", "shutil"})
