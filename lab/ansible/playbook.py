@@ -26,6 +26,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -382,7 +383,22 @@ def collect(runner: Any, playbook: str, artifact_dir: str, watcher: HostWatcher)
     return PlaybookOutcome(playbook, str(runner.status), int(runner.rc or 0), hosts, watcher.run_stats, artifact_dir)
 
 
+GENERIC_MESSAGES = ("non-zero return code",)  # Ansible's words for a command or script that failed
+# What ssh adds to a session's stderr; a script run over a pty has its own stderr in its stdout.
+SSH_NOISE = re.compile(r"^(Shared connection|Connection) to \S+ closed\.$")
+
+
+def last_words(text: object) -> str:
+    """The last line of a command's output that is not ssh's own, stripped ('' when none)."""
+    lines = [line.strip() for line in str(text or "").splitlines()]
+    return next((line for line in reversed(lines) if line and not SSH_NOISE.match(line)), "")
+
+
 def message_of(data: dict[str, Any]) -> str:
+    """What a failed or unreachable event says went wrong: the module's message or, when that
+    only says a command failed, the last line the command wrote (stderr first, then stdout)."""
     result = data.get("res") or {}
-    message = result.get("msg") or result.get("stderr") or result.get("reason") or "failed"
-    return str(message)[:MAX_DETAIL]
+    message = result.get("msg")
+    if not message or message in GENERIC_MESSAGES:
+        message = last_words(result.get("stderr")) or last_words(result.get("stdout")) or message
+    return str(message or result.get("reason") or "failed")[:MAX_DETAIL]

@@ -1,12 +1,17 @@
-"""lab's helper on a production host: install with a restore point, roll back, keep the host's log.
+"""lab's helper on a target: check a build's digest and install it (with a restore point on a
+production host), roll back, keep the host's log.
 
-Run by playbooks/deploy.yml (during a staged rollout, after the artifact was copied and its
-digest checked) and playbooks/rollback.yml, through Ansible's ``script`` module: one module
-run per host for the whole install. Python 3.8+, stdlib only. Prints one JSON object.
+Run by playbooks/deploy.yml (after the artifact was copied) and playbooks/rollback.yml, through
+Ansible's ``script`` module: one module run per host for the whole install. Python 3.8+, stdlib
+only. Prints one JSON object; on an error, one line to stderr (the lab shows it as the failed
+task's message) and exits 1. ``place`` and ``install`` first check that the artifact A on the target has sha256 D
+(so what is tested is exactly what was registered) and answer with its "digest".
 
+  lab_host.py place --root R --product P --version V --digest D --artifact A
+      A sandbox's deploy: unpack A under R (as ``tar -x`` does) and write the install record.
   lab_host.py install --root R --product P --version V --digest D --artifact A --note TEXT
-      Install the build whose artifact A (already digest-checked by the playbook) is on the
-      host. Nothing happens when the install record already says D, so a host records each
+      A production host's deploy (a staged rollout): install the build whose artifact A is on
+      the host. Nothing happens when the install record already says D, so a host records each
       build it gets exactly once. Otherwise: keep a restore point for D first (once: a
       complete one is never retaken, so a repeated install after a crash cannot save the
       candidate's own files) - a tar of every file A would overwrite plus the install record,
@@ -143,17 +148,35 @@ def unpack(archive, root):
             tar.extractall(root)  # noqa: S202 - members were checked above
 
 
+def check_digest(args):
+    """Refuse an artifact on the target that is not the registered build."""
+    found = sha256_of(args.artifact)
+    if found != args.digest:
+        raise ValueError("artifact on the target has sha256 %s, expected %s" % (found, args.digest))
+
+
+def write_record(args):
+    record = {"product": args.product, "version": args.version, "digest": args.digest}
+    write_atomic(os.path.join(args.root, registry_path(args.product)), (json.dumps(record, indent=4) + "\n").encode())
+
+
+def place(args):
+    check_digest(args)
+    unpack(args.artifact, args.root)
+    write_record(args)
+    return {"installed": True, "digest": args.digest}
+
+
 def install(args):
-    path = os.path.join(args.root, registry_path(args.product))
-    current = read_json(path)
+    check_digest(args)
+    current = read_json(os.path.join(args.root, registry_path(args.product)))
     if isinstance(current, dict) and current.get("digest") == args.digest:
-        return {"installed": False, "previous": None}
+        return {"installed": False, "previous": None, "digest": args.digest}
     keep_restore_point(args, current if isinstance(current, dict) else None)
     unpack(args.artifact, args.root)
     log_line(args.root, "deploy %s %s %s %s" % (args.product, args.version, args.digest, args.note))
-    record = {"product": args.product, "version": args.version, "digest": args.digest}
-    write_atomic(path, (json.dumps(record, indent=4) + "\n").encode())
-    return {"installed": True, "previous": current}
+    write_record(args)
+    return {"installed": True, "previous": current, "digest": args.digest}
 
 
 def restore(args):
@@ -188,7 +211,7 @@ def restore(args):
 
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("install", "restore"))
+    parser.add_argument("command", choices=("place", "install", "restore"))
     parser.add_argument("--root", required=True)
     parser.add_argument("--product", required=True)
     parser.add_argument("--digest", required=True)
@@ -198,11 +221,11 @@ def main(argv):
     args = parser.parse_args(argv)
     args.root = os.path.abspath(args.root)
     try:
-        if args.command == "install" and not (args.artifact and args.version):
-            parser.error("install needs --artifact and --version")
-        result = {"install": install, "restore": restore}[args.command](args)
+        if args.command in ("place", "install") and not (args.artifact and args.version):
+            parser.error("%s needs --artifact and --version" % args.command)
+        result = {"place": place, "install": install, "restore": restore}[args.command](args)
     except (OSError, ValueError, RuntimeError, tarfile.TarError) as exc:
-        sys.stderr.write("lab_host %s: %s: %s\n" % (args.command, type(exc).__name__, exc))
+        sys.stderr.write("lab_host %s: %s\n" % (args.command, exc))
         return 1
     print(json.dumps(result))
     return 0

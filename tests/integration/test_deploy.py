@@ -109,3 +109,41 @@ def test_artifacts_are_private_and_hold_no_secret(
     command = json.loads(next(p for p in files if p.name == "command").read_text())
     assert command["command"][0] == str(Path(sys.executable).parent / "ansible-playbook")
     assert SECRET not in " ".join(command["command"])
+
+
+def test_the_default_deploy_playbook_installs_only_the_registered_build(tmp_path: Path, inventory: Path) -> None:
+    import hashlib
+
+    from lab.campaign.builds import pack
+    from tests.support.labfiles import REPO
+
+    write(tmp_path / "src" / "opt/app/VERSION", "2.0\n")
+    artifact = tmp_path / "app-2.0.tar.gz"
+    artifact.write_bytes(pack([tmp_path / "src"]))
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()
+
+    def deploy(root: Path, claimed: str, **extra: str) -> object:
+        extravars = {"sandbox_root": str(root), "lab_artifact": str(artifact), "lab_digest": claimed,
+                     "lab_product": "app", "lab_version": "2.0", **extra}
+        return run_playbook(REPO / "playbooks" / "deploy.yml", inventory=(inventory,),
+                            ansible=AnsibleSettings(tmp_path), host="good", extravars=extravars,
+                            work_dir=tmp_path / "work", timeout=120)
+
+    tampered = deploy(tmp_path / "refused", "0" * 64)
+    assert tampered.host_ok("good") is False  # type: ignore[attr-defined]
+    assert tampered.detail("good").endswith(  # type: ignore[attr-defined]
+        f"lab_host place: artifact on the target has sha256 {digest}, expected {'0' * 64}")
+    assert not (tmp_path / "refused/opt").exists() and not (tmp_path / "refused/var/lib/lab/installed").exists()
+
+    placed = deploy(tmp_path / "sandbox", digest)
+    assert placed.host_ok("good") is True and placed.stats == {"deployed_digest": digest}  # type: ignore[attr-defined]
+    assert (tmp_path / "sandbox/opt/app/VERSION").read_text() == "2.0\n"
+    assert json.loads((tmp_path / "sandbox/var/lib/lab/installed/app.json").read_text()) == {
+        "product": "app", "version": "2.0", "digest": digest}
+    assert not (tmp_path / "sandbox/var/lib/lab/restore").exists()  # a sandbox keeps no restore point
+
+    rolled = deploy(tmp_path / "production", digest, lab_rollout="rollout=r1 wave=1")
+    assert rolled.host_ok("good") is True and rolled.stats == {"deployed_digest": digest}  # type: ignore[attr-defined]
+    assert (tmp_path / f"production/var/lib/lab/restore/app/{digest}/manifest.json").exists()
+    assert (tmp_path / "production/var/log/lab-deploy.log").read_text().split()[1:] == [
+        "deploy", "app", "2.0", digest, "rollout=r1", "wave=1"]

@@ -48,3 +48,19 @@ def test_a_run_that_never_reached_its_stats_passes_no_host() -> None:
     assert outcome.hosts["a"].finished is False and outcome.host_ok("a") is False
     timed_out = collect(run("timeout", [started, stats(a={"ok": 1})]), "deploy.yml", "")
     assert timed_out.host_ok("a") is False and timed_out.infrastructure_error("a") is True
+
+
+def test_a_failed_script_is_described_by_its_stderr_not_by_ansibles_generic_words() -> None:
+    said = "lab_host place: artifact on the target has sha256 ab, expected cd"
+    script = {"event": "runner_on_failed", "event_data": {"host": "b", "task": "Check and install", "res": {
+        "msg": "non-zero return code", "rc": 1, "stderr": said + "\n", "stdout": "unpacking\n"}}}
+    over_a_pty = {"event": "runner_on_failed", "event_data": {"host": "p", "task": "Check and install", "res": {
+        "msg": "non-zero return code", "rc": 1, "stdout": f"unpacking\r\n{said}\r\n",
+        "stderr": "Shared connection to p closed.\r\n"}}}
+    quiet = {"event": "runner_on_failed", "event_data": {"host": "c", "task": "Run", "res": {
+        "msg": "non-zero return code", "rc": 1, "stderr": "", "stdout": ""}}}
+    outcome = collect(run("failed", [script, over_a_pty, quiet, stats(b={"failures": 1}, c={"failures": 1},
+                                                                      p={"failures": 1})]), "deploy.yml", "")
+    assert outcome.detail("b") == f"deploy.yml failed: task 'Check and install': {said}"
+    assert outcome.detail("p") == f"deploy.yml failed: task 'Check and install': {said}"
+    assert outcome.detail("c") == "deploy.yml failed: task 'Run': non-zero return code"

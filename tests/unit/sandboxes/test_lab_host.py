@@ -1,5 +1,6 @@
-"""playbooks/files/lab_host.py, the rollout's helper on a production host: install with a restore
-point, exactly-once install records, and a rollback that gives back the tree as it was."""
+"""playbooks/files/lab_host.py, deploy's helper on a target: the digest check, a sandbox's install,
+and on a production host an install with a restore point, exactly-once install records, and a
+rollback that gives back the tree as it was."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_a_build_already_installed_is_not_installed_or_logged_twice(tmp_path: Pa
     root = tmp_path / "host"
     build, digest = artifact(tmp_path, "a", {"opt/app/VERSION": "1\n"})
     assert install(root, build, digest, "1.0")["installed"] is True
-    assert install(root, build, digest, "1.0") == {"installed": False, "previous": None}
+    assert install(root, build, digest, "1.0") == {"installed": False, "previous": None, "digest": digest}
     assert log(root) == [["deploy", "app", "1.0", digest, "test=1.0"]]
 
 
@@ -136,6 +137,31 @@ def test_a_member_outside_the_root_is_refused_and_nothing_is_installed(tmp_path:
     archive.write_bytes(raw.getvalue())
     root = tmp_path / "host"
     root.mkdir()
-    result = helper(root, "install", "--digest", "0" * 64, "--version", "6.6.6", "--artifact", str(archive))
+    digest = hashlib.sha256(raw.getvalue()).hexdigest()  # the registered build: the digest check passes
+    result = helper(root, "install", "--digest", digest, "--version", "6.6.6", "--artifact", str(archive))
     assert result.returncode == 1 and "refusing path outside the root: '../escaped.txt'" in result.stderr
     assert not (tmp_path / "escaped.txt").exists() and not (root / "var/lib/lab/installed/app.json").exists()
+
+
+def test_place_unpacks_and_records_the_build_without_a_restore_point_or_log(tmp_path: Path) -> None:
+    root = tmp_path / "sandbox"
+    write(root / "opt/app/VERSION", "0\n")
+    build, digest = artifact(tmp_path, "p", {"opt/app/VERSION": "3\n", "etc/app.conf": "a = 1\n"})
+    done = helper(root, "place", "--digest", digest, "--version", "3.0", "--artifact", str(build))
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"installed": True, "digest": digest})
+    assert (root / "opt/app/VERSION").read_text() == "3\n"
+    assert json.loads((root / "var/lib/lab/installed/app.json").read_text()) == {
+        "product": "app", "version": "3.0", "digest": digest}
+    assert not (root / "var/lib/lab/restore").exists() and log(root) == []
+
+
+def test_an_artifact_that_is_not_the_registered_build_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    build, digest = artifact(tmp_path, "x", {"opt/app/VERSION": "9\n"})
+    wrong = "f" * 64
+    for command in ("place", "install"):
+        root = tmp_path / command
+        root.mkdir()
+        done = helper(root, command, "--digest", wrong, "--version", "9", "--artifact", str(build), "--note", "n")
+        said = f"lab_host {command}: artifact on the target has sha256 {digest}, expected {wrong}"
+        assert (done.returncode, done.stdout, done.stderr) == (1, "", said + "\n")
+        assert sorted(p.name for p in root.iterdir()) == []  # nothing unpacked, recorded or logged
