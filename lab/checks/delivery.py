@@ -4,7 +4,7 @@ A transport runs a command with stdin (``Transport.execute``) and says which run
 runs (``Transport.runner``); what to send is decided here, beside the runners themselves:
 
 - ``python`` (ssh, local, a WinRM host with a POSIX shell): ``<interpreter> -c PYTHON_BOOTSTRAP``
-  with ``<n> <m> <magic>\\n<runner.py, n bytes><runner.py compiled, m bytes><manifest JSON>`` on
+  with ``<n> <m> <magic>\\n<runner.py, n bytes><runner.py compiled, m bytes of base64><manifest JSON>`` on
   stdin (see PYTHON_BOOTSTRAP);
 - ``powershell`` (Windows): ``POWERSHELL_ARGV`` with runner.ps1 and the manifest on stdin
   (``lab.checks.powershell``).
@@ -12,6 +12,7 @@ runs (``Transport.runner``); what to send is decided here, beside the runners th
 
 from __future__ import annotations
 
+import base64
 import functools
 import importlib.util
 import json
@@ -24,14 +25,17 @@ from lab.transports.base import CommandResult, Transport
 
 # Reads "<n> <m> <magic>\n<runner source, n bytes><runner code, m bytes><manifest JSON>" from stdin
 # and runs the runner on the manifest: one process, one round trip, nothing written to the
-# sandbox's disk. The runner code is runner.py compiled and marshalled by the controller; the
-# sandbox's interpreter loads it when its bytecode magic is the controller's (it then skips
-# compiling ~100 KB of source, about a quarter of a verify's time on the node) and compiles the
-# source otherwise (another Python version, or an interpreter without CPython's importlib).
+# sandbox's disk. The runner code is runner.py compiled and marshalled by the controller, in
+# base64: stdin may pass through a text channel (a WinRM shell re-encodes it from its code page),
+# which raw bytes would not survive. The sandbox's interpreter loads that code when its bytecode
+# magic is the controller's (it then skips compiling ~100 KB of source, about a quarter of a
+# verify's time on the node) and compiles the source otherwise (another Python version, or an
+# interpreter without CPython's importlib).
 PYTHON_BOOTSTRAP = (
-    "import sys,marshal;d=sys.stdin.buffer.read();h,_,r=d.partition(b'\\n');n,m,t=h.split();n=int(n);m=int(m);"
-    "f=getattr(sys.modules.get('_frozen_importlib_external'),'MAGIC_NUMBER',b'');"
-    "c=marshal.loads(r[n:n+m]) if m and f.hex().encode()==t else compile(r[:n],'lab-runner.py','exec');"
+    "import sys,marshal,binascii;d=sys.stdin.buffer.read();h,_,r=d.partition(b'\\n');n,m,t=h.split();"
+    "n=int(n);m=int(m);f=getattr(sys.modules.get('_frozen_importlib_external'),'MAGIC_NUMBER',b'');"
+    "c=marshal.loads(binascii.a2b_base64(r[n:n+m])) if m and f.hex().encode()==t "
+    "else compile(r[:n],'lab-runner.py','exec');"
     "g={'__name__':'lab_runner'};exec(c,g);"
     "sys.exit(g['main'](r[n+m:]))"
 )
@@ -45,13 +49,14 @@ def python_runner_source() -> bytes:
 @functools.lru_cache(maxsize=4)
 def compiled_runner(source: bytes) -> bytes:
     """``source`` compiled as PYTHON_BOOTSTRAP would compile it on the sandbox (no inherited
-    ``__future__`` flags, asserts kept), marshalled for this interpreter's bytecode."""
-    return marshal.dumps(compile(source, "lab-runner.py", "exec", dont_inherit=True, optimize=0))
+    ``__future__`` flags, asserts kept), marshalled for this interpreter's bytecode, in base64."""
+    code = compile(source, "lab-runner.py", "exec", dont_inherit=True, optimize=0)
+    return base64.b64encode(marshal.dumps(code))
 
 
 def runner_frame(source: bytes, body: bytes, precompiled: bool = True) -> bytes:
     """The stdin PYTHON_BOOTSTRAP expects: runner ``source``, its code marshalled for this
-    interpreter (omitted when not ``precompiled``; the sandbox then compiles the source) and the
+    interpreter in base64 (omitted when not ``precompiled``; the sandbox then compiles the source) and the
     manifest's JSON ``body``."""
     code = compiled_runner(source) if precompiled else b""
     magic = importlib.util.MAGIC_NUMBER.hex() if precompiled else "-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import marshal
@@ -51,7 +52,7 @@ def test_a_python_host_gets_the_bootstrap_and_the_framed_runner(variables: dict[
     size, code_size, magic = header.split()
     assert int(size) == len(source) and rest[:len(source)] == source
     assert magic == importlib.util.MAGIC_NUMBER.hex().encode()
-    code = marshal.loads(rest[len(source):len(source) + int(code_size)])
+    code = marshal.loads(base64.b64decode(rest[len(source):len(source) + int(code_size)], validate=True))
     assert code.co_filename == "lab-runner.py" and "run_manifest" in code.co_names
     assert json.loads(rest[len(source) + int(code_size):]) == dict(MANIFEST, deadline=14.5)  # the runner's own deadline
     assert stdin == python_runner_payload(dict(MANIFEST, deadline=14.5))
@@ -86,7 +87,7 @@ def test_the_bootstrap_runs_the_precompiled_runner_when_the_bytecode_magic_match
 
 
 def test_the_bootstrap_compiles_the_source_when_the_magic_differs_or_no_code_came() -> None:
-    code = marshal.dumps(compile(SAYS_COMPILED, "x", "exec"))
+    code = base64.b64encode(marshal.dumps(compile(SAYS_COMPILED, "x", "exec")))
     other = (b"%d %d 00000000\n" % (len(SAYS_SOURCE), len(code))) + SAYS_SOURCE + code + b"[1]"
     assert bootstrap(other) == (3, "source [1]\n")  # another interpreter's bytecode is never loaded
     assert bootstrap(runner_frame(SAYS_SOURCE, b"[2]", precompiled=False)) == (3, "source [2]\n")
