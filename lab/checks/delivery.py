@@ -63,9 +63,9 @@ def runner_frame(source: bytes, body: bytes, precompiled: bool = True) -> bytes:
     return f"{len(source)} {len(code)} {magic}\n".encode("ascii") + source + code + body
 
 
-def python_runner_payload(manifest: dict[str, Any]) -> bytes:
-    """The stdin that PYTHON_BOOTSTRAP expects for ``manifest``."""
-    return runner_frame(python_runner_source(), json.dumps(manifest, sort_keys=True).encode("utf-8"))
+def python_runner_payload(manifest: dict[str, Any], precompiled: bool = True) -> bytes:
+    """The stdin that PYTHON_BOOTSTRAP expects for ``manifest`` (with the runner's code when ``precompiled``)."""
+    return runner_frame(python_runner_source(), json.dumps(manifest, sort_keys=True).encode("utf-8"), precompiled)
 
 
 RUNNER_GRACE = 2.0  # seconds the runner outlives the transport's timeout before it stops itself
@@ -83,4 +83,5 @@ def run_runner(transport: Transport, manifest: dict[str, Any], timeout: float) -
     kind = transport.runner()
     if kind.language == "powershell":
         return transport.execute(list(POWERSHELL_ARGV), powershell_payload(manifest), timeout)
-    return transport.execute([kind.interpreter, "-c", PYTHON_BOOTSTRAP], python_runner_payload(manifest), timeout)
+    payload = python_runner_payload(manifest, transport.precompiled_runner)
+    return transport.execute([kind.interpreter, "-c", PYTHON_BOOTSTRAP], payload, timeout)

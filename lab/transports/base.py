@@ -40,6 +40,9 @@ class Transport(ABC):
     """One session to one sandbox, opened once per campaign and reused for every suite."""
 
     name: str = ""
+    # Whether the Python runner is worth sending precompiled as well as in source (lab.checks.delivery):
+    # it saves the sandbox compiling it, at the cost of a larger stdin.
+    precompiled_runner: bool = True
 
     def __init__(self, host: str, variables: Mapping[str, Any]) -> None:
         """``variables`` are the host's inventory variables plus the provider's own facts."""

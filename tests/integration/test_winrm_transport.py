@@ -132,7 +132,8 @@ def test_a_200_kb_manifest_goes_through_stdin_in_chunks(
     monkeypatch.setattr(Protocol, "send_command_input", spy_send)
     monkeypatch.setattr(Protocol, "run_command", spy_command)
     manifest = compile_suite(big, str(root), {})
-    payload = python_runner_payload(dict(manifest, deadline=60 + RUNNER_GRACE))  # what run_runner sends
+    # what run_runner sends over WinRM: the runner's source only, no precompiled code
+    payload = python_runner_payload(dict(manifest, deadline=60 + RUNNER_GRACE), precompiled=False)
     assert len(payload) > 200_000
     with opened(http_endpoint) as transport:
         output = run_runner(transport, manifest, 60)

@@ -57,6 +57,7 @@ class WinRMTransport(Transport):
     """Reaches a sandbox over WinRM (WS-Management) with pywinrm's low-level protocol API."""
 
     name = "winrm"
+    precompiled_runner = False  # stdin travels in Send round trips: the larger stdin costs more than the compile
 
     def __init__(self, host: str, variables: Mapping[str, Any]) -> None:
         """Read and validate the settings now, so a bad inventory fails before any connection."""

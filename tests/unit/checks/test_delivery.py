@@ -58,6 +58,17 @@ def test_a_python_host_gets_the_bootstrap_and_the_framed_runner(variables: dict[
     assert stdin == python_runner_payload(dict(MANIFEST, deadline=14.5))
 
 
+def test_a_transport_that_declines_the_precompiled_runner_sends_the_source_alone() -> None:
+    transport = Recording({})
+    transport.precompiled_runner = False  # as WinRM, where every byte of stdin costs round trips
+    run_runner(transport, MANIFEST, 10)
+    [(_, stdin, _)] = transport.sent
+    source = python_runner_source()
+    assert stdin.partition(b"\n")[0] == f"{len(source)} 0 -".encode()
+    assert stdin == python_runner_payload(dict(MANIFEST, deadline=12.0), precompiled=False)
+    assert json.loads(stdin.partition(b"\n")[2][len(source):]) == dict(MANIFEST, deadline=12.0)
+
+
 def test_a_powershell_host_gets_the_powershell_bootstrap_and_runner_ps1() -> None:
     transport = Recording({}, RunnerKind("powershell", "python3"))
     run_runner(transport, MANIFEST, 30)
