@@ -2,7 +2,8 @@
 
 Redis is a plain dispatcher here: the controller commits a dispatch row per task before it is
 published (``lab.executors.dispatches``) and records every outcome in its own store; workers
-never touch the store. Every message is an HMAC-signed envelope (``lab.executors.signing``);
+never touch the store. Every message is an HMAC-signed envelope (``lab.executors.signing``),
+and so is every outcome a worker answers: the controller records none that does not open;
 JSON only (no pickle). Workers take one task at a time (prefetch 1), acknowledge it only when it
 is done (``acks_late``; a worker killed mid-task leaves it to another: ``reject_on_worker_lost``
 and Redis's visibility timeout), and a task's time limit stays below that timeout so a task
@@ -26,7 +27,7 @@ from lab.evidence.store import Store
 from lab.executors.base import UNSTOPPABLE, Outcome, Task
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import publish
-from lab.executors.signing import read_key, seal
+from lab.executors.signing import Refused, open_outcome, read_key, seal
 
 TASK_NAME = "lab.run"
 POLL_S = 0.2
@@ -96,8 +97,9 @@ class CeleryExecutor:
             for task_id, task in list(waiting.items()):
                 result = self.app.AsyncResult(task_id)
                 if result.state == "SUCCESS":
+                    outcome = self.signed_outcome(task, result)
                     del waiting[task_id]
-                    each(task, dict(result.result))
+                    each(task, outcome)
                 elif result.state == "REVOKED" and self.redis.exists(halt_key(task.subject)):
                     del waiting[task_id]  # revoked by a halt before it started: no host touched
                     each(task, {"halted": True})
@@ -116,6 +118,18 @@ class CeleryExecutor:
                                           "start `lab worker --queue ZONE` there, then resume")
             if waiting:
                 self.sleep(POLL_S)
+
+    def signed_outcome(self, task: Task, result: Any) -> Outcome:
+        """The outcome a worker sealed for ``task``. One that does not open (altered in Redis,
+        unsigned, or another task's) is never recorded: its result is forgotten, so ``resume``
+        publishes the task again, and InfrastructureError says so."""
+        try:
+            return open_outcome(result.result, self.key, task.id)
+        except Refused as exc:
+            result.forget()
+            raise InfrastructureError(f"the outcome of task {task.id} ({task.kind}, zone {task.zone}) was refused: "
+                                      f"{exc}; nothing of it was recorded. Find out who can write to the broker, "
+                                      "then resume: the task is asked of its worker again") from None
 
     def reattach(self, task: Task) -> bool:
         """Finished, or running (claimed by a live worker: True): leave it; otherwise (new, queued,

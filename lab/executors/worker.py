@@ -4,10 +4,12 @@ Before running a task the worker checks, in order: the envelope's HMAC (an unsig
 task is refused and logged, never run), that the task is for this zone, the subject's halt flag
 (a halted rollout's task is answered ``halted`` without touching a host; a rollback task is
 run all the same: the halt calls for it), whether the task id
-was done already (its outcome is answered again: a task delivered twice runs once), and a
+was done already (its outcome is answered again: a task delivered twice runs once; a done marker
+whose HMAC does not open is dropped and the task runs again), and a
 claim on the task id (another worker on the same id: wait for its outcome). A claim lives 30 s
 unless its worker renews it while the task runs, so a worker killed mid-task frees it soon. The work itself is
-the handler of the task's kind, with this machine's lab: its inventory, secrets and vault.
+the handler of the task's kind, with this machine's lab: its inventory, secrets and vault. Every
+answer is the outcome sealed with the lab's key and bound to the task's id (``seal_outcome``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from lab.config.executor import ExecutorSettings
 from lab.errors import ConfigError
 from lab.executors.base import UNSTOPPABLE, Outcome, Task
 from lab.executors.celery import KEPT_S, TASK_NAME, celery_app, claim_key, done_key, halt_key, redis_client
-from lab.executors.signing import Refused, open_envelope, read_key
+from lab.executors.signing import Refused, open_envelope, open_outcome, read_key, seal_outcome
 
 LOG = logging.getLogger("lab.worker")
 Handler = Callable[[Task], Outcome]
@@ -53,8 +55,9 @@ class Worker:
         self.redis = redis_client(settings)
         self.name = f"{zone}@{socket.gethostname()}-{os.getpid()}"
 
-    def handle(self, envelope: Any, delivered_as: str | None) -> Outcome:
-        """The outcome of the task in ``envelope`` (run here, or taken from an earlier run of its id)."""
+    def handle(self, envelope: Any, delivered_as: str | None) -> dict[str, Any]:
+        """The signed outcome (``seal_outcome``) of the task in ``envelope``: run here, or taken
+        from an earlier run of its id."""
         try:
             task = open_envelope(envelope, self.key, delivered_as)
         except Refused as exc:
@@ -65,13 +68,12 @@ class Worker:
             raise TaskRefused(f"refused by worker {self.name}: a {task.kind} task of zone {task.zone}")
         if task.kind not in UNSTOPPABLE and self.redis.exists(halt_key(task.subject)):
             LOG.info("task %s: %s is halted; not run", task.id, task.subject)
-            return {"halted": True}
+            return seal_outcome(task.id, {"halted": True}, self.key)
         while True:
-            done = self.redis.get(done_key(task.id))
+            done = self.done_before(task.id)
             if done is not None:
                 LOG.info("task %s was done already; its outcome is answered again", task.id)
-                loaded: Outcome = json.loads(done)
-                return loaded
+                return done
             if self.redis.set(claim_key(task.id), self.name, nx=True, ex=CLAIM_TTL_S):
                 break
             time.sleep(WAIT_S)  # another worker runs this very task: its outcome is this one's
@@ -79,13 +81,29 @@ class Worker:
         renew = threading.Thread(target=self.renew, args=(task.id, running), daemon=True)
         renew.start()
         try:
-            outcome = self.handlers[task.kind](task)
-            self.redis.set(done_key(task.id), json.dumps(outcome), ex=KEPT_S)
-            return outcome
+            answer = seal_outcome(task.id, self.handlers[task.kind](task), self.key)
+            self.redis.set(done_key(task.id), json.dumps(answer), ex=KEPT_S)
+            return answer
         finally:
             running.set()
             renew.join()
             self.redis.delete(claim_key(task.id))
+
+    def done_before(self, task_id: str) -> dict[str, Any] | None:
+        """The signed outcome an earlier run of ``task_id`` left, if any. A done marker that does
+        not open (altered in Redis) is dropped, so the task runs again: its host steps are
+        idempotent, and a forged outcome must never be answered."""
+        done = self.redis.get(done_key(task_id))
+        if done is None:
+            return None
+        try:
+            answer: dict[str, Any] = json.loads(done)
+            open_outcome(answer, self.key, task_id)
+        except (ValueError, Refused) as exc:
+            LOG.error("task %s: its done marker was refused (%s); the task runs again", task_id, exc)
+            self.redis.delete(done_key(task_id))
+            return None
+        return answer
 
     def renew(self, task_id: str, ended: threading.Event) -> None:
         """Keep this worker's claim on ``task_id`` alive until ``ended``."""
@@ -100,7 +118,7 @@ def serve(settings: ExecutorSettings, zone: str, handlers: Mapping[str, Handler]
     app = celery_app(settings)
 
     @app.task(name=TASK_NAME, bind=True)  # type: ignore[untyped-decorator]
-    def run(self: Any, envelope: Any) -> Outcome:
+    def run(self: Any, envelope: Any) -> dict[str, Any]:
         return worker.handle(envelope, self.request.id)
 
     app.worker_main([*CELERY_WORKER, "--queues", zone, "--hostname", worker.name])

@@ -73,11 +73,14 @@ def test_the_cells_and_shards_ran_on_the_zone_workers(demo: tuple[Path, subproce
     work, result = demo
     lab_log, production_log = ((work / f"worker-{zone}.log").read_text() for zone in ("lab", "production"))
     # three campaigns of three sandboxes, two batches each (parallel: 2)
-    assert lab_log.count("succeeded in") == 6 and "'steps': [{'campaign_id'" in lab_log
+    # each answer is its outcome sealed with the lab's key (the log shows its start: JSON, keys sorted)
+    assert lab_log.count("succeeded in") == 6 and """{'body': '{"outcome":{"cells":[{"results":[""" in lab_log
     # A: waves of 1, 2, 9 and 12 hosts in shards of up to 8 (forks): 1 + 1 + 2 + 2; C: its canary wave, then
     # that wave's rollback (with the health check of the host restored)
-    assert production_log.count("succeeded in") == 8 and "'deployed': {'prod-ts-01'" in production_log
-    assert "'rolled_back': {'prod-ts-01'" in production_log
+    assert production_log.count("succeeded in") == 8
+    assert """{'body': '{"outcome":{"deployed":{"prod-ts-01":""" in production_log
+    # C's rollback: no host deployed, the restored host's health checked ("rolled_back" sorts after the log's cut)
+    assert """{'body': '{"outcome":{"health":{"prod-ts-01":""" in production_log
     assert "  lab: 6 task(s)\n  production: 8 task(s)\n" in result.stdout
 
 

@@ -16,7 +16,7 @@ from lab.errors import ConfigError, InfrastructureError
 from lab.executors.base import Task, task_id
 from lab.executors.dispatches import Dispatches
 from lab.executors.share import fetch, publish
-from lab.executors.signing import Refused, open_envelope, read_key, seal
+from lab.executors.signing import Refused, open_envelope, open_outcome, read_key, seal, seal_outcome
 from tests.support.labfiles import copy_default_lab
 from tests.support.postgres import Backend, postgres_cluster, store_backend
 
@@ -75,6 +75,23 @@ def test_an_envelope_opens_only_unaltered_under_its_own_id_with_the_same_key() -
         open_envelope(envelope, KEY, task_id("other"))
     with pytest.raises(Refused, match="unsigned"):
         open_envelope(TASK.to_json(), KEY, TASK.id)
+
+
+def test_an_outcome_opens_only_unaltered_as_the_outcome_of_its_own_task_with_the_same_key() -> None:
+    outcome = {"hosts": {"prod-ts-02": {"deployed": True, "digest": "ab" * 32}}}
+    envelope = seal_outcome(TASK.id, outcome, KEY)
+    assert open_outcome(envelope, KEY, TASK.id) == outcome
+    with pytest.raises(Refused, match="task outcome with a wrong HMAC"):
+        open_outcome({**envelope, "body": envelope["body"].replace("true", "false")}, KEY, TASK.id)
+    with pytest.raises(Refused, match="task outcome with a wrong HMAC"):
+        open_outcome(envelope, b"t" * 40, TASK.id)
+    other = task_id("other")
+    with pytest.raises(Refused, match=f"signed outcome of task {TASK.id} given as the outcome of task {other}"):
+        open_outcome(envelope, KEY, other)
+    with pytest.raises(Refused, match="unsigned task outcome"):
+        open_outcome(outcome, KEY, TASK.id)
+    with pytest.raises(Refused, match="without an outcome"):
+        open_outcome(seal(TASK, KEY), KEY, TASK.id)  # a task's own envelope is no outcome
 
 
 def test_a_short_key_file_is_refused_naming_it(tmp_path: Path) -> None:
