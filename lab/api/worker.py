@@ -24,10 +24,11 @@ def worker(lab: Lab, zone: str) -> None:
         raise ConfigError("`lab worker` serves the celery executor: set executor.kind: celery with its broker, "
                           "share and key_file in lab.yml", source=str(config.path))
     share = settings.share
+    cache = config.state_dir / "worker" / "artifacts"
 
     def artifact(task: Task) -> Path:
         build = task.payload["build"]
-        return fetch(share, build["digest"], config.state_dir / "worker" / "artifacts", build["artifact"])
+        return fetch(share, build["digest"], cache, build["artifact"])
 
     def shard(task: Task) -> Outcome:
         return run_shard(config, task.payload, artifact(task))
@@ -36,8 +37,10 @@ def worker(lab: Lab, zone: str) -> None:
         return run_cells(config, task.payload, artifact(task))
 
     def rollback(task: Task) -> Outcome:
-        cache = config.state_dir / "worker" / "artifacts"
-        previous = {host: fetch(share, str(found["lab_previous_digest"]), cache, str(found["artifact"]))
+        builds = {str(found["lab_previous_digest"]): str(found["artifact"])
+                  for found in task.payload["previous"].values() if "artifact" in found}
+        fetched = {digest: fetch(share, digest, cache, name) for digest, name in builds.items()}  # each build once
+        previous = {host: fetched[str(found["lab_previous_digest"])]
                     for host, found in task.payload["previous"].items() if "artifact" in found}
         return run_rollback(config, task.payload, artifact(task), previous)
 

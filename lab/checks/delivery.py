@@ -41,8 +41,9 @@ PYTHON_BOOTSTRAP = (
 )
 
 
+@functools.cache
 def python_runner_source() -> bytes:
-    """The bytes of ``lab/checks/runner.py`` as shipped in the package."""
+    """The bytes of ``lab/checks/runner.py`` as shipped in the package (read once per process)."""
     return resources.files("lab.checks").joinpath("runner.py").read_bytes()
 
 

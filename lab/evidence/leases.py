@@ -19,7 +19,6 @@ shown. A store this lab has not opened yet has no such table; the session's (cut
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -75,14 +74,7 @@ def advisory_lease(store: StoreLocation, name: str, holder: str, timeout: float,
     try:
         described = describe(db, name, holder)  # first: whoever finds the lock held finds who holds it
         key = lock_key(name)
-        deadline = time.monotonic() + timeout
-        while not taken(db, key):
-            if time.monotonic() >= deadline:
-                raise InfrastructureError(file_lease.held_by(name, advisory_holder(db, name), timeout))
-            if waiting is not None:
-                waiting(advisory_holder(db, name))
-                waiting = None  # once
-            time.sleep(0.2)
+        file_lease.wait_to_take(name, lambda: taken(db, key), lambda: advisory_holder(db, name), timeout, waiting)
         yield
     finally:
         try:

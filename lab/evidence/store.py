@@ -301,41 +301,21 @@ class Store:
     def cells(self, campaign_id: str) -> list[CellRecord]:
         """Every cell of the campaign with its results (done cells only have results)."""
         with self._lock:
-            rows = self._db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
-                                    (campaign_id,)).fetchall()
-            result_rows = self._db.execute(
-                "SELECT * FROM results WHERE campaign_id=? ORDER BY sandbox, suite, rowid", (campaign_id,)
-            ).fetchall()
-        by_cell: dict[tuple[str, str], list[Result]] = {}
-        for r in result_rows:
-            by_cell.setdefault((r["sandbox"], r["suite"]), []).append(Result(
-                r["check_id"], Status(r["status"]), r["message"], json.loads(r["evidence"]),
-                r["duration_ms"], r["attempts"]))
-        return [
-            CellRecord(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
-                       r["finished_at"], tuple(by_cell.get((r["sandbox"], r["suite"]), ())))
-            for r in rows
-        ]
+            found = cells_with_results(self._db, campaign_id,
+                                       "check_id, status, message, evidence, duration_ms, attempts")
+        return [CellRecord(*header_fields(campaign_id, r), tuple(
+            Result(x["check_id"], Status(x["status"]), x["message"], json.loads(x["evidence"]), x["duration_ms"],
+                   x["attempts"]) for x in results)) for r, results in found]
 
     def outcomes(self, campaign_id: str) -> list[CellOutcomes]:
         """Every cell of the campaign with each result's check id, status and message, in the order
         of ``cells``, from one snapshot; no evidence is read or decoded (what a gate and a headline
         need, at a fraction of the cost)."""
         with self.snapshot() as db:
-            rows = db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite",
-                              (campaign_id,)).fetchall()
-            result_rows = db.execute("SELECT sandbox, suite, check_id, status, message FROM results WHERE "
-                                     "campaign_id=? ORDER BY sandbox, suite, rowid", (campaign_id,)).fetchall()
-        by_cell: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
-        for r in result_rows:
-            by_cell.setdefault((r[0], r[1]), []).append((r[2], r[3], r[4]))
-        cells = []
-        for r in rows:
-            found = by_cell.get((r["sandbox"], r["suite"]), [])
-            check_ids, statuses, messages = tuple(zip(*found, strict=True)) or ((), (), ())  # columns
-            cells.append(CellOutcomes(campaign_id, r["sandbox"], r["suite"], CellState(r["state"]), r["started_at"],
-                                      r["finished_at"], check_ids, tuple(STATUSES[s] for s in statuses), messages))
-        return cells
+            found = cells_with_results(db, campaign_id, "check_id, status, message")
+        return [CellOutcomes(*header_fields(campaign_id, r), tuple(x["check_id"] for x in results),
+                             tuple(STATUSES[x["status"]] for x in results), tuple(x["message"] for x in results))
+                for r, results in found]
 
     def start_cell(self, campaign_id: str, sandbox: str, suite: str) -> None:
         with self.transaction() as db:
@@ -388,6 +368,24 @@ class Store:
                                     (campaign_id,)).fetchall()
         return [StepRecord(r["campaign_id"], r["sandbox"], r["step"], bool(r["ok"]), bool(r["infrastructure_error"]),
                            r["detail"], r["deployed_digest"], r["started_at"], r["finished_at"]) for r in rows]
+
+
+def cells_with_results(db: Connection, campaign_id: str, columns: str) -> list[tuple[Row, list[Row]]]:
+    """The campaign's cell rows (by sandbox, then suite), each with the ``columns`` of its result
+    rows in the order they were written: two queries, grouped here."""
+    rows = db.execute("SELECT * FROM cells WHERE campaign_id=? ORDER BY sandbox, suite", (campaign_id,)).fetchall()
+    result_rows = db.execute(f"SELECT sandbox, suite, {columns} FROM results WHERE campaign_id=? "  # noqa: S608 - constant
+                             "ORDER BY sandbox, suite, rowid", (campaign_id,)).fetchall()
+    by_cell: dict[tuple[str, str], list[Row]] = {}
+    for r in result_rows:
+        by_cell.setdefault((r["sandbox"], r["suite"]), []).append(r)
+    return [(r, by_cell.get((r["sandbox"], r["suite"]), [])) for r in rows]
+
+
+def header_fields(campaign_id: str, row: Row) -> tuple[str, str, str, CellState, str | None, str | None]:
+    """A cell row's fields as CellHeader orders them (campaign, sandbox, suite, state, started, finished)."""
+    return (campaign_id, row["sandbox"], row["suite"], CellState(row["state"]), row["started_at"],
+            row["finished_at"])
 
 
 def build_from_row(row: Row) -> Build:

@@ -51,11 +51,18 @@ class ShardPlanner:
         self.build = build
         self.scope = f"wave-{wave.index}"
         self.dispatches = Dispatches(store)
+        self.shared: set[str] = set()  # digests put into the share by this planner
+
+    def share(self, artifact: Path, digest: str) -> None:
+        """Put ``artifact`` into the share, once per digest (the share hashes what it copies)."""
+        if digest not in self.shared:
+            self.executor.share(artifact, digest)
+            self.shared.add(digest)
 
     def tasks(self, deploy: list[str], check: list[str]) -> list[Task]:
         """The wave's tasks still to be done: those published before without a recorded outcome,
         then new shards (committed before this returns) for the hosts none of them covers."""
-        self.executor.share(self.build.artifact, self.build.digest)
+        self.share(self.build.artifact, self.build.digest)
 
         def fresh(covered: set[str], attempt: int) -> list[Task]:
             shards = self.shards([h for h in deploy if h not in covered], [h for h in check if h not in covered])
@@ -82,7 +89,7 @@ class ShardPlanner:
         """The rollback tasks still to be done for ``hosts`` (reattached, then new ones committed before
         this returns): the rollback playbook over each, then the health suite on those in ``check``
         (hosts that ran an earlier build) that it restored."""
-        self.executor.share(self.build.artifact, self.build.digest)
+        self.share(self.build.artifact, self.build.digest)
         scope = f"{self.scope}-rollback"
 
         def fresh(covered: set[str], attempt: int) -> list[Task]:
@@ -100,7 +107,7 @@ class ShardPlanner:
             found = dict(self.previous(host))
             artifact = found.pop("lab_previous_artifact", None)
             if artifact is not None:  # a rollback variant may reinstall it: the worker fetches it by digest
-                self.executor.share(Path(artifact), str(found["lab_previous_digest"]))
+                self.share(Path(artifact), str(found["lab_previous_digest"]))
                 found["artifact"] = Path(artifact).name
             previous[host] = found
         payload = {**self.common(), "shard": index, "attempt": attempt, "hosts": hosts, "check": check,

@@ -38,24 +38,39 @@ def lease(state_dir: Path, sandbox: str, holder: str, timeout: float,
     lock_dir.mkdir(parents=True, exist_ok=True)
     path = lock_dir / f"{sandbox}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def take() -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise InfrastructureError(held_by(sandbox, current_holder(path), timeout)) from None
-                if waiting is not None:
-                    waiting(current_holder(path))
-                    waiting = None  # once
-                time.sleep(0.2)
+        wait_to_take(sandbox, take, lambda: current_holder(path), timeout, waiting)
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode())
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+POLL_S = 0.2  # how often a waiting process tries a lease again
+
+
+def wait_to_take(name: str, take: Callable[[], bool], holder: Callable[[], str | None], timeout: float,
+                 waiting: Waiting | None) -> None:
+    """Try ``take`` every POLL_S seconds until it succeeds, telling ``waiting`` who holds the lease
+    (``holder()``) once, when the wait begins; InfrastructureError naming the holder when ``take``
+    still fails after ``timeout`` seconds. Shared by every kind of lease, so all wait alike."""
+    deadline = time.monotonic() + timeout
+    while not take():
+        if time.monotonic() >= deadline:
+            raise InfrastructureError(held_by(name, holder(), timeout))
+        if waiting is not None:
+            waiting(holder())
+            waiting = None  # once
+        time.sleep(POLL_S)
 
 
 def held_by(sandbox: str, holder: str | None, timeout: float) -> str:
